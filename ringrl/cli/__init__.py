@@ -1,0 +1,71 @@
+"""The ``ringrl`` command line: one entry point, a module per sub-command.
+
+Each module in :data:`COMMANDS` exposes ``register(subparsers)``, which adds its parser
+and sets ``func`` to a callable taking the parsed arguments and returning an exit code.
+A :class:`~ringrl.errors.UserError` anywhere becomes one line on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+
+from ringrl import __version__
+from ringrl.errors import UserError
+
+# sub-command name -> module under ringrl.cli (imported lazily: `ringrl --help` stays fast)
+COMMANDS: dict[str, str] = {
+    "quickstart": "quickstart",
+    "pipeline": "pipeline",
+    "sft": "sft",
+    "select-checkpoint": "select",
+    "rl": "rl",
+    "verify": "verify",
+    "eval": "eval",
+    "curate": "curate",
+    "report": "report",
+    "experiment": "experiment",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ringrl",
+        description="The Ring-lite training recipe: long-CoT SFT, entropy-based checkpoint "
+        "selection, two-stage RL with C3PO, verifiable rewards, evaluation.",
+    )
+    parser.add_argument("--version", action="version", version=f"ringrl {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, module in COMMANDS.items():
+        try:
+            mod = importlib.import_module(f"ringrl.cli.{module}")
+        except ModuleNotFoundError as e:
+            if e.name == f"ringrl.cli.{module}":
+                continue  # command not built yet
+            raise
+        mod.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        code = args.func(args)
+    except UserError as e:
+        print(f"ringrl {args.command}: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print(f"ringrl {args.command}: interrupted", file=sys.stderr)
+        return 130
+    return int(code or 0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Dataset rows (DESIGN.md), loading from JSONL/Parquet/`datasets` folders, prompts."""

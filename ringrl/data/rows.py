@@ -1,0 +1,104 @@
+"""Dataset rows: the one format every stage reads (DESIGN.md, "Dataset rows").
+
+A row is a JSON object with ``prompt`` (or ``problem``), a ``domain`` in
+:data:`DOMAINS`, and what its verifier needs: ``answer`` for math, science and logic;
+``tests`` for code (a list of ``{"input", "output"}`` pairs for stdin/stdout judging, or
+a string of assert-style test code, optionally with ``entry_point``); ``response`` for
+SFT rows. Extra fields are kept. Loading validates every row before any training
+starts and names the file, line and field of the first bad one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from ringrl.errors import DataError, UserError
+from ringrl.utils.io import iter_jsonl
+
+DOMAINS = ("math", "code", "science", "logic", "general")
+
+
+def row_prompt(row: dict[str, Any]) -> str:
+    """The user-facing question of a row (``prompt``, else ``problem``, else ``question``)."""
+    for key in ("prompt", "problem", "question"):
+        value = row.get(key)
+        if isinstance(value, str):
+            return value
+    return ""
+
+
+def check_row(row: dict[str, Any], purpose: str) -> tuple[str, str] | None:
+    """Return ``(field, message)`` for the first problem of ``row`` for ``purpose``
+    (``"sft"``, ``"rl"`` or ``"eval"``), or None when the row is usable."""
+    if not any(isinstance(row.get(k), str) and row.get(k).strip() for k in ("prompt", "problem", "question")):
+        if any(k in row for k in ("prompt", "problem", "question")):
+            return "prompt", "must be a non-empty string"
+        return "prompt", "missing (a row needs 'prompt' or 'problem')"
+    domain = row.get("domain", "general" if purpose == "sft" else None)
+    if domain is None:
+        return "domain", f"missing (one of {', '.join(DOMAINS)})"
+    if domain not in DOMAINS:
+        return "domain", f"unknown domain {domain!r} (one of {', '.join(DOMAINS)})"
+    if purpose == "sft":
+        if "response" not in row:
+            return "response", "missing (SFT rows need the target response)"
+        if not isinstance(row["response"], str) or not row["response"]:
+            return "response", "must be a non-empty string"
+        return None
+    if domain in ("math", "science", "logic"):
+        if "answer" not in row:
+            return "answer", f"missing ({domain} rows need the reference answer)"
+        if not isinstance(row["answer"], (str, int, float)) or isinstance(row["answer"], bool):
+            return "answer", "must be a string or a number"
+    elif domain == "code":
+        tests = row.get("tests", row.get("test_code"))
+        if tests is None:
+            return "tests", "missing (code rows need stdin/stdout pairs or assert-style test code)"
+        if isinstance(tests, list):
+            for i, t in enumerate(tests):
+                if not isinstance(t, dict) or "input" not in t or "output" not in t:
+                    return "tests", f"item {i} must be an object with 'input' and 'output'"
+        elif not isinstance(tests, str):
+            return "tests", "must be a list of {input, output} or a string of test code"
+    return None
+
+
+def load_rows(path: str | Path, purpose: str, limit: int | None = None) -> list[dict[str, Any]]:
+    """Read and validate rows from a JSONL file, a Parquet file or a `datasets` folder."""
+    p = Path(path)
+    if not p.exists():
+        raise UserError(f"{p}: data file not found")
+    rows: list[tuple[int | None, dict[str, Any]]]
+    if p.is_dir() or p.suffix == ".parquet":
+        rows = [(None, r) for r in _load_table(p)]
+    else:
+        rows = list(iter_jsonl(p))
+    out = []
+    for lineno, row in rows[: limit if limit else None]:
+        problem = check_row(row, purpose)
+        if problem is not None:
+            field, message = problem
+            raise DataError(str(p), lineno, field, message)
+        out.append(row)
+    if not out:
+        raise UserError(f"{p}: no rows")
+    return out
+
+
+def _load_table(p: Path) -> Iterable[dict[str, Any]]:
+    if p.is_dir():
+        try:
+            import datasets  # type: ignore[import-not-found]
+        except ImportError:
+            raise UserError(f"{p}: reading a `datasets` folder needs `pip install datasets`") from None
+        ds = datasets.load_from_disk(str(p))
+        if hasattr(ds, "keys"):  # DatasetDict: take 'train' or the only split
+            ds = ds["train"] if "train" in ds else ds[next(iter(ds.keys()))]
+        return list(ds)
+    try:
+        import pyarrow.parquet as pq  # type: ignore[import-not-found]
+    except ImportError:
+        raise UserError(f"{p}: reading Parquet needs `pip install ringrl[parquet]` (pyarrow)") from None
+    return pq.read_table(p).to_pylist()
