@@ -10,7 +10,7 @@ experts (as the routers of those models compute them before top-k), in float32.
 Both terms are means over the tokens of the batch, hence independent of batch size.
 They are non-linear in the batch (a product of two means, a mean of squares is not),
 so unlike the policy loss they are not additive over micro-batches: compute them per
-micro-batch, as every MoE trainer does, and weight each micro-batch's value by its
+micro-batch, as MoE trainers usually do, and weight each micro-batch's value by its
 share of the step's trained tokens so that the coefficients mean the same at any split.
 """
 

@@ -95,3 +95,25 @@ def test_matches_hugging_face_times_top_k():
         hf = mixtral.load_balancing_loss_func((logits_TE,), 6, 2, mask)
         ours = load_balance_loss([logits_TE], 2, mask)
         assert ours.item() * 2 == pytest.approx(float(hf), rel=1e-5)
+
+
+def test_router_logits_of_a_tiny_hf_moe():
+    """Shape contract with a real model: per-layer [B*T, E] logits and a [B, T] attention mask."""
+    transformers = pytest.importorskip("transformers")
+    cfg = transformers.Qwen2MoeConfig(
+        vocab_size=32, hidden_size=16, intermediate_size=16, moe_intermediate_size=8,
+        shared_expert_intermediate_size=8, num_hidden_layers=2, num_attention_heads=2,
+        num_key_value_heads=2, num_experts=4, num_experts_per_tok=2, max_position_embeddings=32,
+    )
+    torch.manual_seed(0)
+    model = transformers.Qwen2MoeForCausalLM(cfg)
+    ids_BT = torch.randint(0, 32, (2, 5))
+    mask_BT = torch.tensor([[1, 1, 1, 1, 1], [0, 0, 1, 1, 1]])
+    out = model(input_ids=ids_BT, attention_mask=mask_BT, output_router_logits=True)
+    assert len(out.router_logits) == 2 and out.router_logits[0].shape == (10, 4)
+    loss, m = moe_aux_loss(out.router_logits, 2, mask_BT, alpha_balance=1.0, alpha_zloss=1.0)
+    assert m["moe/expert_load"].shape == (2, 4)
+    assert torch.allclose(m["moe/expert_load"].sum(-1), torch.ones(2))
+    loss.backward()
+    gate = model.model.layers[0].mlp.gate.weight
+    assert gate.grad is not None and gate.grad.abs().sum() > 0
