@@ -19,7 +19,7 @@ from typing import Any
 
 from ringrl.data.rows import row_prompt
 
-Rule = Callable[[dict[str, Any]], "str | None"]
+Rule = Callable[[dict[str, Any]], str | None]
 
 _ALLOWED_CONTROLS = {"\t", "\n", "\r"}
 _IMAGE_PATTERNS = re.compile(
@@ -150,8 +150,8 @@ def multiple_choice(row: dict[str, Any]) -> str | None:
         if {"A", "B", "C"} <= labels:
             return f"options {', '.join(sorted(labels))} ({style} style)"
     answer = _answer_text(row)
-    if answer is not None and _BARE_LETTER_ANSWER.match(answer.strip()) and len(paren | line) >= 2:
-        return f"answer is option letter {answer.strip()!r}"
+    if answer is not None and _BARE_LETTER_ANSWER.match(_unwrap(answer)) and len(paren | line) >= 2:
+        return f"answer is option letter {_unwrap(answer)!r}"
     return None
 
 

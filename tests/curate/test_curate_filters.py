@@ -107,6 +107,7 @@ def test_invalid_characters_keeps_tabs_newlines_unicode_and_asymptote():
         {"problem": "Which is prime?\nA. 4\nB. 6\nC. 7\nD. 9", "answer": "C"},
         {"problem": "Area is $\\textbf{(A)}\\ 1 \\qquad \\textbf{(B)}\\ 2 \\qquad \\textbf{(C)}\\ 3$", "answer": "2"},
         {"problem": "Pick one: (A) red or (B) blue.", "answer": "(B)"},
+        {"problem": "Pick one: (A) red or (B) blue.", "answer": "$\\text{(A)}$"},
     ],
 )
 def test_multiple_choice(row):
@@ -119,6 +120,7 @@ def test_multiple_choice(row):
         {"problem": "Let $f(A) = 2$ and $f(B) = 3$ and $f(C)=4$. Find $f(A)+f(B)$.", "answer": "5"},
         {"problem": "Points A, B and C form a triangle. Find angle A.", "answer": "60"},
         {"problem": "What is the constant?", "answer": "C"},
+        {"problem": "Is point (A) or (B) closer?", "answer": "7"},
     ],
 )
 def test_multiple_choice_keeps_letters_that_are_not_options(row):
@@ -364,3 +366,10 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     assert main(["curate", str(tmp_path / "missing.jsonl"), "-o", str(tmp_path / "o.jsonl"), "--no-decontam"]) == 2
     assert main(["curate", str(src), "-o", str(tmp_path / "o.jsonl"), "--no-decontam",
                  "--near-dup-threshold", "1.5"]) == 2
+
+
+def test_cli_model_without_engine_is_a_clear_error(tmp_path, capsys):
+    src = write_lines(tmp_path / "in.jsonl", [json.dumps({"problem": "Compute 1+1.", "answer": "2"})])
+    assert main(["curate", str(src), "-o", str(tmp_path / "o.jsonl"), "--no-decontam", "--model", "m"]) == 2
+    assert "--model" in capsys.readouterr().err
+    assert not (tmp_path / "o.jsonl").exists()
