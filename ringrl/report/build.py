@@ -21,6 +21,8 @@ from ringrl.report.plots import (
     CURVES,
     colors,
     curve_plot,
+    eval_avg,
+    eval_pass_at_k,
     expert_load_heatmap,
     sft_entropy_plot,
     token_efficiency_plot,
@@ -124,14 +126,12 @@ def _eval_tables(runs: Sequence[Run]) -> str:
         evals = run.summary.get("eval")
         if not isinstance(evals, dict) or not evals:
             continue
-        ks = sorted({k for v in evals.values() if isinstance(v, dict) and isinstance(v.get("pass@k"), dict)
-                     for k in v["pass@k"]}, key=lambda k: (len(k), k))
+        entries = {bench: v for bench, v in evals.items() if isinstance(v, dict)}
+        ks = sorted({k for v in entries.values() for k in eval_pass_at_k(v)}, key=lambda k: (len(k), k))
         rows = []
-        for bench, v in evals.items():
-            if not isinstance(v, dict):
-                continue
-            passk = v.get("pass@k") if isinstance(v.get("pass@k"), dict) else {}
-            rows.append([bench, v.get("avg@k"), *[passk.get(k) for k in ks], v.get("problems"), v.get("samples"),
+        for bench, v in entries.items():
+            passk = eval_pass_at_k(v)
+            rows.append([bench, eval_avg(v), *[passk.get(k) for k in ks], v.get("problems"), v.get("samples"),
                          v.get("mean_length"), v.get("no_answer_fraction")])
         headers = ["benchmark", "avg@k", *[f"pass@{k}" for k in ks], "problems", "samples", "mean length",
                    "no answer"]

@@ -151,12 +151,24 @@ def sft_entropy_plot(runs: Sequence[Run], run_colors: Sequence) -> bytes | None:
     return _png(fig)
 
 
+def eval_avg(entry: dict) -> float:
+    """avg@k pass@1 of one benchmark entry: ``avg@k`` (run summary) or ``pass_at_1``
+    (``ringrl eval`` results), nan when absent."""
+    return _num(entry.get("avg@k", entry.get("pass_at_1")))
+
+
+def eval_pass_at_k(entry: dict) -> dict[str, float]:
+    """``{k: pass@k}`` of one benchmark entry: ``pass@k`` or ``pass_at_k``, keys as strings."""
+    table = entry.get("pass@k", entry.get("pass_at_k"))
+    return {str(k): _num(v) for k, v in table.items()} if isinstance(table, dict) else {}
+
+
 def eval_score(run: Run) -> float:
-    """Mean ``avg@k`` over the run's evaluated benchmarks (nan without any)."""
+    """Mean avg@k over the run's evaluated benchmarks (nan without any)."""
     evals = run.summary.get("eval")
     if not isinstance(evals, dict):
         return math.nan
-    scores = [_num(v.get("avg@k")) for v in evals.values() if isinstance(v, dict)]
+    scores = [eval_avg(v) for v in evals.values() if isinstance(v, dict)]
     scores = [s for s in scores if math.isfinite(s)]
     return float(np.mean(scores)) if scores else math.nan
 

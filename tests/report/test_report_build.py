@@ -149,6 +149,14 @@ def test_legend_labels_are_drawn(runs, tmp_path, monkeypatch):
     assert ["alpha", "beta"] in seen  # reward, tokens, ... overlay both runs
 
 
+def test_eval_results_in_ringrl_eval_spelling(tmp_path):
+    run = write_run(tmp_path / "ev", [], {"kind": "eval", "eval": {"aime": {
+        "pass_at_1": 0.125, "pass_at_k": {"1": 0.125, "16": 0.5}, "problems": 30, "samples": 480}}})
+    page = build_report([run], tmp_path / "ev.html").read_text()
+    assert "<td>aime</td><td>0.125</td><td>0.125</td><td>0.5</td><td>30</td><td>480</td>" in page
+    assert "pass@16" in page
+
+
 def test_missing_metrics_are_skipped_and_said(tmp_path):
     bare = write_run(tmp_path / "bare", [{"step": 0, "time": 0.0, "reward/mean": 0.5}])
     out = build_report([bare], tmp_path / "bare.html")
