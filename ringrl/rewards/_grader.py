@@ -1,0 +1,51 @@
+"""Grader process entry point: ``python -m ringrl.rewards._grader``.
+
+Reads pickled ``(fn, row, response)`` tasks from stdin and writes pickled Verdicts to
+stdout (``multiprocessing.connection`` framing). Started with ``subprocess`` rather
+than ``multiprocessing`` so that the caller's ``__main__`` is never re-imported.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from multiprocessing.connection import Connection
+
+from ringrl.rewards.types import Verdict
+
+
+def main() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's business
+    out_fd = os.dup(1)
+    os.dup2(2, 1)  # stray prints from verifiers must not corrupt the channel
+    sys.stdout = sys.stderr
+    rx, tx = Connection(0, writable=False), Connection(out_fd, readable=False)
+    import ringrl.rewards.grading  # noqa: F401  (warm: Math-Verify and sympy imported once)
+
+    try:
+        import math_verify
+
+        math_verify.parse("$1$")
+    except Exception:
+        pass
+    tx.send("ready")
+    while True:
+        try:
+            msg = rx.recv()
+        except (EOFError, OSError):
+            return
+        if msg is None:
+            return
+        fn, row, response = msg
+        try:
+            v = fn(row, response)
+            if not isinstance(v, Verdict):
+                v = Verdict.of("error", f"verifier returned {type(v).__name__}, not a Verdict")
+        except Exception as e:
+            v = Verdict.of("error", f"verifier raised {type(e).__name__}: {e}")
+        tx.send(v)
+
+
+if __name__ == "__main__":
+    main()

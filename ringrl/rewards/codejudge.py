@@ -1,0 +1,77 @@
+"""Code verifier: from a row and a response to a sandbox job, and from its result to a Verdict.
+
+- The program is the last fenced code block (``python``, ``py``, ``python3`` or no
+  language). Other languages are ``unsupported_language`` (reward 0): C++/Java are
+  not run yet.
+- HumanEval-style rows (``entry_point`` set and the prompt defines that function):
+  if the response has no fenced block, the program is ``prompt + response`` (the model
+  continued the function body); if the block does not define the entry point, the
+  program is ``prompt + block``.
+- ``tests`` (or ``test_code``) is either a list of ``{"input", "output"}`` pairs
+  (stdin/stdout mode, one execution per case, whitespace-normalised comparison, all
+  must match) or a string of assert-style test code (unit mode); with ``entry_point``
+  the test code must define ``check(candidate)``, which is called with the function.
+- Reward 1 only if every test passes (the paper's sparse reward, no partial credit).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from ringrl.rewards.extract import extract_code_block
+from ringrl.rewards.sandbox import Limits
+from ringrl.rewards.types import Verdict
+
+PYTHON_LANGS = ("", "python", "py", "python3", "py3")
+MAX_PROGRAM_CHARS = 256_000
+
+
+def _prompt(row: Mapping[str, Any]) -> str:
+    for k in ("prompt", "problem", "question"):
+        v = row.get(k)
+        if isinstance(v, str):
+            return v
+    return ""
+
+
+def build_job(row: Mapping[str, Any], response: str, limits: Limits) -> dict[str, Any] | Verdict:
+    """The zygote job for ``(row, response)``, or a final Verdict (no code, unsupported)."""
+    entry = row.get("entry_point") or ""
+    prompt = _prompt(row)
+    humaneval = bool(entry) and re.search(rf"def\s+{re.escape(entry)}\s*\(", prompt) is not None
+    block = extract_code_block(response)
+    if block is None:
+        if humaneval and response.strip():
+            program = prompt + response
+        else:
+            return Verdict.of("no_answer", "no fenced code block")
+    else:
+        lang, program = block
+        if lang not in PYTHON_LANGS:
+            return Verdict.of("unsupported_language", f"language {lang!r} is not supported (Python only)")
+        if humaneval and re.search(rf"def\s+{re.escape(entry)}\s*\(", program) is None:
+            program = prompt + program
+    if not program.strip():
+        return Verdict.of("no_answer", "empty code block")
+    if len(program) > MAX_PROGRAM_CHARS:
+        return Verdict.of("compile_error", f"program longer than {MAX_PROGRAM_CHARS} characters")
+    tests = row.get("tests", row.get("test_code"))
+    job: dict[str, Any] = {"code": program, "timeout": limits.timeout, "cpu_s": int(limits.timeout + 0.999),
+                           "mem_mb": limits.mem_mb, "nproc": limits.nproc, "fsize_mb": limits.fsize_mb,
+                           "output_cap": limits.output_cap}
+    if isinstance(tests, list):
+        job.update(mode="stdio", tests=[{"input": str(t["input"]), "output": str(t["output"])} for t in tests])
+    else:
+        job.update(mode="unit", test_code=str(tests), entry_point=entry)
+    return job
+
+
+def job_runs(job: Mapping[str, Any]) -> int:
+    return len(job["tests"]) if job.get("mode") == "stdio" else 1
+
+
+def to_verdict(result: Mapping[str, Any]) -> Verdict:
+    status = str(result.get("status", "error"))
+    return Verdict.of(status, str(result.get("detail", "")))

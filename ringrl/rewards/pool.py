@@ -1,0 +1,357 @@
+"""RewardPool: one call scores a whole batch in parallel, in input order, and never raises.
+
+Two kinds of workers, both started lazily and reused across calls:
+
+- **grader processes** (``multiprocessing`` spawn context) for math, science, logic and
+  registered domains. Math-Verify uses signal-based timeouts, so it must run in a
+  process's main thread; the pool also enforces a hard per-item limit (``timeout``):
+  a worker past it is killed and replaced, and the item gets status ``timeout``.
+- **sandbox zygotes** (:class:`~ringrl.rewards.sandbox.Sandbox`) for code, one per
+  worker slot; ``code_timeout`` is the wall limit of one execution (one test case in
+  stdin/stdout mode), the parent adds an outer deadline per item.
+
+The parent does the cheap part itself: row validation, extraction of the last box
+(a response without one is ``no_answer`` at once), an exact-string fast path, and
+code-block extraction; only the answer (not the whole response) travels to a grader.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import select
+import subprocess
+import sys
+import time
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from typing import Any
+
+from ringrl.rewards.codejudge import build_job, job_runs, to_verdict
+from ringrl.rewards.extract import extract_last_boxed
+from ringrl.rewards.grading import _gold_text, normalize_answer
+from ringrl.rewards.logic import normalize_logic
+from ringrl.rewards.registry import get_spec, row_problem
+from ringrl.rewards.sandbox import Limits, Sandbox, SandboxDied
+from ringrl.rewards.types import Verdict
+
+_OUTER_GRACE_S = 5.0
+
+
+def _child_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if isinstance(p, str) and p)
+    return env
+
+
+@dataclass
+class _Grader:
+    """A grader process (``ringrl.rewards._grader``) and its two pipe ends."""
+
+    proc: subprocess.Popen[bytes]
+    tx: Connection
+    rx: Connection
+    ready: bool = False
+    item: int | None = None
+    deadline: float = 0.0
+
+    @staticmethod
+    def start() -> _Grader:
+        proc = subprocess.Popen([sys.executable, "-m", "ringrl.rewards._grader"], stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, env=_child_env(), start_new_session=True)
+        assert proc.stdin is not None and proc.stdout is not None
+        tx = Connection(os.dup(proc.stdin.fileno()), readable=False)
+        rx = Connection(os.dup(proc.stdout.fileno()), writable=False)
+        proc.stdin.close()
+        proc.stdout.close()
+        return _Grader(proc, tx, rx, deadline=time.monotonic() + 120.0)  # start-up limit
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def kill(self) -> None:
+        try:
+            self.proc.kill()
+            self.proc.wait(5)
+        except Exception:
+            pass
+        for c in (self.tx, self.rx):
+            try:
+                c.close()
+            except Exception:
+                pass
+
+
+@dataclass
+class _Box:
+    sandbox: Sandbox
+    item: int | None = None
+    deadline: float = 0.0
+
+
+class RewardPool:
+    """Parallel, reusable scorer of ``(row, response)`` pairs.
+
+    ``workers`` (default: the CPU count) grader processes and as many code sandboxes;
+    ``timeout``: hard limit per math/science/logic item in seconds; ``code_timeout``:
+    wall limit per program execution; ``limits``: the other sandbox limits.
+    """
+
+    def __init__(self, workers: int | None = None, timeout: float = 5.0, code_timeout: float = 10.0,
+                 limits: Limits | None = None):
+        self.workers = max(1, int(workers or os.cpu_count() or 1))
+        self.timeout = float(timeout)
+        self.limits = Limits(timeout=float(code_timeout)) if limits is None else limits
+        self._graders: list[_Grader] = []
+        self._boxes: list[_Box] = []
+        self._closed = False
+        self._starts = 0  # grader processes started (bounded per call: no respawn storm)
+
+    def __enter__(self) -> RewardPool:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    # -- workers --------------------------------------------------------------
+    def _new_grader(self) -> _Grader:
+        self._starts += 1
+        return _Grader.start()
+
+    def _ensure_graders(self) -> None:
+        alive = []
+        for g in self._graders:
+            if g.alive():
+                alive.append(g)
+            else:
+                g.kill()
+        self._graders = alive
+        while len(self._graders) < self.workers:
+            self._graders.append(self._new_grader())
+
+    def _ensure_boxes(self) -> str | None:
+        """Start missing sandboxes; the error text if none can start."""
+        alive = []
+        for b in self._boxes:
+            if b.sandbox.alive():
+                alive.append(b)
+            else:
+                b.sandbox.close()
+        self._boxes = alive
+        err = None
+        while len(self._boxes) < self.workers:
+            try:
+                self._boxes.append(_Box(Sandbox()))
+            except (SandboxDied, OSError) as e:
+                err = str(e)
+                break
+        return None if self._boxes else (err or "sandbox unavailable")
+
+    # -- scoring --------------------------------------------------------------
+    def _prepare(self, row: Any, response: Any) -> tuple[str, Any]:
+        """``("done", Verdict)``, ``("grade", (fn, row, response))`` or ``("code", job)``."""
+        if not isinstance(response, str):
+            response = "" if response is None else str(response)
+        problem = row_problem(row)
+        if problem is not None:
+            field, msg = problem
+            return "done", Verdict.of("error", f"field '{field}': {msg}")
+        spec = get_spec(row["domain"])
+        assert spec is not None
+        if spec.fn is None:
+            job = build_job(row, response, self.limits)
+            return ("done", job) if isinstance(job, Verdict) else ("code", job)
+        inner = max(1, int(self.timeout * 0.8))
+        if not spec.boxed_only:
+            return "grade", (spec.fn, dict(row), response)
+        pred = extract_last_boxed(response)
+        if pred is None:
+            return "done", Verdict.of("no_answer", "no \\boxed{} answer")
+        if spec.domain in ("math", "science") and normalize_answer(pred) == normalize_answer(_gold_text(row["answer"])):
+            return "done", Verdict.of("correct", "exact match")
+        if spec.domain == "logic" and (row.get("checker") or "exact") == "exact" \
+                and normalize_logic(pred) == normalize_logic(row["answer"]):
+            return "done", Verdict.of("correct", "exact match")
+        return "grade", (functools.partial(spec.fn, timeout=inner), dict(row), "\\boxed{" + pred + "}")
+
+    def score(self, rows: Sequence[Mapping[str, Any]], responses: Sequence[str],
+              progress: Callable[[int], None] | None = None) -> list[Verdict]:
+        """Verdicts for ``zip(rows, responses)`` in input order. Never raises for any response.
+
+        ``progress(n)`` is called with the number of items finished since the last call.
+        """
+        if self._closed:
+            raise RuntimeError("RewardPool is closed")
+        if len(rows) != len(responses):
+            raise ValueError(f"{len(rows)} rows but {len(responses)} responses")
+        n = len(rows)
+        out: list[Verdict | None] = [None] * n
+        grade_q: deque[tuple[int, Any]] = deque()
+        code_q: deque[tuple[int, Any]] = deque()
+        done_now = 0
+        for i, (row, resp) in enumerate(zip(rows, responses)):
+            try:
+                kind, payload = self._prepare(row, resp)
+            except Exception as e:  # a verifier bug must not take the batch down
+                kind, payload = "done", Verdict.of("error", f"{type(e).__name__}: {e}")
+            if kind == "done":
+                out[i] = payload
+                done_now += 1
+            elif kind == "grade":
+                grade_q.append((i, payload))
+            else:
+                code_q.append((i, payload))
+        if progress and done_now:
+            progress(done_now)
+        if grade_q:
+            self._ensure_graders()
+        if code_q:
+            err = self._ensure_boxes()
+            if err is not None:
+                for i, _ in code_q:
+                    out[i] = Verdict.of("error", f"sandbox: {err}")
+                if progress:
+                    progress(len(code_q))
+                code_q.clear()
+        code_jobs = {i: job for i, job in code_q}
+        self._loop(out, grade_q, code_q, code_jobs, progress, self._starts)
+        return [v if v is not None else Verdict.of("error", "not graded") for v in out]
+
+    def _loop(self, out: list[Verdict | None], grade_q: deque[tuple[int, Any]], code_q: deque[tuple[int, Any]],
+              code_jobs: dict[int, Any], progress: Callable[[int], None] | None, starts_at_entry: int) -> None:
+        def finish(i: int, v: Verdict) -> None:
+            out[i] = v
+            if progress:
+                progress(1)
+
+        while True:
+            now = time.monotonic()
+            for g in self._graders:
+                while g.ready and g.item is None and grade_q:
+                    i, task = grade_q.popleft()
+                    try:
+                        g.tx.send(task)
+                        g.item, g.deadline = i, now + self.timeout
+                    except Exception as e:
+                        finish(i, Verdict.of("error", f"could not send to grader: {type(e).__name__}"))
+                        g.kill()
+            for b in self._boxes:
+                while b.item is None and code_q:
+                    i, job = code_q.popleft()
+                    try:
+                        b.sandbox.submit(job)
+                        b.item = i
+                        b.deadline = now + self.limits.timeout * job_runs(job) + _OUTER_GRACE_S
+                    except SandboxDied as e:
+                        finish(i, Verdict.of("error", f"sandbox: {e}"))
+            starting = [g for g in self._graders if not g.ready and g.alive()]
+            busy_g = [g for g in self._graders if g.item is not None]
+            busy_b = [b for b in self._boxes if b.item is not None]
+            if not busy_g and not busy_b and not (starting and grade_q):
+                if grade_q or code_q:  # every worker died: start new ones, within a bound
+                    if grade_q and self._starts > starts_at_entry + 3 * self.workers:
+                        for i, _ in grade_q:
+                            finish(i, Verdict.of("error", "grader processes keep dying"))
+                        grade_q.clear()
+                    elif grade_q:
+                        self._ensure_graders()
+                    if code_q and self._ensure_boxes() is not None:
+                        for i, _ in code_q:
+                            finish(i, Verdict.of("error", "sandbox unavailable"))
+                        code_q.clear()
+                    continue
+                return
+            nearest = min([g.deadline for g in busy_g] + [b.deadline for b in busy_b] + [g.deadline for g in starting])
+            fds: dict[int, Any] = {g.rx.fileno(): g for g in busy_g + starting}
+            fds.update({b.sandbox.fileno(): b for b in busy_b})
+            ready, _, _ = select.select(list(fds), [], [], max(0.0, nearest - time.monotonic()))
+            for fd in ready:
+                w = fds[fd]
+                if isinstance(w, _Grader):
+                    item = w.item
+                    try:
+                        v = w.rx.recv()
+                    except (EOFError, OSError):
+                        v = Verdict.of("error", "grader process died")
+                        w.kill()
+                        self._graders.remove(w)
+                    if item is None:  # the start-up "ready" message (or its death)
+                        w.ready = v == "ready"
+                        continue
+                    w.item = None
+                    finish(item, v if isinstance(v, Verdict) else Verdict.of("error", "bad grader message"))
+                else:
+                    item = w.item
+                    assert item is not None
+                    try:
+                        res = w.sandbox.poll_result()
+                    except SandboxDied as e:
+                        res = {"status": "error", "detail": f"sandbox: {e}"}
+                        self._replace_box(w)
+                    if res is not None:
+                        w.item = None
+                        finish(item, to_verdict(res))
+            now = time.monotonic()
+            for g in list(self._graders):
+                if not g.ready and g.item is None and now >= g.deadline:
+                    g.kill()
+                    self._graders.remove(g)
+                if g.item is not None and now >= g.deadline:
+                    item = g.item
+                    self._replace_grader(g)
+                    finish(item, Verdict.of("timeout", f"grading took longer than {self.timeout:g}s"))
+            for b in list(self._boxes):
+                if b.item is not None and now >= b.deadline:
+                    item = b.item
+                    self._replace_box(b)
+                    runs = job_runs(code_jobs[item])
+                    finish(item, Verdict.of("timeout", f"sandbox gave no answer within {self.limits.timeout * runs + _OUTER_GRACE_S:g}s"))
+
+    def _replace_grader(self, g: _Grader) -> None:
+        g.kill()
+        g.item = None
+        self._graders.remove(g)
+        self._graders.append(self._new_grader())
+
+    def _replace_box(self, b: _Box) -> None:
+        b.sandbox.close()
+        b.item = None
+        self._boxes.remove(b)
+        try:
+            self._boxes.append(_Box(Sandbox()))
+        except (SandboxDied, OSError):
+            pass
+
+    def close(self) -> None:
+        """Stop every worker and sandbox (idempotent)."""
+        if self._closed:
+            return
+        self._closed = True
+        for g in self._graders:
+            try:
+                g.tx.send(None)
+            except Exception:
+                pass
+        for g in self._graders:
+            try:
+                g.proc.wait(2)
+            except subprocess.TimeoutExpired:
+                pass
+            g.kill()
+        for b in self._boxes:
+            b.sandbox.close()
+        self._graders, self._boxes = [], []
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:
+            pass
+
+
+def score_batch(rows: Sequence[Mapping[str, Any]], responses: Sequence[str], **pool_kwargs: Any) -> list[Verdict]:
+    """Score one batch with a pool made for this call (use :class:`RewardPool` in loops)."""
+    with RewardPool(**pool_kwargs) as pool:
+        return pool.score(rows, responses)
