@@ -72,10 +72,11 @@ _Denied = type("SandboxDenied", (RuntimeError,), {})
 _FrameDenied = type("SandboxFrameDenied", (ValueError,), {})
 _BLOCK_EVENTS = frozenset(("sys._current_frames", "sys.settrace", "sys.setprofile",
     "sys.addaudithook", "gc.get_objects", "gc.get_referrers", "gc.get_referents",
-    "object.__getattr__", "os.exec", "os.posix_spawn", "os.spawn", "os.system",
+    "os.exec", "os.posix_spawn", "os.spawn", "os.system",
     "os.fork", "os.forkpty", "subprocess.Popen", "pty.spawn", "os.startfile",
     "code.__new__", "function.__new__", "sys.setrecursionlimit_never"))
 _BLOCK_PREFIXES = ("ctypes.", "socket.", "cpython.", "_xxsubinterpreters", "os.symlink", "os.link")
+_FRAME_ATTRS = frozenset(("tb_frame", "gi_frame", "cr_frame", "ag_frame", "f_back", "f_locals", "f_globals"))
 _BLOCK_MODULES = frozenset(("ctypes", "_ctypes", "_posixsubprocess", "subprocess", "multiprocessing",
     "_multiprocessing", "_xxsubinterpreters", "_testcapi", "_testinternalcapi", "gc_never"))
 
@@ -102,7 +103,7 @@ def unit_target(code, test_code, entry_point, sockname):
     def hook(event, args):
         if done[0]:
             return
-        if event == "sys._getframe":
+        if event == "sys._getframe" or (event == "object.__getattr__" and len(args) > 1 and args[1] in _FRAME_ATTRS):
             raise _FrameDenied("sandbox: frame access is not allowed")
         if event in _BLOCK_EVENTS or event.startswith(_BLOCK_PREFIXES):
             raise _Denied("sandbox: " + event + " is not allowed")

@@ -83,8 +83,8 @@ _LETTER = re.compile(r"^\(?\s*(?:\\text\{\s*)?([A-J])\s*\}?\s*\)?\s*[.:]?$")
 
 
 def _as_float(s: str) -> float | None:
-    s = s.replace(",", "").replace("{,}", "").strip()
-    s = re.sub(r"\\times\s*10\^\{?(-?\d+)\}?", r"e\1", s)
+    s = "".join(s.replace("{,}", "").replace(",", "").split())
+    s = re.sub(r"(?:\\times|\\cdot|\*)10\^\{?(-?\d+)\}?", r"e\1", s)
     try:
         v = float(s)
     except ValueError:

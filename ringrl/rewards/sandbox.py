@@ -133,7 +133,8 @@ def warn_no_namespaces() -> None:
     _warned = True
     msg = ("ringrl sandbox: Linux namespaces are unavailable here; untrusted code runs with "
            "rlimits only (no PID/network/mount isolation). Do not run untrusted code on this machine.")
-    log.warning(msg)
+    if log.hasHandlers():  # otherwise logging's last-resort handler would print it a second time
+        log.warning(msg)
     print(f"WARNING: {msg}", file=sys.stderr, flush=True)
 
 

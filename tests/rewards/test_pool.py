@@ -1,0 +1,82 @@
+import functools
+import time
+
+import pytest
+
+from ringrl.rewards import RewardPool, Verdict, register_verifier, score_batch, verifier_names
+
+from .helpers import keyword, not_a_verdict, raising, sleepy
+
+
+@pytest.fixture(scope="module")
+def pool():
+    with RewardPool(workers=2, timeout=1.5, code_timeout=2.0) as p:
+        yield p
+
+
+def test_order_mixed_domains_and_reuse(pool):
+    rows = [
+        {"domain": "math", "answer": "1/2"},
+        {"domain": "math", "answer": "3"},
+        {"domain": "science", "answer": "C"},
+        {"domain": "logic", "checker": "countdown", "numbers": [1, 2, 3, 4], "target": 24},
+        {"domain": "math", "answer": "10"},
+    ]
+    responses = ["\\boxed{0.5}", "\\boxed{4}", "\\boxed{C}", "\\boxed{1*2*3*4}", "no box"]
+    want = ["correct", "wrong", "correct", "correct", "no_answer"]
+    for _ in range(2):  # the second call reuses the same worker processes
+        got = pool.score(rows * 5, responses * 5)
+        assert [v.status for v in got] == want * 5
+        assert [v.reward for v in got] == [1.0 if s == "correct" else 0.0 for s in want * 5]
+    graders = {g.proc.pid for g in pool._graders}
+    pool.score(rows, responses)
+    assert {g.proc.pid for g in pool._graders} == graders
+
+
+def test_bad_rows_and_broken_responses_never_raise(pool):
+    rows = [{"domain": "bogus"}, {"domain": "math"}, {"answer": "1"}, "not a row", {"domain": "math", "answer": "1"},
+            {"domain": "math", "answer": "1"}]
+    responses = ["x", "\\boxed{1}", "\\boxed{1}", "x", None, "\\boxed{\\frac{"]
+    got = pool.score(rows, responses)  # type: ignore[arg-type]
+    assert [v.status for v in got] == ["error", "error", "error", "error", "no_answer", "no_answer"]
+    assert "'domain'" in got[0].detail and "'answer'" in got[1].detail
+
+
+def test_megabyte_response_grades_quickly(pool):
+    big = "think " * 200_000 + "\\boxed{7}" + " and more words" * 50_000
+    t = time.perf_counter()
+    v = pool.score([{"domain": "math", "answer": "7"}, {"domain": "math", "answer": "8"}], [big, big])
+    assert [x.status for x in v] == ["correct", "wrong"]
+    assert time.perf_counter() - t < 5.0
+
+
+def test_registry_custom_domains_and_time_limit(pool):
+    register_verifier("kw", keyword, ("keyword",))
+    register_verifier("slow", sleepy, ())
+    register_verifier("raises", raising, ())
+    register_verifier("bad-return", not_a_verdict, ())
+    assert {"kw", "slow", "math", "code"} <= set(verifier_names())
+    with pytest.raises(TypeError):
+        register_verifier("lambda", lambda r, s: Verdict.of("correct"), ())
+    t = time.perf_counter()
+    got = pool.score(
+        [{"domain": "kw", "keyword": "yes"}, {"domain": "slow"}, {"domain": "kw"}, {"domain": "raises"},
+         {"domain": "bad-return"}, {"domain": "kw", "keyword": "yes"}],
+        ["oh yes", "x", "x", "x", "x", "no"],
+    )
+    assert [v.status for v in got] == ["correct", "timeout", "error", "error", "error", "wrong"]
+    assert time.perf_counter() - t < 10.0  # the stuck grader was killed at 1.5 s, not waited for
+    # the pool is healthy afterwards
+    assert pool.score([{"domain": "math", "answer": "2"}], ["\\boxed{2.0}"])[0].status == "correct"
+
+
+def test_score_batch_convenience_and_length_mismatch():
+    v = score_batch([{"domain": "math", "answer": "x+1"}], ["\\boxed{1+x}"], workers=1)
+    assert v == [Verdict(1.0, "correct", "")] or v[0].status == "correct"
+    with RewardPool(workers=1) as p, pytest.raises(ValueError):
+        p.score([{"domain": "math", "answer": "1"}], [])
+
+
+def test_partial_of_module_function_is_a_valid_verifier(pool):
+    register_verifier("kw2", functools.partial(keyword), ("keyword",))
+    assert pool.score([{"domain": "kw2", "keyword": "a"}], ["a"])[0].status == "correct"
