@@ -495,6 +495,13 @@ class Zygote:
 def main():
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    if os.getpid() == 1:
+        # Our own session: killpg(0) from a child must not reach the launcher processes
+        # outside the PID namespace (same uid, same inherited process group).
+        try:
+            os.setsid()
+        except OSError:
+            pass
     try:
         import ctypes
         libc = ctypes.CDLL(None, use_errno=True)

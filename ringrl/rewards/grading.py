@@ -4,8 +4,9 @@ Departures from the paper (which only says "Math-Verify, 1 if equivalent else 0"
 
 - Only the **last** box counts; a response without a box is ``no_answer`` (reward 0),
   never searched for other numbers.
-- Fast path: identical normalised strings (spaces, ``\\left``/``\\right``, ``\\dfrac``,
-  trailing ``.``) are ``correct`` without calling sympy.
+- Fast path (:func:`fast_verdict`): identical normalised strings (spaces,
+  ``\\left``/``\\right``, ``\\dfrac``, trailing ``.``) and equal plain numbers (``0.5``
+  vs ``1/2``) are ``correct``, two different integers are ``wrong``, without sympy.
 - Science additionally accepts multiple-choice letters (a gold answer that is a single
   letter A-J is compared with the letter in the box, e.g. ``\\boxed{B}`` or ``\\boxed{(B)}``)
   and plain numbers within a relative tolerance (:data:`SCIENCE_REL_TOL`, 1e-2).
@@ -21,6 +22,7 @@ import functools
 import math
 import re
 from collections.abc import Mapping
+from fractions import Fraction
 from typing import Any
 
 from ringrl.rewards.extract import extract_last_boxed
@@ -35,6 +37,40 @@ def normalize_answer(s: str) -> str:
     s = _NORM_DROP.sub("", str(s)).replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac")
     s = re.sub(r"^\\text\{(.*)\}$", r"\1", s)
     return s.rstrip(".").lower()
+
+
+_SIMPLE = re.compile(r"^([+-]?)(?:(\d+(?:\.\d+)?)|\\frac\{(\d+)\}\{(\d+)\}|(\d+)/(\d+))$")
+
+
+def simple_number(s: str) -> Fraction | None:
+    """Exact value of a plain number (``12``, ``-0.5``, ``3/4``, ``\\frac{3}{4}``), else None."""
+    m = _SIMPLE.match(normalize_answer(s))
+    if m is None or len(s) > 60:
+        return None
+    sign, dec, fn, fd, sn, sd = m.groups()
+    if dec is not None:
+        v = Fraction(dec)
+    else:
+        num, den = (fn, fd) if fn is not None else (sn, sd)
+        if int(den) == 0:
+            return None
+        v = Fraction(int(num), int(den))
+    return -v if sign == "-" else v
+
+
+def fast_verdict(gold: str, pred: str) -> Verdict | None:
+    """Decide without sympy where that is certain: identical normalised strings, equal
+    plain numbers, or two different integers. None: ask Math-Verify."""
+    if normalize_answer(pred) == normalize_answer(gold):
+        return Verdict.of("correct", "exact match")
+    g, p = simple_number(gold), simple_number(pred)
+    if g is None or p is None:
+        return None
+    if g == p:
+        return Verdict.of("correct", "equal numbers")
+    if g.denominator == 1 and p.denominator == 1:
+        return Verdict.of("wrong", f"got {pred[:80]!r}")
+    return None
 
 
 def _gold_text(answer: Any) -> str:
@@ -70,8 +106,9 @@ def grade_math(row: Mapping[str, Any], response: str, timeout: int = 5) -> Verdi
     if pred is None:
         return Verdict.of("no_answer", "no \\boxed{} answer")
     gold = _gold_text(row["answer"])
-    if normalize_answer(pred) == normalize_answer(gold):
-        return Verdict.of("correct", "exact match")
+    fast = fast_verdict(gold, pred)
+    if fast is not None:
+        return fast
     try:
         ok = _math_verify(gold, pred, timeout)
     except Exception as e:  # Math-Verify raising is a wrong answer, not a crash

@@ -31,7 +31,7 @@ from typing import Any
 
 from ringrl.rewards.codejudge import build_job, job_runs, to_verdict
 from ringrl.rewards.extract import extract_last_boxed
-from ringrl.rewards.grading import _gold_text, normalize_answer
+from ringrl.rewards.grading import _gold_text, fast_verdict, normalize_answer
 from ringrl.rewards.logic import normalize_logic
 from ringrl.rewards.registry import get_spec, row_problem
 from ringrl.rewards.sandbox import Limits, Sandbox, SandboxDied
@@ -169,7 +169,11 @@ class RewardPool:
         pred = extract_last_boxed(response)
         if pred is None:
             return "done", Verdict.of("no_answer", "no \\boxed{} answer")
-        if spec.domain in ("math", "science") and normalize_answer(pred) == normalize_answer(_gold_text(row["answer"])):
+        if spec.domain == "math":
+            fast = fast_verdict(_gold_text(row["answer"]), pred)
+            if fast is not None:
+                return "done", fast
+        if spec.domain == "science" and normalize_answer(pred) == normalize_answer(_gold_text(row["answer"])):
             return "done", Verdict.of("correct", "exact match")
         if spec.domain == "logic" and (row.get("checker") or "exact") == "exact" \
                 and normalize_logic(pred) == normalize_logic(row["answer"]):

@@ -62,3 +62,17 @@ def test_countdown():
     assert grade_logic(row, box("6 * 4 + 0")).status == "wrong"  # 0 not given
     value, used = eval_countdown("(2+3)/4")
     assert value * 4 == 5 and used == [2, 3, 4]
+
+
+def test_fast_path_agrees_with_math_verify():
+    from ringrl.rewards.grading import _math_verify, fast_verdict, simple_number
+
+    assert simple_number("\\frac{3}{4}") == simple_number("0.75") == simple_number("3/4")
+    assert simple_number("x+1") is None and simple_number("1/0") is None
+    cases = [("12", "12"), ("12", "13"), ("1/2", "0.5"), ("-3", "-3.0"), ("\\frac{1}{3}", "0.3333"), ("7", "x")]
+    for gold, pred in cases:
+        fast = fast_verdict(gold, pred)
+        if fast is not None:
+            assert (fast.status == "correct") == _math_verify(gold, pred, 5), (gold, pred)
+    assert fast_verdict("12", "13").status == "wrong" and fast_verdict("1/2", "0.5").status == "correct"
+    assert fast_verdict("\\frac{1}{3}", "0.3333") is None  # left to Math-Verify's rounding rules

@@ -172,6 +172,15 @@ def test_signals_to_parent_and_kill_all_leave_host_alive(pool):
         sleeper.wait()
 
 
+def test_kill_process_group_does_not_reach_the_launcher(pool):
+    zygotes = [b.sandbox.proc.pid for b in pool._boxes]
+    for _ in range(3):
+        assert one(pool, OK, "import os, signal\nos.killpg(0, signal.SIGKILL)").reward == 0.0
+        assert one(pool, OK, "import os, signal\nos.kill(0, signal.SIGTERM)").reward == 0.0
+    assert [b.sandbox.proc.pid for b in pool._boxes] == zygotes  # the same zygote, never replaced
+    assert_healthy(pool)
+
+
 def test_background_process_does_not_outlive_its_run(pool):
     one(pool, OK, "import os, time\nif os.fork() == 0:\n    os.setsid()\n    time.sleep(60)\nprint('ok')")
     v = one(pool, OK, "import os\nprint('ok' if sorted(int(p) for p in os.listdir('/proc') if p.isdigit()) == [1, os.getpid()] else 'leftover')")
