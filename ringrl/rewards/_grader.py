@@ -35,10 +35,13 @@ def main() -> None:
             msg = rx.recv()
         except (EOFError, OSError):
             return
+        except Exception as e:  # the verifier could not be unpickled (not importable here)
+            tx.send(Verdict.of("error", f"could not load the verifier: {type(e).__name__}: {e}"))
+            continue
         if msg is None:
             return
-        fn, row, response = msg
         try:
+            fn, row, response = msg
             v = fn(row, response)
             if not isinstance(v, Verdict):
                 v = Verdict.of("error", f"verifier returned {type(v).__name__}, not a Verdict")

@@ -222,6 +222,13 @@ def set_limits(job):
         resource.setrlimit(res, (soft, hard))
 
 
+CPP_COMPILE_S = 30
+
+
+def exec_target(argv):
+    os.execv(argv[0], argv)
+
+
 def norm_lines(text):
     lines = [" ".join(line.split()) for line in text.strip().splitlines()]
     return lines
@@ -316,10 +323,57 @@ class Zygote:
                 return status
 
     # -- jobs -----------------------------------------------------------------
+    def compile_cpp(self, job, workdir):
+        """Compile the C++ program in a child with wider limits; (argv, None) or (None, error result)."""
+        src = os.path.join(workdir, "main.cpp")
+        exe = os.path.join(workdir, "main")
+        with open(src, "w", encoding="utf-8") as f:
+            f.write(job["code"])
+        limits = dict(job, cpu_s=CPP_COMPILE_S, mem_mb=max(2048, int(job.get("mem_mb", 512))), fsize_mb=64)
+        err_r, err_w = os.pipe()
+        null_r = os.open(os.devnull, os.O_RDONLY)
+        cxx = job.get("cxx") or "/usr/bin/g++"
+        pid = self.fork(workdir, null_r, err_w, err_w, limits, exec_target,
+                        ([cxx, "-O2", "-std=c++17", "-pipe", "-o", exe, src],))
+        os.close(err_w)
+        os.close(null_r)
+        pidfd = os.pidfd_open(pid)
+        deadline = time.monotonic() + CPP_COMPILE_S
+        err = bytearray()
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            r, _, _ = select.select([err_r], [], [], left)
+            if not r:
+                continue
+            chunk = os.read(err_r, 65536)
+            if not chunk:
+                break
+            if len(err) < 4096:
+                err += chunk
+        status = self.wait_exit(pid, pidfd, deadline)
+        self.kill_all(pid)
+        os.close(err_r)
+        os.close(pidfd)
+        if status is None:
+            return None, {"status": "compile_error", "detail": f"compilation took longer than {CPP_COMPILE_S}s", "runs": 0}
+        if not (os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0):
+            msg = err.decode("utf-8", "replace")
+            first = next((line for line in msg.splitlines() if "error" in line), msg[:200])
+            return None, {"status": "compile_error", "detail": first[:300], "runs": 0}
+        return [exe], None
+
     def run_stdio(self, job, workdir):
         cap = int(job.get("output_cap", 1 << 20))
         timeout = float(job.get("timeout", 10.0))
         runs = 0
+        target, args = self.stdio_target, (job["code"],)
+        if job.get("lang") == "cpp":
+            argv, failed = self.compile_cpp(job, workdir)
+            if failed is not None:
+                return failed
+            target, args = exec_target, (argv,)
         for i, case in enumerate(job["tests"]):
             inp = os.path.join(workdir, ".stdin")
             with open(inp, "w", encoding="utf-8") as f:
@@ -328,7 +382,7 @@ class Zygote:
             err_r, err_w = os.pipe()
             in_fd = os.open(inp, os.O_RDONLY)
             os.unlink(inp)
-            pid = self.fork(workdir, in_fd, out_w, err_w, job, self.stdio_target, (job["code"],))
+            pid = self.fork(workdir, in_fd, out_w, err_w, job, target, args)
             os.close(out_w)
             os.close(err_w)
             os.close(in_fd)
@@ -365,23 +419,25 @@ class Zygote:
             for fd in (out_r, err_r, pidfd):
                 os.close(fd)
             if verdict is None:
-                verdict = self.judge(i, status, bytes(out), bytes(err), case)
+                verdict = self.judge(i, status, bytes(out), bytes(err), case, job.get("lang") != "cpp")
             if verdict[0] != "correct":
                 return {"status": verdict[0], "detail": verdict[1], "runs": runs}
         return {"status": "correct", "detail": f"{runs} tests passed", "runs": runs}
 
-    def judge(self, i, status, out, err, case):
+    def judge(self, i, status, out, err, case, python=True):
         errs = err.decode("utf-8", "replace").strip()
         last = errs.splitlines()[-1][:200] if errs else ""
         if os.WIFSIGNALED(status):
             sig = os.WTERMSIG(status)
             if sig == signal.SIGXCPU or sig == signal.SIGKILL:
                 return ("timeout", f"test {i}: killed by signal {sig} (CPU time limit)")
+            if "bad_alloc" in errs:
+                return ("memory_limit", f"test {i}: std::bad_alloc")
             return ("runtime_error", f"test {i}: killed by signal {sig}")
         code = os.WEXITSTATUS(status)
-        if code == 97:
+        if python and code == 97:
             return ("compile_error", errs[:200])
-        if code == 98 or "MemoryError" in last:
+        if (python and (code == 98 or "MemoryError" in last)) or (not python and "bad_alloc" in errs):
             return ("memory_limit", f"test {i}: {last}")
         if code != 0:
             return ("runtime_error", f"test {i}: exit status {code}: {last}")
@@ -463,7 +519,9 @@ class Zygote:
         return {"status": kind, "detail": parts[2] if len(parts) > 2 else body, "runs": 1}
 
     def clean(self):
+        """Remove everything the run left in the private temporary directories."""
         import shutil
+        bases = [self.base] + ([d for d in ("/var/tmp", "/dev/shm", "/run/lock") if os.path.isdir(d)] if self.init else [])
         def onerror(func, path, exc):
             try:
                 os.chmod(os.path.dirname(path) or ".", 0o700)
@@ -471,8 +529,13 @@ class Zygote:
                 func(path)
             except OSError:
                 pass
-        for entry in os.listdir(self.base):
-            p = os.path.join(self.base, entry)
+        entries = []
+        for b in bases:
+            try:
+                entries += [os.path.join(b, e) for e in os.listdir(b)]
+            except OSError:
+                pass
+        for p in entries:
             if os.path.isdir(p) and not os.path.islink(p):
                 shutil.rmtree(p, onerror=onerror)
             else:

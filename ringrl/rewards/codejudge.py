@@ -1,8 +1,9 @@
 """Code verifier: from a row and a response to a sandbox job, and from its result to a Verdict.
 
 - The program is the last fenced code block (``python``, ``py``, ``python3`` or no
-  language). Other languages are ``unsupported_language`` (reward 0): C++/Java are
-  not run yet.
+  language), or a ``cpp``/``c++`` block when ``g++`` is installed (stdin/stdout mode
+  only; compiled with ``g++ -O2 -std=c++17`` inside the sandbox). Other languages are
+  ``unsupported_language`` (reward 0).
 - HumanEval-style rows (``entry_point`` set and the prompt defines that function):
   if the response has no fenced block, the program is ``prompt + response`` (the model
   continued the function body); if the block does not define the entry point, the
@@ -16,7 +17,9 @@
 
 from __future__ import annotations
 
+import functools
 import re
+import shutil
 from collections.abc import Mapping
 from typing import Any
 
@@ -25,6 +28,14 @@ from ringrl.rewards.sandbox import Limits
 from ringrl.rewards.types import Verdict
 
 PYTHON_LANGS = ("", "python", "py", "python3", "py3")
+CPP_LANGS = ("cpp", "c++", "cc", "cxx")
+CPP_COMPILE_S = 30.0  # compile wall limit inside the sandbox (see _zygote.CPP_COMPILE_S)
+
+
+@functools.lru_cache(maxsize=1)
+def cxx_compiler() -> str | None:
+    """``g++`` if installed (C++ programs are judged only then)."""
+    return shutil.which("g++")
 MAX_PROGRAM_CHARS = 256_000
 
 
@@ -47,29 +58,39 @@ def build_job(row: Mapping[str, Any], response: str, limits: Limits) -> dict[str
             program = prompt + response
         else:
             return Verdict.of("no_answer", "no fenced code block")
-    else:
+    tests = row.get("tests", row.get("test_code"))
+    lang = ""
+    if block is not None:
         lang, program = block
-        if lang not in PYTHON_LANGS:
-            return Verdict.of("unsupported_language", f"language {lang!r} is not supported (Python only)")
-        if humaneval and re.search(rf"def\s+{re.escape(entry)}\s*\(", program) is None:
+        if lang in CPP_LANGS:
+            if cxx_compiler() is None:
+                return Verdict.of("unsupported_language", "C++ needs g++, which is not installed")
+            if not isinstance(tests, list):
+                return Verdict.of("unsupported_language", "C++ is judged in stdin/stdout mode only")
+        elif lang not in PYTHON_LANGS:
+            return Verdict.of("unsupported_language", f"language {lang!r} is not supported (Python and C++ only)")
+        elif humaneval and re.search(rf"def\s+{re.escape(entry)}\s*\(", program) is None:
             program = prompt + program
     if not program.strip():
         return Verdict.of("no_answer", "empty code block")
     if len(program) > MAX_PROGRAM_CHARS:
         return Verdict.of("compile_error", f"program longer than {MAX_PROGRAM_CHARS} characters")
-    tests = row.get("tests", row.get("test_code"))
     job: dict[str, Any] = {"code": program, "timeout": limits.timeout, "cpu_s": int(limits.timeout + 0.999),
                            "mem_mb": limits.mem_mb, "nproc": limits.nproc, "fsize_mb": limits.fsize_mb,
                            "output_cap": limits.output_cap}
     if isinstance(tests, list):
         job.update(mode="stdio", tests=[{"input": str(t["input"]), "output": str(t["output"])} for t in tests])
+        if lang in CPP_LANGS:
+            job.update(lang="cpp", cxx=cxx_compiler())
     else:
         job.update(mode="unit", test_code=str(tests), entry_point=entry)
     return job
 
 
-def job_runs(job: Mapping[str, Any]) -> int:
-    return len(job["tests"]) if job.get("mode") == "stdio" else 1
+def job_seconds(job: Mapping[str, Any]) -> float:
+    """Most wall seconds the zygote may take for ``job`` (compilation included)."""
+    runs = len(job["tests"]) if job.get("mode") == "stdio" else 1
+    return float(job["timeout"]) * runs + (CPP_COMPILE_S if job.get("lang") == "cpp" else 0.0)
 
 
 def to_verdict(result: Mapping[str, Any]) -> Verdict:

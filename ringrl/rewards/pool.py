@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
 
-from ringrl.rewards.codejudge import build_job, job_runs, to_verdict
+from ringrl.rewards.codejudge import build_job, job_seconds, to_verdict
 from ringrl.rewards.extract import extract_last_boxed
 from ringrl.rewards.grading import _gold_text, fast_verdict, normalize_answer
 from ringrl.rewards.logic import normalize_logic
@@ -247,7 +247,7 @@ class RewardPool:
                     try:
                         b.sandbox.submit(job)
                         b.item = i
-                        b.deadline = now + self.limits.timeout * job_runs(job) + _OUTER_GRACE_S
+                        b.deadline = now + job_seconds(job) + _OUTER_GRACE_S
                     except SandboxDied as e:
                         finish(i, Verdict.of("error", f"sandbox: {e}"))
             starting = [g for g in self._graders if not g.ready and g.alive()]
@@ -310,8 +310,8 @@ class RewardPool:
                 if b.item is not None and now >= b.deadline:
                     item = b.item
                     self._replace_box(b)
-                    runs = job_runs(code_jobs[item])
-                    finish(item, Verdict.of("timeout", f"sandbox gave no answer within {self.limits.timeout * runs + _OUTER_GRACE_S:g}s"))
+                    limit = job_seconds(code_jobs[item]) + _OUTER_GRACE_S
+                    finish(item, Verdict.of("timeout", f"sandbox gave no answer within {limit:g}s"))
 
     def _replace_grader(self, g: _Grader) -> None:
         g.kill()

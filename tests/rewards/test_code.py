@@ -1,5 +1,7 @@
 """Code verifier: correct, wrong, partial, syntax error, missing code, HumanEval-style rows."""
 
+import shutil
+
 import pytest
 
 from ringrl.rewards import RewardPool
@@ -62,7 +64,7 @@ def test_syntax_error_missing_code_language_runtime_error(pool):
         py("print(int(input()) ** 2"),
         py("def add(a, b)\n    return a + b"),
         "I would print the square.",
-        "```cpp\nint main() { return 0; }\n```",
+        "```java\nclass A {}\n```",
         py("def add(a, b):\n    return a + c"),
         py(""),
     ])
@@ -85,3 +87,13 @@ def test_common_library_use_still_works_under_the_audit_hook(pool):
             "@dataclasses.dataclass\nclass D:\n    x: int\n@functools.lru_cache(None)\ndef sq(x):\n    return x * x\n"
             "def add(a, b):\n    try:\n        return sum(Counter([a, b]).elements()) if a != b else 2 * a\n    except Exception as e:\n        raise\n")
     assert pool.score([ADD_TESTS], [py(code)])[0].status == "correct"
+
+
+@pytest.mark.skipif(shutil.which("g++") is None, reason="g++ not installed")
+def test_cpp_stdio(pool):
+    ok = "```cpp\n#include <iostream>\nint main() { long long x; std::cin >> x; std::cout << x * x << '\\n'; }\n```"
+    wrong = "```c++\n#include <cstdio>\nint main() { puts(\"9\"); }\n```"
+    broken = "```cpp\nint main( { return 0; }\n```"
+    mem = "```cpp\n#include <vector>\nint main() { std::vector<long> v; while (true) v.push_back(1); }\n```"
+    got = pool.score([SQUARE] * 4 + [ADD_TESTS], [ok, wrong, broken, mem, ok])
+    assert [v.status for v in got] == ["correct", "wrong", "compile_error", "memory_limit", "unsupported_language"]

@@ -6,6 +6,7 @@ here is skipped when :func:`namespaces_available` is False. The fork bomb is las
 
 import os
 import secrets
+import shutil
 import subprocess
 import time
 
@@ -56,19 +57,20 @@ def test_no_network(pool):
 
 
 def test_host_tmp_is_private_and_host_dirs_not_writable(pool, tmp_path):
-    marker = f"/tmp/ringrl-escape-{secrets.token_hex(6)}"
+    name = f"ringrl-escape-{secrets.token_hex(6)}"
+    markers = [f"{d}/{name}" for d in ("/tmp", "/var/tmp", "/dev/shm")]
     probe = tmp_path / "probe.txt"  # a host dir owned by root
-    code = (f"import os\nopen({marker!r}, 'w').write('x')\nhost = os.listdir('/tmp')\n"
+    code = (f"import os\nfor m in {markers!r}:\n    open(m, 'w').write('x')\nhost = os.listdir('/tmp')\n"
             f"try:\n    open({str(probe)!r}, 'w').write('x')\n    print('wrote host')\nexcept OSError:\n"
             f"    print('ok' if len(host) <= 2 else host)")
     v = one(pool, OK, code)
     assert v.status == "correct", v
-    assert not os.path.exists(marker) and not probe.exists()
+    assert not any(os.path.exists(m) for m in markers) and not probe.exists()
 
 
 def test_workdir_is_removed_between_runs(pool):
-    one(pool, OK, "open('left-behind', 'w').write('x')\nopen('/tmp/also', 'w').write('x')\nprint('ok')")
-    v = one(pool, OK, "import os\nprint('ok' if not os.path.exists('left-behind') and not os.path.exists('/tmp/also') else 'stale')")
+    one(pool, OK, "open('left-behind', 'w').write('x')\nfor d in ('/tmp', '/var/tmp', '/dev/shm'):\n    open(d + '/also', 'w').write('x')\nprint('ok')")
+    v = one(pool, OK, "import os\nleft = [d for d in ('left-behind', '/tmp/also', '/var/tmp/also', '/dev/shm/also') if os.path.exists(d)]\nprint('ok' if not left else left)")
     assert v.status == "correct", v
 
 
@@ -189,8 +191,14 @@ def test_background_process_does_not_outlive_its_run(pool):
 
 def test_zz_fork_bomb_last(pool):
     t = time.perf_counter()
-    got = pool.score([OK, UNIT], [py("import os\nwhile True:\n    os.fork()"),
-                                  py("import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass")])
+    rows = [OK, UNIT, OK]
+    responses = [py("import os\nwhile True:\n    os.fork()"),
+                 py("import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass"),
+                 py("import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass")]
+    if shutil.which("g++"):
+        rows.append(OK)
+        responses.append("```cpp\n#include <unistd.h>\nint main() { while (true) fork(); }\n```")
+    got = pool.score(rows, responses)
     assert all(v.reward == 0.0 for v in got), got
     assert time.perf_counter() - t < 20
     assert_healthy(pool)
