@@ -110,6 +110,9 @@ def run(args: argparse.Namespace) -> int:
     else:
         if args.tokenizer:
             raise UserError("--tokenizer is for --responses; with --model the model's tokenizer is used")
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # the weight-loading bar would interleave with ours
         results = run_eval(args.model, benchmarks, cfg, output=args.output, progress=progress, device=args.device)
     Console().print(format_table(results))
     print(f"results: {args.output}\nsamples: {samples_path(args.output)}")

@@ -237,6 +237,7 @@ def run_eval(
     results JSON there and the graded samples to :func:`samples_path` of it.
     """
     cfg = _config(cfg, overrides)
+    loaded = [load_benchmark(b, cfg.data_dir, cfg.limit) for b in benchmarks]  # bad names fail before loading
     if engine is None:
         if model_dir is None:
             raise UserError("run_eval needs a model directory or an engine")
@@ -247,7 +248,6 @@ def run_eval(
         tokenizer = getattr(engine, "tokenizer", None)
         if tokenizer is None:
             raise UserError("run_eval with an engine needs its tokenizer (to render prompts)")
-    loaded = [load_benchmark(b, cfg.data_dir, cfg.limit) for b in benchmarks]
     settings = {
         "mode": "model",
         "model": None if model_dir is None else str(model_dir),
@@ -380,12 +380,15 @@ def write_results(output: str | Path, results: dict[str, dict[str, Any]], record
 
 
 def format_table(results: Mapping[str, Mapping[str, Any]]) -> Any:
-    """A rich Table of the results: percentages as in the paper's Table 1."""
+    """A rich Table of the results: percentages as in the paper's Table 1.
+
+    ``k`` is the samples per problem; ``pass@k`` is the unbiased estimate at that k.
+    """
     from rich.table import Table
 
-    table = Table(title="ringrl eval")
-    for col in ("benchmark", "problems", "samples", "pass@1 (avg@k)", "pass@k", "mean length", "no answer"):
-        table.add_column(col, justify="left" if col == "benchmark" else "right")
+    table = Table(title="ringrl eval (%)")
+    for col in ("benchmark", "problems", "k", "pass@1", "pass@k", "length", "no answer"):
+        table.add_column(col, justify="left" if col == "benchmark" else "right", no_wrap=True)
     for name, r in results.items():
         ks = r["pass_at_k"]
         kmax = max(ks, key=int) if ks else None
@@ -393,10 +396,10 @@ def format_table(results: Mapping[str, Mapping[str, Any]]) -> Any:
         table.add_row(
             name,
             str(r["problems"]),
-            f"{r['samples']} ({r['samples_per_problem']}/problem)",
+            str(r["samples_per_problem"]),
             f"{100 * r['pass_at_1']:.2f}",
-            f"@{kmax}: {100 * ks[kmax]:.2f}" if kmax else "-",
-            f"{r['mean_length']:.1f} {unit}",
-            f"{100 * r['no_answer_fraction']:.1f}%",
+            f"{100 * ks[kmax]:.2f}" if kmax else "-",
+            f"{r['mean_length']:.0f} {unit}",
+            f"{100 * r['no_answer_fraction']:.1f}",
         )
     return table

@@ -82,3 +82,20 @@ def test_no_output_written_on_error(tmp_path: Path, fake_grader: BoxedGrader, ca
     out = tmp_path / "res.json"
     assert main(["eval", "--benchmarks", "nope", "--responses", str(FIXTURES / "toy_responses.jsonl"), "--output", str(out)]) == 2
     assert not out.exists()
+
+
+def test_responses_lengths_in_tokens_with_tokenizer(
+    tmp_path: Path, tiny_model_dir: Path, fake_grader: BoxedGrader, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from transformers import AutoTokenizer
+
+    out = tmp_path / "res.json"
+    argv = ["eval", "--benchmarks", TOY, "--responses", str(FIXTURES / "toy_responses.jsonl"), "--output", str(out)]
+    assert main([*argv, "--tokenizer", str(tiny_model_dir)]) == 0
+    r = json.loads(out.read_text())["toy"]
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    lines = [json.loads(x) for x in (tmp_path / "res.samples.jsonl").read_text().splitlines()]
+    assert r["length_unit"] == "tokens"
+    assert all(s["length"] == len(tok.encode(s["response"], add_special_tokens=False)) for s in lines)
+    assert main(argv) == 0
+    assert json.loads(out.read_text())["toy"]["length_unit"] == "characters"

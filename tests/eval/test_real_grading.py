@@ -1,7 +1,7 @@
 """Grading real benchmark items with the real verifiers (``ringrl.rewards.RewardPool``).
 
-HumanEval: canonical solutions pass, wrong ones fail; MATH-500: boxed gold answers are
-correct. Skipped when the shared data folder or the rewards package is not present.
+HumanEval and MBPP: reference solutions pass, wrong ones fail; MATH-500: boxed gold
+answers are correct. Skipped when the shared data folder or the rewards package is not present.
 """
 
 from __future__ import annotations
@@ -37,8 +37,24 @@ def test_humaneval_canonical_pass_and_wrong_fail() -> None:
     for r in raw:
         assert by_sample[(r["id"], 0)] == "correct", (r["id"], "fenced canonical")
         assert by_sample[(r["id"], 1)] == "correct", (r["id"], "bare canonical")
-        assert by_sample[(r["id"], 2)] != "correct", (r["id"], "wrong")
+        assert by_sample[(r["id"], 2)] == "wrong", (r["id"], "wrong")
     assert ev.result.pass_at_1 == pytest.approx(2 / 3)
+
+
+def test_mbpp_reference_passes_and_wrong_fails() -> None:
+    root = real_data_dir()
+    raw = [json.loads(line) for line in (root / "mbpp_sanitized.jsonl").read_text().splitlines()[:N]]
+    rows = load_benchmark("mbpp", limit=N).rows
+    responses = {
+        r["id"]: [f"Here it is:\n```python\n{r['code']}\n```", "```python\ndef unrelated():\n    pass\n```", "no code"]
+        for r in raw
+    }
+    with reward_pool_cls()(workers=2, timeout=5.0, code_timeout=10.0) as pool:
+        ev = score_benchmark(rows, responses, pool, name="mbpp")
+    statuses = [[s.status for s in ev.records if s.id == r["id"]] for r in raw]
+    assert all(st[0] == "correct" and st[1] != "correct" and st[2] == "no_answer" for st in statuses), statuses
+    assert ev.result.pass_at_1 == pytest.approx(1 / 3)
+    assert ev.result.no_answer_fraction == pytest.approx(1 / 3)
 
 
 def test_math500_gold_answers_are_correct() -> None:
