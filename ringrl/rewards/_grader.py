@@ -7,6 +7,7 @@ than ``multiprocessing`` so that the caller's ``__main__`` is never re-imported.
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import sys
@@ -21,6 +22,8 @@ def main() -> None:
     os.dup2(2, 1)  # stray prints from verifiers must not corrupt the channel
     sys.stdout = sys.stderr
     rx, tx = Connection(0, writable=False), Connection(out_fd, readable=False)
+    # Math-Verify logs a warning per internal timeout; the verdict already says "wrong".
+    logging.getLogger("math_verify").setLevel(logging.ERROR)
     import ringrl.rewards.grading  # noqa: F401  (warm: Math-Verify and sympy imported once)
 
     try:

@@ -595,4 +595,5 @@ def main():
         out.flush()
 
 
-main()
+if __name__ == "__main__":  # run as `python -I -c SOURCE`; importing this module does nothing
+    main()

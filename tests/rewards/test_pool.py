@@ -80,3 +80,13 @@ def test_score_batch_convenience_and_length_mismatch():
 def test_partial_of_module_function_is_a_valid_verifier(pool):
     register_verifier("kw2", functools.partial(keyword), ("keyword",))
     assert pool.score([{"domain": "kw2", "keyword": "a"}], ["a"])[0].status == "correct"
+
+
+def test_pathological_latex_is_bounded(pool):
+    rows = [{"domain": "math", "answer": "1"}] * 3
+    responses = ["\\boxed{9^{9^{9^{9^{9}}}}}", "\\boxed{" + "(" * 300 + "1" + ")" * 300 + "}",
+                 "\\boxed{\\sum_{k=1}^{10^{12}} k^{k}}"]
+    t = time.perf_counter()
+    got = pool.score(rows, responses)
+    assert all(v.status in ("wrong", "timeout") for v in got), got
+    assert time.perf_counter() - t < 3 * 1.5 + 3  # never more than the hard limit per item
