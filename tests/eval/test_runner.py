@@ -150,3 +150,12 @@ def test_run_eval_accepts_the_rollout_engine(tiny_model_dir: Path, grader: Boxed
 def test_model_dir_errors(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="config.json"):
         load_model(tmp_path)
+
+
+def test_progress_bars_do_not_change_results(grader: BoxedGrader, capsys: pytest.CaptureFixture[str]) -> None:
+    quiet = run_eval(None, [TOY], engine=ScriptedGenerator(SCRIPT), tokenizer=PlainTokenizer(), grader=grader, samples=4)
+    shown = run_eval(
+        None, [TOY], engine=ScriptedGenerator(SCRIPT), tokenizer=PlainTokenizer(), grader=grader, samples=4, progress=True
+    )
+    assert shown == quiet
+    assert "toy: generating" in capsys.readouterr().err
