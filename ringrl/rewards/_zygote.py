@@ -223,6 +223,8 @@ def set_limits(job):
 
 
 CPP_COMPILE_S = 30
+PAGE = os.sysconf("SC_PAGE_SIZE")
+TICK = 0.1  # seconds between checks of the sandbox's total memory during a run
 
 
 def exec_target(argv):
@@ -311,6 +313,23 @@ class Zygote:
             if not found:
                 return
 
+    def sandbox_rss(self):
+        """Resident bytes of every other process in the PID namespace (0 outside one)."""
+        if not self.init:
+            return 0
+        total = 0
+        try:
+            pids = [p for p in os.listdir("/proc") if p.isdigit() and p != "1"]
+        except OSError:
+            return 0
+        for p in pids:
+            try:
+                with open(f"/proc/{p}/statm", "rb") as f:
+                    total += int(f.read().split()[1]) * PAGE
+            except (OSError, ValueError, IndexError):
+                pass
+        return total
+
     def wait_exit(self, pid, pidfd, deadline):
         """Wait for the child until the deadline; return its wait status or None on timeout."""
         while True:
@@ -368,6 +387,7 @@ class Zygote:
         cap = int(job.get("output_cap", 1 << 20))
         timeout = float(job.get("timeout", 10.0))
         runs = 0
+        mem_total = int(job.get("mem_total_mb", 2 * int(job.get("mem_mb", 512)))) << 20
         target, args = self.stdio_target, (job["code"],)
         if job.get("lang") == "cpp":
             argv, failed = self.compile_cpp(job, workdir)
@@ -390,6 +410,7 @@ class Zygote:
             pidfd = os.pidfd_open(pid)
             deadline = time.monotonic() + timeout
             out, err = bytearray(), bytearray()
+            next_check = time.monotonic() + TICK
             open_fds = {out_r, err_r}
             verdict = None
             while open_fds:
@@ -397,7 +418,12 @@ class Zygote:
                 if left <= 0:
                     verdict = ("timeout", f"test {i}: wall time limit {timeout:g}s")
                     break
-                r, _, _ = select.select(list(open_fds), [], [], left)
+                r, _, _ = select.select(list(open_fds), [], [], min(left, TICK))
+                if time.monotonic() >= next_check and self.sandbox_rss() > mem_total:
+                    verdict = ("memory_limit", f"test {i}: sandbox processes used more than {mem_total >> 20} MiB together")
+                    break
+                if time.monotonic() >= next_check:
+                    next_check = time.monotonic() + TICK
                 for fd in r:
                     chunk = os.read(fd, 65536)
                     if not chunk:
@@ -464,12 +490,20 @@ class Zygote:
         deadline = time.monotonic() + timeout
         report = None
         status = None
+        mem_total = int(job.get("mem_total_mb", 2 * int(job.get("mem_mb", 512)))) << 20
+        too_big = False
+        next_check = time.monotonic() + TICK
         try:
             while status is None:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     break
-                r, _, _ = select.select([lsock, pidfd], [], [], left)
+                r, _, _ = select.select([lsock, pidfd], [], [], min(left, TICK))
+                if time.monotonic() >= next_check:
+                    if self.sandbox_rss() > mem_total:
+                        too_big = True
+                        break
+                    next_check = time.monotonic() + TICK
                 if lsock in r:
                     conn, _ = lsock.accept()
                     try:
@@ -495,6 +529,8 @@ class Zygote:
             self.kill_all(pid)
             lsock.close()
             os.close(pidfd)
+        if too_big:
+            return {"status": "memory_limit", "detail": f"sandbox processes used more than {mem_total >> 20} MiB together", "runs": 1}
         if status is None:
             return {"status": "timeout", "detail": f"wall time limit {timeout:g}s", "runs": 1}
         if os.WIFSIGNALED(status):

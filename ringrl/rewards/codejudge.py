@@ -76,7 +76,7 @@ def build_job(row: Mapping[str, Any], response: str, limits: Limits) -> dict[str
     if len(program) > MAX_PROGRAM_CHARS:
         return Verdict.of("compile_error", f"program longer than {MAX_PROGRAM_CHARS} characters")
     job: dict[str, Any] = {"code": program, "timeout": limits.timeout, "cpu_s": int(limits.timeout + 0.999),
-                           "mem_mb": limits.mem_mb, "nproc": limits.nproc, "fsize_mb": limits.fsize_mb,
+                           "mem_mb": limits.mem_mb, "mem_total_mb": limits.mem_total_mb, "nproc": limits.nproc, "fsize_mb": limits.fsize_mb,
                            "output_cap": limits.output_cap}
     if isinstance(tests, list):
         job.update(mode="stdio", tests=[{"input": str(t["input"]), "output": str(t["output"])} for t in tests])

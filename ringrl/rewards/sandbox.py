@@ -49,6 +49,7 @@ class Limits:
 
     timeout: float = 10.0  # wall seconds per execution; CPU limit is ceil(timeout) seconds
     mem_mb: int = 512  # RLIMIT_AS per process
+    mem_total_mb: int = 1024  # resident memory of all the run's processes together (checked every 0.1 s)
     nproc: int = 16  # RLIMIT_NPROC (processes and threads of the sandbox uid in its namespace)
     fsize_mb: int = 16  # RLIMIT_FSIZE
     output_cap: int = 1 << 20  # bytes of stdout kept per execution; more kills it (output_limit)

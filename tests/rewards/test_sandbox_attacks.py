@@ -142,6 +142,17 @@ def test_memory_bomb(pool):
     assert_healthy(pool)
 
 
+def test_memory_bomb_spread_over_processes(pool):
+    # each process stays under its 512 MiB address-space limit; together they pass the 1 GiB total
+    code = ("import os, time\nfor _ in range(6):\n    if os.fork() == 0:\n        b = bytearray(300 * 1024 ** 2)\n"
+            "        time.sleep(30)\n        os._exit(0)\ntime.sleep(30)\nprint('ok')")
+    t = time.perf_counter()
+    v = one(pool, OK, code)
+    assert v.status == "memory_limit", v
+    assert time.perf_counter() - t < 5
+    assert_healthy(pool)
+
+
 def test_endless_output(pool):
     t = time.perf_counter()
     v = one(pool, OK, "while True:\n    print('x' * 4096)")
