@@ -2,7 +2,9 @@
 
 Measures, with one RewardPool (workers = CPU count unless --workers):
 - math grades/s: (a) answers that need Math-Verify (``0.5`` vs ``1/2`` and similar),
-  (b) a realistic mix (half identical strings, a quarter Math-Verify, a quarter no box);
+  all distinct; (b) a mix (half identical strings, a quarter Math-Verify, a quarter no
+  box); (c) RL groups (16 samples per prompt, 3 distinct Math-Verify answers per group:
+  the pool's verdict cache grades each distinct answer once);
 - sandboxed code executions/s: trivial correct programs in unit-test mode, and
   stdin/stdout tasks (one execution per test case, 4 cases per row);
 - per-call latency (median, p99) of single-item score() calls;
@@ -33,6 +35,12 @@ MV_PAIRS = [("1/2", "0.5"), ("\\frac{3}{4}", "0.75"), ("2\\sqrt{2}", "\\sqrt{8}"
 def math_rows(kind: str, n: int) -> tuple[list[dict], list[str]]:
     rows, resps = [], []
     for i in range(n):
+        if kind == "groups":  # an RL step: 16 samples per prompt, 3 distinct final answers per group
+            q = i // 16
+            g, p = MV_PAIRS[q % len(MV_PAIRS)]
+            rows.append({"domain": "math", "answer": f"{g}+{q}"})
+            resps.append(f"... \\boxed{{{p}+{q}}}" if i % 3 == 0 else f"... \\boxed{{{p}+{q + i % 3}}}")
+            continue
         if kind == "mathverify" or i % 4 == 2:
             g, p = MV_PAIRS[i % len(MV_PAIRS)]
             # vary the gold so the per-process parse cache does not make it trivially fast
@@ -100,7 +108,7 @@ def main() -> None:
         pool.score(*math_rows("mix", 8))
         pool.score(*code_rows("unit", 4))
         res = {}
-        for kind in ("mathverify", "mix"):
+        for kind in ("mathverify", "mix", "groups"):
             rows, resps = math_rows(kind, args.n)
             dt, v = timed(pool, rows, resps)
             res[f"math_{kind}"] = args.n / dt

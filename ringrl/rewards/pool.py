@@ -23,7 +23,7 @@ import select
 import subprocess
 import sys
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
@@ -38,6 +38,12 @@ from ringrl.rewards.sandbox import Limits, Sandbox, SandboxDied
 from ringrl.rewards.types import Verdict
 
 _OUTER_GRACE_S = 5.0
+_CACHE_SIZE = 100_000
+_CACHE_FIELDS = ("answer", "checker", "numbers", "target")
+
+
+def _cache_key(domain: str, row: Mapping[str, Any], pred: str) -> tuple[Any, ...]:
+    return (domain, pred, *(repr(row.get(f)) for f in _CACHE_FIELDS))
 
 
 def _child_env() -> dict[str, str]:
@@ -108,6 +114,9 @@ class RewardPool:
         self._boxes: list[_Box] = []
         self._closed = False
         self._starts = 0  # grader processes started (bounded per call: no respawn storm)
+        # (domain, reference fields, boxed answer) -> Verdict: a group of K samples often
+        # repeats the same final answer, and Math-Verify is the slow part.
+        self._cache: OrderedDict[tuple[Any, ...], Verdict] = OrderedDict()
 
     def __enter__(self) -> RewardPool:
         return self
@@ -178,7 +187,11 @@ class RewardPool:
         if spec.domain == "logic" and (row.get("checker") or "exact") == "exact" \
                 and normalize_logic(pred) == normalize_logic(row["answer"]):
             return "done", Verdict.of("correct", "exact match")
-        return "grade", (functools.partial(spec.fn, timeout=inner), dict(row), "\\boxed{" + pred + "}")
+        key = _cache_key(spec.domain, row, pred)
+        hit = self._cache.get(key)
+        if hit is not None:
+            return "done", hit
+        return "grade", (functools.partial(spec.fn, timeout=inner), dict(row), "\\boxed{" + pred + "}", key)
 
     def score(self, rows: Sequence[Mapping[str, Any]], responses: Sequence[str],
               progress: Callable[[int], None] | None = None) -> list[Verdict]:
@@ -195,6 +208,7 @@ class RewardPool:
         grade_q: deque[tuple[int, Any]] = deque()
         code_q: deque[tuple[int, Any]] = deque()
         done_now = 0
+        keys: dict[int, tuple[Any, ...]] = {}
         for i, (row, resp) in enumerate(zip(rows, responses)):
             try:
                 kind, payload = self._prepare(row, resp)
@@ -204,6 +218,9 @@ class RewardPool:
                 out[i] = payload
                 done_now += 1
             elif kind == "grade":
+                if len(payload) == 4:  # a built-in boxed verifier: remember its verdict
+                    keys[i] = payload[3]
+                    payload = payload[:3]
                 grade_q.append((i, payload))
             else:
                 code_q.append((i, payload))
@@ -221,6 +238,12 @@ class RewardPool:
                 code_q.clear()
         code_jobs = {i: job for i, job in code_q}
         self._loop(out, grade_q, code_q, code_jobs, progress, self._starts)
+        for i, key in keys.items():
+            v = out[i]
+            if v is not None and v.status in ("correct", "wrong"):
+                self._cache[key] = v
+                if len(self._cache) > _CACHE_SIZE:
+                    self._cache.popitem(last=False)
         return [v if v is not None else Verdict.of("error", "not graded") for v in out]
 
     def _loop(self, out: list[Verdict | None], grade_q: deque[tuple[int, Any]], code_q: deque[tuple[int, Any]],

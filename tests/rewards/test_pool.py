@@ -90,3 +90,14 @@ def test_pathological_latex_is_bounded(pool):
     got = pool.score(rows, responses)
     assert all(v.status in ("wrong", "timeout") for v in got), got
     assert time.perf_counter() - t < 3 * 1.5 + 3  # never more than the hard limit per item
+
+
+def test_repeated_answers_are_graded_once(pool):
+    rows = [{"domain": "math", "answer": "\\frac{1}{3}+x"}] * 16
+    responses = ["\\boxed{x + 1/3}"] * 8 + ["\\boxed{x + 0.3}"] * 8
+    first = pool.score(rows, responses)
+    assert [v.status for v in first] == ["correct"] * 8 + ["wrong"] * 8
+    t = time.perf_counter()
+    again = pool.score(rows, responses)
+    assert again == first
+    assert time.perf_counter() - t < 0.05  # from the cache, no grader round trip
