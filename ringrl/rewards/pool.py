@@ -209,6 +209,8 @@ class RewardPool:
         code_q: deque[tuple[int, Any]] = deque()
         done_now = 0
         keys: dict[int, tuple[Any, ...]] = {}
+        leaders: dict[tuple[Any, ...], int] = {}  # cache key -> the item graded for it
+        followers: dict[int, int] = {}  # item -> the item with the same key in this batch
         for i, (row, resp) in enumerate(zip(rows, responses)):
             try:
                 kind, payload = self._prepare(row, resp)
@@ -218,8 +220,12 @@ class RewardPool:
                 out[i] = payload
                 done_now += 1
             elif kind == "grade":
-                if len(payload) == 4:  # a built-in boxed verifier: remember its verdict
-                    keys[i] = payload[3]
+                if len(payload) == 4:  # a built-in boxed verifier: grade each distinct answer once
+                    key = payload[3]
+                    if key in leaders:
+                        followers[i] = leaders[key]
+                        continue
+                    leaders[key], keys[i] = i, key
                     payload = payload[:3]
                 grade_q.append((i, payload))
             else:
@@ -238,6 +244,10 @@ class RewardPool:
                 code_q.clear()
         code_jobs = {i: job for i, job in code_q}
         self._loop(out, grade_q, code_q, code_jobs, progress, self._starts)
+        for i, j in followers.items():
+            out[i] = out[j]
+        if progress and followers:
+            progress(len(followers))
         for i, key in keys.items():
             v = out[i]
             if v is not None and v.status in ("correct", "wrong"):

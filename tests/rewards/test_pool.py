@@ -95,8 +95,10 @@ def test_pathological_latex_is_bounded(pool):
 def test_repeated_answers_are_graded_once(pool):
     rows = [{"domain": "math", "answer": "\\frac{1}{3}+x"}] * 16
     responses = ["\\boxed{x + 1/3}"] * 8 + ["\\boxed{x + 0.3}"] * 8
-    first = pool.score(rows, responses)
+    calls = []
+    first = pool.score(rows, responses, progress=calls.append)
     assert [v.status for v in first] == ["correct"] * 8 + ["wrong"] * 8
+    assert sum(calls) == 16
     t = time.perf_counter()
     again = pool.score(rows, responses)
     assert again == first
