@@ -243,7 +243,11 @@ class RewardPool:
                     progress(len(code_q))
                 code_q.clear()
         code_jobs = {i: job for i, job in code_q}
-        self._loop(out, grade_q, code_q, code_jobs, progress, self._starts)
+        try:
+            self._loop(out, grade_q, code_q, code_jobs, progress, self._starts)
+        except BaseException:  # e.g. Ctrl-C: busy workers would answer into the next call
+            self._drop_busy()
+            raise
         for i, j in followers.items():
             out[i] = out[j]
         if progress and followers:
@@ -345,6 +349,14 @@ class RewardPool:
                     self._replace_box(b)
                     limit = job_seconds(code_jobs[item]) + _OUTER_GRACE_S
                     finish(item, Verdict.of("timeout", f"sandbox gave no answer within {limit:g}s"))
+
+    def _drop_busy(self) -> None:
+        for g in [g for g in self._graders if g.item is not None or not g.ready]:
+            g.kill()
+            self._graders.remove(g)
+        for b in [b for b in self._boxes if b.item is not None]:
+            b.sandbox.close()
+            self._boxes.remove(b)
 
     def _replace_grader(self, g: _Grader) -> None:
         g.kill()

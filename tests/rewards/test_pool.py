@@ -103,3 +103,19 @@ def test_repeated_answers_are_graded_once(pool):
     again = pool.score(rows, responses)
     assert again == first
     assert time.perf_counter() - t < 0.05  # from the cache, no grader round trip
+
+
+def test_interrupted_call_does_not_leak_into_the_next(pool):
+    register_verifier("slow", sleepy, ())
+
+    def interrupt(n):
+        raise KeyboardInterrupt
+
+    rows = [{"domain": "slow", "sleep": 0.3}, {"domain": "math", "answer": "1/3"}]
+    with pytest.raises(KeyboardInterrupt):
+        pool.score(rows, ["x", "\\boxed{2/6+0}"], progress=interrupt)
+    # item 0 is decided in the parent; a leaked verdict of the slow grader would overwrite it
+    # (it would answer at 0.3 s, while this call still waits for its own slow item)
+    got = pool.score([{"domain": "math", "answer": "5"}, {"domain": "math", "answer": "x^2"}, {"domain": "slow", "sleep": 0.6}],
+                     ["\\boxed{6}", "\\boxed{x \\cdot x}", "x"])
+    assert [v.status for v in got] == ["wrong", "correct", "correct"]
