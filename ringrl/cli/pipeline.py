@@ -1,0 +1,43 @@
+"""``ringrl pipeline CONFIG``: the stages a YAML config lists, each from the previous one's output."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("pipeline", help="run the stages a YAML config lists (finished stages are skipped)",
+                       description="Stages (curate, sft, select, rl, eval, report) run in order; a finished stage is "
+                       "skipped on a re-run and an interrupted RL stage resumes from its last checkpoint.")
+    p.add_argument("config", metavar="CONFIG", help="pipeline YAML (see configs/quickstart.yaml)")
+    p.add_argument("--out", help="output directory (default: the config's 'out')")
+    p.add_argument("overrides", nargs="*", metavar="STAGE.key=value",
+                   help="override a stage's config key, e.g. rl-math.steps=10")
+    p.set_defaults(func=run)
+
+
+def split_stage_overrides(items: list[str]) -> dict[str, list[str]]:
+    from ringrl.errors import UserError
+
+    out: dict[str, list[str]] = {}
+    for item in items:
+        if "=" not in item or "." not in item.split("=", 1)[0]:
+            raise UserError(f"override '{item}': expected STAGE.key=value (e.g. rl-math.steps=10)")
+        stage, rest = item.split(".", 1)
+        out.setdefault(stage, []).append(rest)
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    from ringrl.errors import UserError
+    from ringrl.pipeline import load_pipeline, run_pipeline
+
+    spec = load_pipeline(args.config, out=args.out)
+    overrides = split_stage_overrides(args.overrides)
+    names = {s.name for s in spec.stages}
+    for stage in overrides:
+        if stage not in names:
+            raise UserError(f"override for stage '{stage}': no such stage in {args.config} ({', '.join(sorted(names))})")
+    run_pipeline(spec, overrides)
+    print(f"pipeline finished: {spec.out}")
+    return 0

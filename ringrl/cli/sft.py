@@ -1,0 +1,28 @@
+"""``ringrl sft``: long-CoT SFT, a checkpoint per epoch, entropy and accuracy per checkpoint."""
+
+from __future__ import annotations
+
+import argparse
+
+from ringrl.cli.common import add_config_args, split_overrides
+from ringrl.sft.config import SFTConfig
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("sft", help="long-CoT SFT with a checkpoint, entropy and accuracy per epoch",
+                       description="Long chain-of-thought SFT (loss on response tokens only). Without data.train it "
+                       "trains the embedded tiny MoE on the embedded synthetic tasks.")
+    add_config_args(p, SFTConfig)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ringrl.config import load_config
+    from ringrl.sft.selectcli import print_checkpoints
+    from ringrl.sft.trainer import train_sft
+
+    cfg = load_config(SFTConfig, args.config, split_overrides(args))
+    summary = train_sft(cfg)
+    print_checkpoints(summary["checkpoints"], chosen=None)
+    print(f"run directory: {cfg.out}")
+    return 0

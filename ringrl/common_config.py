@@ -1,0 +1,78 @@
+"""Config sections shared by several stages: the model to load and the optimizer."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ringrl.config import doc
+from ringrl.errors import ConfigError
+from ringrl.models.tiny import TinyModelConfig
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Which model to train: a local Hugging Face directory, or the embedded tiny MoE."""
+
+    path: str | None = doc("local HF causal LM directory; null builds the embedded tiny MoE", None)
+    device: str = doc("'auto' (CUDA when present), 'cpu' or 'cuda[:N]'", "auto")
+    dtype: str = doc("'auto' (bf16 on CUDA, fp32 on CPU), 'float32', 'bfloat16' or 'float16'", "auto")
+    tiny: TinyModelConfig = doc("shape of the embedded tiny MoE (used when path is null)", default_factory=TinyModelConfig)
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """AdamW with a linear warm-up then cosine (or constant) schedule."""
+
+    lr: float = doc("peak learning rate", 3e-4)
+    weight_decay: float = doc("AdamW decoupled weight decay", 0.1)
+    betas: tuple[float, float] = doc("AdamW betas", (0.9, 0.95))
+    warmup_ratio: float = doc("fraction of optimizer steps spent in linear warm-up", 0.01)
+    schedule: str = doc("'cosine' (decay to min_lr_ratio * lr) or 'constant' after warm-up", "cosine")
+    min_lr_ratio: float = doc("final learning rate of the cosine schedule, as a fraction of lr", 0.1)
+    grad_clip: float = doc("clip the global gradient norm to this value (0 disables)", 1.0)
+
+    def validate(self) -> None:
+        if not self.lr > 0:
+            raise ConfigError("optim.lr", f"must be > 0, got {self.lr}")
+        if not 0 <= self.warmup_ratio < 1:
+            raise ConfigError("optim.warmup_ratio", f"must be in [0, 1), got {self.warmup_ratio}")
+        if self.schedule not in ("cosine", "constant"):
+            raise ConfigError("optim.schedule", f"must be 'cosine' or 'constant', got {self.schedule!r}")
+        if self.weight_decay < 0:
+            raise ConfigError("optim.weight_decay", "must be >= 0")
+        if self.grad_clip < 0:
+            raise ConfigError("optim.grad_clip", "must be >= 0")
+
+
+def lr_factor(step: int, total_steps: int, warmup_steps: int, schedule: str, min_lr_ratio: float) -> float:
+    """Multiplier of the peak lr at optimizer step ``step`` (0-based): linear warm-up, then cosine or constant."""
+    import math
+
+    if warmup_steps > 0 and step < warmup_steps:
+        return (step + 1) / warmup_steps
+    if schedule == "constant":
+        return 1.0
+    span = max(1, total_steps - warmup_steps)
+    progress = min(1.0, (step - warmup_steps) / span)
+    return min_lr_ratio + (1 - min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def make_optimizer(model, cfg: OptimConfig, total_steps: int):
+    """AdamW (no decay on biases and norms) and a LambdaLR implementing :func:`lr_factor`."""
+    import torch
+
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        (no_decay if p.ndim < 2 or "norm" in name else decay).append(p)
+    opt = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=cfg.lr,
+        betas=cfg.betas,
+    )
+    warmup = max(1, round(cfg.warmup_ratio * total_steps)) if cfg.warmup_ratio > 0 else 0
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: lr_factor(s, total_steps, warmup, cfg.schedule, cfg.min_lr_ratio)
+    )
+    return opt, sched

@@ -1,0 +1,20 @@
+"""One forward pass that returns logits and, for MoE models, the router logits."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from ringrl.models.loading import is_moe
+
+
+def forward(model: Any, input_ids_BT: torch.Tensor, attention_mask_BT: torch.Tensor) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+    """``(logits_BTV, router_logits)``; router_logits is one ``[B*T, E]`` tensor per MoE layer, or ``()``."""
+    kwargs: dict[str, Any] = {"input_ids": input_ids_BT, "attention_mask": attention_mask_BT, "use_cache": False}
+    moe = is_moe(model)
+    if moe:
+        kwargs["output_router_logits"] = True
+    out = model(**kwargs)
+    router = tuple(getattr(out, "router_logits", None) or ()) if moe else ()
+    return out.logits, router

@@ -1,0 +1,90 @@
+"""Loading any local Hugging Face causal LM directory (dense or MoE) as a policy.
+
+The embedded tiny MoE goes through exactly this path too. A directory that is not a
+causal LM, or has no tokenizer, is a :class:`UserError` with one line.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ringrl.errors import UserError
+
+
+def resolve_device(device: str | None) -> str:
+    import torch
+
+    if device in (None, "auto"):
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"device '{device}' requested but CUDA is not available")
+    return device
+
+
+def resolve_dtype(dtype: str | None, device: str):
+    import torch
+
+    if dtype in (None, "auto"):
+        return torch.bfloat16 if device.startswith("cuda") else torch.float32
+    table = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
+             "float16": torch.float16, "fp16": torch.float16}
+    if dtype not in table:
+        raise UserError(f"dtype '{dtype}': expected one of {', '.join(table)}")
+    return table[dtype]
+
+
+def load_tokenizer(path: str | Path):
+    from transformers import AutoTokenizer
+
+    p = Path(path)
+    try:
+        tok = AutoTokenizer.from_pretrained(str(p))
+    except Exception as e:  # transformers raises many kinds here
+        raise UserError(f"{p}: cannot load a tokenizer ({type(e).__name__}: {str(e).splitlines()[0][:160]})") from None
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    tok.padding_side = "left"
+    return tok
+
+
+def load_policy(path: str | Path, device: str | None = None, dtype: str | None = None) -> tuple[Any, Any]:
+    """(model, tokenizer) from a local HF directory; the model in train mode on ``device``."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    p = Path(path)
+    if not p.is_dir():
+        raise UserError(f"{p}: model directory not found")
+    if not (p / "config.json").is_file():
+        raise UserError(f"{p}: not a Hugging Face model directory (no config.json)")
+    try:
+        hf_cfg = AutoConfig.from_pretrained(str(p))
+    except Exception as e:
+        raise UserError(f"{p}: unreadable config.json ({str(e).splitlines()[0][:160]})") from None
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+    if hf_cfg.model_type not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
+        raise UserError(f"{p}: model type '{hf_cfg.model_type}' is not a causal language model")
+    dev = resolve_device(device)
+    torch_dtype = resolve_dtype(dtype, dev)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(str(p), dtype=torch_dtype)
+    except Exception as e:
+        raise UserError(f"{p}: cannot load the model ({type(e).__name__}: {str(e).splitlines()[0][:160]})") from None
+    tokenizer = load_tokenizer(p)
+    model.to(dev)
+    if model.generation_config.pad_token_id is None:
+        model.generation_config.pad_token_id = tokenizer.pad_token_id
+    return model, tokenizer
+
+
+def is_moe(model: Any) -> bool:
+    """True when the model's config describes routed experts (its forward can return router logits)."""
+    cfg = model.config
+    n = getattr(cfg, "num_experts", None) or getattr(cfg, "num_local_experts", None) or getattr(cfg, "n_routed_experts", None)
+    return bool(n) and n > 1
+
+
+def moe_top_k(model: Any) -> int:
+    cfg = model.config
+    return int(getattr(cfg, "num_experts_per_tok", None) or getattr(cfg, "moe_topk", None) or 1)

@@ -1,0 +1,188 @@
+"""Run a pipeline: stages in order, each from an earlier stage's output model.
+
+A finished stage leaves ``OUT/NAME/stage.json`` (its outputs) and is skipped on a
+re-run; an RL stage that was interrupted resumes from its latest checkpoint; any other
+interrupted stage starts again (its outputs are only ever written atomically). The
+pipeline's ``OUT/summary.json`` lists the stages and their directories.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from ringrl.config import merge
+from ringrl.errors import UserError
+from ringrl.pipeline.spec import PipelineSpec, Stage
+from ringrl.utils.io import read_json, write_json
+
+console = Console(stderr=True)
+
+
+def _nested(config: dict[str, Any]) -> dict[str, Any]:
+    """Config mapping whose keys may be dotted (``optim.lr``) -> nested mapping."""
+    out: dict[str, Any] = {}
+    for key, value in config.items():
+        parts = str(key).split(".")
+        nested: Any = value
+        for part in reversed(parts[1:]):
+            nested = {part: nested}
+        out = merge(out, {parts[0]: nested})
+    return out
+
+
+def stage_done(out: Path, stage: Stage) -> dict[str, Any] | None:
+    f = out / stage.name / "stage.json"
+    return read_json(f) if f.is_file() else None
+
+
+def run_pipeline(spec: PipelineSpec, extra_overrides: dict[str, list[str]] | None = None) -> dict[str, Any]:
+    out = Path(spec.out)
+    out.mkdir(parents=True, exist_ok=True)
+    outputs: dict[str, dict[str, Any]] = {}
+    for stage in spec.stages:
+        done = stage_done(out, stage)
+        if done is not None:
+            console.print(f"[dim]stage {stage.name} ({stage.kind}): done, skipped[/dim]")
+            outputs[stage.name] = done
+            continue
+        console.rule(f"stage {stage.name} ({stage.kind})")
+        t0 = time.perf_counter()
+        result = RUNNERS[stage.kind](spec, stage, outputs, (extra_overrides or {}).get(stage.name, []))
+        result.update({"name": stage.name, "kind": stage.kind, "dir": str(out / stage.name),
+                       "seconds": round(time.perf_counter() - t0, 1)})
+        write_json(out / stage.name / "stage.json", result)
+        outputs[stage.name] = result
+        _write_summary(spec, outputs)
+    _write_summary(spec, outputs)
+    return {"kind": "pipeline", "stages": [outputs[s.name] for s in spec.stages]}
+
+
+def _write_summary(spec: PipelineSpec, outputs: dict[str, dict[str, Any]]) -> None:
+    stages = [outputs[s.name] for s in spec.stages if s.name in outputs]
+    write_json(Path(spec.out) / "summary.json", {"kind": "pipeline", "stages": stages})
+
+
+def _source_model(stage: Stage, outputs: dict[str, dict[str, Any]]) -> str | None:
+    if stage.source is None:
+        return None
+    model = outputs[stage.source].get("model")
+    if not model:
+        raise UserError(f"stage '{stage.name}': stage '{stage.source}' produced no model")
+    return model
+
+
+# --------------------------------------------------------------------------- stage kinds
+def _run_sft(spec: PipelineSpec, stage: Stage, outputs, overrides: list[str]) -> dict[str, Any]:
+    from ringrl.config import load_config
+    from ringrl.sft.config import SFTConfig
+    from ringrl.sft.trainer import train_sft
+
+    base = merge(_nested(stage.config), {"out": str(Path(spec.out) / stage.name)})
+    src = _source_model(stage, outputs)
+    if src:
+        base = merge(base, {"model": {"path": src}})
+    cfg = load_config(SFTConfig, base=base, overrides=overrides)
+    summary = train_sft(cfg)
+    last = summary["checkpoints"][-1]
+    return {"model": str((Path(cfg.out) / last["path"]).resolve()), "checkpoints": summary["checkpoints"],
+            "tokens_seen": summary["tokens_seen"]}
+
+
+def _run_select(spec: PipelineSpec, stage: Stage, outputs, overrides: list[str]) -> dict[str, Any]:
+    from ringrl.sft.select import PAPER_BAND
+    from ringrl.sft.selectcli import print_checkpoints, select_run
+
+    band = stage.options.get("band", list(PAPER_BAND))
+    sft_dir = Path(outputs[stage.source]["dir"])
+    sel, record = select_run(sft_dir, float(band[0]), float(band[1]))
+    print_checkpoints(read_json(sft_dir / "summary.json")["checkpoints"], chosen=record["chosen"])
+    console.print(("" if sel.in_band else "[yellow]warning:[/yellow] ") + sel.reason)
+    (Path(spec.out) / stage.name).mkdir(parents=True, exist_ok=True)
+    write_json(Path(spec.out) / stage.name / "selection.json", record)
+    return {"model": record["path"], "selection": record}
+
+
+def _run_rl(spec: PipelineSpec, stage: Stage, outputs, overrides: list[str]) -> dict[str, Any]:
+    from ringrl.config import load_config
+    from ringrl.rl.config import RLConfig
+    from ringrl.rl.trainer import train_rl
+
+    base = merge({"save_every": 10}, _nested(stage.config))
+    base = merge(base, {"out": str(Path(spec.out) / stage.name), "resume": True})
+    src = _source_model(stage, outputs)
+    if src:
+        base = merge(base, {"model": {"path": src}})
+    cfg = load_config(RLConfig, base=base, overrides=overrides)
+    summary = train_rl(cfg)
+    return {"model": str((Path(cfg.out) / "checkpoints" / "final").resolve()), **{k: summary[k] for k in
+            ("algo", "steps", "rl_tokens", "sft_tokens", "reward_first", "reward_last")}}
+
+
+def _run_eval(spec: PipelineSpec, stage: Stage, outputs, overrides: list[str]) -> dict[str, Any]:
+    from ringrl.config import load_config
+    from ringrl.eval.config import EvalConfig
+    from ringrl.eval.runner import run_eval
+
+    cfg = load_config(EvalConfig, base=_nested(stage.config), overrides=overrides)
+    stage_dir = Path(spec.out) / stage.name
+    results: dict[str, Any] = {}
+    for name in stage.options.get("models", []):
+        model = outputs[name].get("model")
+        if not model:
+            raise UserError(f"stage '{stage.name}': stage '{name}' produced no model")
+        console.print(f"evaluating {name}: {model}")
+        results[name] = run_eval(model, list(stage.options["benchmarks"]), cfg, output=stage_dir / f"{name}.json")
+    write_json(stage_dir / "summary.json", {"kind": "eval", "models": results,
+                                            "eval": results[stage.options["models"][-1]] if results else {}})
+    print_eval(results)
+    return {"eval": results}
+
+
+def _run_report(spec: PipelineSpec, stage: Stage, outputs, overrides: list[str]) -> dict[str, Any]:
+    from ringrl.report import build_report
+
+    _write_summary(spec, outputs)
+    out = Path(spec.out) / stage.name / "report.html"
+    build_report([Path(spec.out)], out)
+    console.print(f"report: {out}")
+    return {"report": str(out)}
+
+
+def _run_curate(spec: PipelineSpec, stage: Stage, outputs, overrides: list[str]) -> dict[str, Any]:
+    from ringrl.curate import CurateConfig, benchmark_files, curate_file, find_data_dir
+
+    opts = stage.options
+    if "input" not in opts:
+        raise UserError(f"stage '{stage.name}': a curate stage needs 'input' (a JSONL file)")
+    data_dir = Path(opts["data_dir"]) if opts.get("data_dir") else find_data_dir()
+    files = benchmark_files(data_dir, opts.get("benchmarks")) if data_dir else []
+    out_file = Path(spec.out) / stage.name / "curated.jsonl"
+    curate_file(Path(opts["input"]), out_file, CurateConfig(), files)
+    return {"data": str(out_file)}
+
+
+RUNNERS = {"sft": _run_sft, "select": _run_select, "rl": _run_rl, "eval": _run_eval, "report": _run_report,
+           "curate": _run_curate}
+
+
+def print_eval(results: dict[str, dict[str, Any]]) -> None:
+    if not results:
+        return
+    table = Table(title="evaluation (pass@1, avg over samples)")
+    table.add_column("model")
+    benches = sorted({b for r in results.values() for b in r})
+    for b in benches:
+        table.add_column(b, justify="right")
+    for model, res in results.items():
+        row = [model]
+        for b in benches:
+            e = res.get(b, {})
+            v = e.get("pass_at_1", e.get("avg@k"))
+            row.append("-" if v is None else f"{100 * v:.1f}")
+        table.add_row(*row)
+    Console().print(table)

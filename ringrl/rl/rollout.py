@@ -1,0 +1,61 @@
+"""Rollout and reward: L prompts x K responses -> scored groups of :class:`Sample`."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ringrl.algorithms.types import Sample, ScoredGroup
+from ringrl.data.prompts import render_prompt
+from ringrl.rl.config import RolloutConfig
+
+Scorer = Callable[[Sequence[dict[str, Any]], Sequence[str]], list[float]]
+
+
+@dataclass
+class RolloutResult:
+    groups: list[ScoredGroup]
+    generated_tokens: int
+    lengths: list[int]  # every response's token count
+    rewards: list[float]
+    rollout_seconds: float
+    reward_seconds: float
+
+
+def collect_groups(
+    engine: Any, tokenizer: Any, rows: list[dict[str, Any]], score: Scorer, cfg: RolloutConfig, seed: int, tag: str
+) -> RolloutResult:
+    """Sample K responses for each row, score them, and group them by prompt."""
+    t0 = time.perf_counter()
+    prompts = [render_prompt(tokenizer, r) for r in rows]
+    completions = engine.generate(prompts, n=cfg.samples_per_prompt, temperature=cfg.temperature,
+                                  top_p=cfg.top_p, max_new_tokens=cfg.max_new_tokens, seed=seed)
+    t1 = time.perf_counter()
+    flat_rows = [r for r, comps in zip(rows, completions) for _ in comps]
+    rewards = score(flat_rows, [c.text for comps in completions for c in comps])
+    t2 = time.perf_counter()
+    groups, k = [], 0
+    for g, (row, prompt, comps) in enumerate(zip(rows, prompts, completions)):
+        prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        samples = []
+        for i, c in enumerate(comps):
+            samples.append(Sample(group_id=f"{tag}-{g}", index=i, prompt_ids=list(prompt_ids),
+                                  response_ids=list(c.token_ids), rollout_logprobs=list(c.logprobs),
+                                  reward=float(rewards[k]), finished=c.finished, domain=str(row.get("domain", ""))))
+            k += 1
+        groups.append(ScoredGroup(group_id=f"{tag}-{g}", samples=samples))
+    lengths = [len(c.token_ids) for comps in completions for c in comps]
+    return RolloutResult(groups, sum(lengths), lengths, list(rewards), t1 - t0, t2 - t1)
+
+
+def merge(results: list[RolloutResult]) -> RolloutResult:
+    return RolloutResult(
+        groups=[g for r in results for g in r.groups],
+        generated_tokens=sum(r.generated_tokens for r in results),
+        lengths=[n for r in results for n in r.lengths],
+        rewards=[x for r in results for x in r.rewards],
+        rollout_seconds=sum(r.rollout_seconds for r in results),
+        reward_seconds=sum(r.reward_seconds for r in results),
+    )

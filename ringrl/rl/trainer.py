@@ -1,0 +1,297 @@
+"""``ringrl rl``: the RL loop. One step reads top to bottom in :meth:`RLTrainer.step`:
+
+    rollout -> reward -> (refill) -> advantages -> batch former -> loss pass -> optimizer -> log
+
+The trainer knows no algorithm: advantages, batch forming (C3PO's budget), losses and
+MoE terms are the pure functions of :mod:`ringrl.algorithms`, picked by ``algo``.
+
+Defaults and policies (see docs/rl.md):
+- old log-probs are the trainer's own forward pass under the pre-update weights (as in
+  verl). With one PPO epoch and one mini-batch the loss pass *is* that forward pass, so
+  its detached log-probs serve as pi_old; otherwise a no-grad pass computes them first.
+  The engine's log-probs are kept only to log ``train/logprob_mismatch``.
+- C3PO shortfall (``c3po_fill``): when the pool holds fewer than Phi tokens the trainer
+  samples more prompts (up to ``max_fill_rounds``); what is still missing is trained
+  with the constant 1/Phi and logged as ``train/shortfall_tokens``.
+- DAPO dynamic sampling: groups with equal rewards are dropped and more prompts sampled
+  until L informative groups are collected or ``max_fill_rounds`` extra rounds ran.
+- A non-finite loss or gradient skips the update and is logged; after
+  ``max_nonfinite`` skips the run stops. No checkpoint is written with non-finite weights.
+"""
+
+from __future__ import annotations
+
+import copy
+import random
+import statistics
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ringrl.algorithms import assign_advantages, get_batch_former, informative_groups
+from ringrl.algorithms.types import FormedBatch, ScoredGroup
+from ringrl.common_config import make_optimizer
+from ringrl.config import save_config
+from ringrl.errors import UserError
+from ringrl.models.loading import is_moe, load_policy, load_tokenizer, moe_top_k
+from ringrl.rl.config import RLConfig
+from ringrl.rl.data import PromptStream, load_rl_rows
+from ringrl.rl.rollout import RolloutResult, collect_groups, merge
+from ringrl.rl.state import (TrainerState, latest_checkpoint, load_rl_state, prune_checkpoints,
+                             save_rl_checkpoint, truncate_metrics)
+from ringrl.rl.update import accumulate_gradients, build_micro_batches, sequence_logprobs, split_mini_batches
+from ringrl.rollout import HFEngine
+from ringrl.utils.checkpoint import quiet_transformers, seed_everything, set_threads
+from ringrl.utils.io import read_json, write_json
+from ringrl.utils.metrics import MetricsLogger
+from ringrl.utils.progress import Progress
+
+
+class NonFiniteStop(UserError):
+    """Too many non-finite updates: the run stops (its last good checkpoint stays)."""
+
+
+class RLTrainer:
+    def __init__(self, cfg: RLConfig, score=None, engine=None):
+        if cfg.model.path is None:
+            raise UserError("config key 'model.path': RL starts from a model directory (e.g. the checkpoint select-checkpoint chose)")
+        quiet_transformers()
+        set_threads(cfg.threads)
+        seed_everything(cfg.seed)
+        self.cfg = cfg
+        self.run_dir = Path(cfg.out)
+        self.model, self.tokenizer = load_policy(cfg.model.path, cfg.model.device, cfg.model.dtype)
+        self.ref_model = self._load_reference() if cfg.loss.beta > 0 else None
+        self.engine = engine or HFEngine(self.model, self.tokenizer, batch_size=cfg.rollout.batch_size)
+        self.stream = PromptStream(load_rl_rows(cfg.data), seed=cfg.data.seed)
+        self.former = get_batch_former(cfg.algo)
+        self.optimizer, self.scheduler = make_optimizer(self.model, cfg.optim, cfg.steps)
+        self.moe_top_k = moe_top_k(self.model) if is_moe(self.model) else None
+        self.state = TrainerState()
+        self._own_pool = None
+        if score is None:
+            from ringrl.rewards import RewardPool
+
+            self._own_pool = RewardPool(workers=cfg.reward_workers or None)
+            score = lambda rows, responses: [v.reward for v in self._own_pool.score(rows, responses)]  # noqa: E731
+        self.score = score
+
+    def _load_reference(self):
+        if self.cfg.ref_model is None:
+            ref = copy.deepcopy(self.model)
+        else:
+            ref, ref_tok = load_policy(self.cfg.ref_model, self.cfg.model.device, self.cfg.model.dtype)
+            if ref_tok.get_vocab() != self.tokenizer.get_vocab():
+                raise UserError(f"config key 'ref_model': {self.cfg.ref_model} has a different tokenizer from the policy")
+        ref.eval()
+        for p in ref.parameters():
+            p.requires_grad_(False)
+        return ref
+
+    # ------------------------------------------------------------------ the step
+    def step(self) -> dict[str, Any]:
+        cfg, st = self.cfg, self.state
+        t0 = time.perf_counter()
+        ro = self._rollout()                                                     # rollout + reward (+ refill)
+        groups = assign_advantages(ro.groups, eps=cfg.loss.adv_eps)              # GRPO advantages on full groups
+        batch = self.former(groups, st.carry, cfg.former, random.Random(cfg.seed * 7919 + st.step))  # Eq. 1 / token-mean / Eq. 2-3
+        if self._needs_old_pass():
+            batch = self._with_old_logprobs(batch)
+        t1 = time.perf_counter()
+        metrics, grad_norm, finite = self._train(batch)                          # loss pass + optimizer step(s)
+        t2 = time.perf_counter()
+        st.carry = batch.leftover
+        st.step += 1
+        st.position = self.stream.position
+        st.rl_tokens += batch.n_tokens if finite else 0
+        st.nonfinite_skips += 0 if finite else 1
+        return self._step_metrics(ro, batch, metrics, grad_norm, finite, t0, t1, t2)
+
+    # ------------------------------------------------------------------ helpers
+    def _rollout(self) -> RolloutResult:
+        """L prompts x K responses, scored; more rounds for C3PO's budget or DAPO's informative groups."""
+        cfg, st = self.cfg, self.state
+        L = cfg.rollout.prompts_per_step
+        results = [self._collect(L, 0)]
+        for extra in range(1, cfg.max_fill_rounds + 1):
+            if cfg.algo == "c3po" and cfg.c3po_fill == "sample_more":
+                pool = sum(s.n_response for g in merge(results).groups for s in g.samples) + sum(s.n_response for s in st.carry)
+                if pool >= cfg.former.budget_tokens:
+                    break
+                results.append(self._collect(L, extra))
+            elif cfg.algo == "dapo" and cfg.former.dynamic_sampling:
+                kept, _ = informative_groups(merge(results).groups)
+                if len(kept) >= L:
+                    break
+                results.append(self._collect(L - len(kept), extra))
+            else:
+                break
+        ro = merge(results)
+        if cfg.algo == "dapo" and cfg.former.dynamic_sampling:
+            kept, dropped = informative_groups(ro.groups)
+            ro.groups = kept[:L] + dropped  # the former drops the uninformative ones again and counts them
+        ro.extra_rounds = len(results) - 1  # type: ignore[attr-defined]
+        return ro
+
+    def _collect(self, n: int, round_: int) -> RolloutResult:
+        rows = self.stream.take(n)
+        seed = (self.cfg.seed * 1_000_003 + self.state.step) * 16 + round_
+        return collect_groups(self.engine, self.tokenizer, rows, self.score, self.cfg.rollout, seed, f"s{self.state.step}r{round_}")
+
+    def _needs_old_pass(self) -> bool:
+        return self.cfg.ppo_epochs > 1 or self.cfg.mini_batches > 1
+
+    def _with_old_logprobs(self, batch: FormedBatch) -> FormedBatch:
+        """Store pi_old (the trainer's pre-update forward) on samples that lack it."""
+        selected = []
+        for s in batch.selected:
+            if s.sample.old_logprobs is None:
+                mb = build_micro_batches([s], self.tokenizer.pad_token_id, 1 << 30)[0]
+                lp = sequence_logprobs(self.model, mb, self.cfg.rollout.temperature)[0]
+                p = len(s.sample.prompt_ids)
+                s = replace(s, sample=replace(s.sample, old_logprobs=lp[p - 1 : p - 1 + s.n_tokens].tolist()))
+            selected.append(s)
+        return replace(batch, selected=selected)
+
+    def _train(self, batch: FormedBatch) -> tuple[dict[str, Any], float, bool]:
+        """PPO epochs x mini-batches of optimizer steps; each a loss pass over token micro-batches."""
+        cfg = self.cfg
+        parts = split_mini_batches(batch.selected, cfg.mini_batches)
+        metrics: dict[str, Any] = {}
+        norms, finite = [], True
+        for _ in range(cfg.ppo_epochs):
+            for part in parts:
+                # the former's weights sum over the whole batch; each mini-batch step keeps that scale
+                mbs = build_micro_batches(part, self.tokenizer.pad_token_id, cfg.micro_batch_tokens, weight_scale=len(parts))
+                metrics = accumulate_gradients(self.model, self.ref_model, mbs, cfg.loss, cfg.rollout.temperature, self.moe_top_k)
+                norm, ok = self._optimizer_step(metrics["train/loss"])
+                norms.append(norm)
+                finite = finite and ok
+        return metrics, norms[-1] if norms else 0.0, finite
+
+    def _optimizer_step(self, loss: float) -> tuple[float, bool]:
+        params = [p for p in self.model.parameters() if p.grad is not None]
+        clip = self.cfg.optim.grad_clip if self.cfg.optim.grad_clip > 0 else float("inf")
+        norm = float(torch.nn.utils.clip_grad_norm_(params, clip)) if params else 0.0
+        ok = bool(torch.isfinite(torch.tensor([loss, norm])).all())
+        if ok:
+            self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return norm, ok
+
+    def _step_metrics(self, ro, batch, m, grad_norm, finite, t0, t1, t2) -> dict[str, Any]:
+        t3 = time.perf_counter()
+        lengths = ro.lengths or [0]
+        out: dict[str, Any] = {
+            "reward/mean": statistics.fmean(ro.rewards) if ro.rewards else 0.0,
+            "reward/accuracy": sum(r >= 1.0 for r in ro.rewards) / max(1, len(ro.rewards)),
+            "response_length/mean": statistics.fmean(lengths),
+            "response_length/max": max(lengths),
+            "response_length/std": statistics.pstdev(lengths),
+            "response_length/truncated_fraction": sum(not s.finished for g in ro.groups for s in g.samples) / max(1, len(lengths)),
+            "train/tokens": batch.n_tokens,
+            "train/responses": len(batch.selected),
+            "train/grad_norm": grad_norm,
+            "train/lr": self.scheduler.get_last_lr()[0],
+            "train/skipped_nonfinite": 0 if finite else 1,
+            "rollout/responses": len(lengths),
+            "rollout/extra_rounds": getattr(ro, "extra_rounds", 0),
+            "time/rollout": ro.rollout_seconds,
+            "time/reward": ro.reward_seconds,
+            "time/train": t2 - t1,
+            "time/step": t3 - t0,
+            "throughput/tokens_per_s": (batch.n_tokens + ro.generated_tokens) / max(t3 - t0, 1e-9),
+        }
+        for k in ("train/entropy", "train/kl", "train/clip_fraction", "train/logprob_mismatch", "train/ratio", "train/loss"):
+            out[k] = m.get(k, 0.0)
+        for k in ("moe/balance_loss", "moe/z_loss", "moe/max_expert_load"):
+            out[k] = m.get(k, 0.0)
+        load = m.get("_expert_load")
+        if load is not None and self.cfg.expert_load_per_layer:
+            for i, row in enumerate(load.tolist()):
+                for j, v in enumerate(row):
+                    out[f"moe/load/layer{i}/expert{j}"] = v
+        for k, v in batch.stats.items():
+            if k not in ("tokens", "responses"):
+                out[f"batch/{k}"] = v
+        out["train/shortfall_tokens"] = batch.stats.get("shortfall_tokens", 0)
+        return out
+
+    # ------------------------------------------------------------------ the loop
+    def fit(self) -> dict[str, Any]:
+        cfg = self.cfg
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        resumed_from = self._maybe_resume()
+        save_config(cfg, self.run_dir / "config.yaml")
+        logger = MetricsLogger(self.run_dir, tensorboard=cfg.tensorboard, append=resumed_from is not None, t0=self.state.elapsed)
+        history: list[dict[str, Any]] = []
+        try:
+            with Progress(cfg.steps, f"rl {cfg.algo}", enabled=cfg.progress) as bar:
+                bar.update("", advance=self.state.step)
+                while self.state.step < cfg.steps:
+                    m = self.step()
+                    self.state.elapsed = logger.elapsed()
+                    rec = logger.log(self.state.step, m)
+                    history.append(rec)
+                    bar.update(f"reward {m['reward/mean']:.3f} len {m['response_length/mean']:.0f} "
+                               f"tokens {m['train/tokens']} {m['time/step']:.1f}s/step")
+                    if self.state.nonfinite_skips >= cfg.max_nonfinite:
+                        raise NonFiniteStop(f"{self.state.nonfinite_skips} updates skipped for a non-finite loss or gradient "
+                                            f"(max_nonfinite={cfg.max_nonfinite}); stopping at step {self.state.step}")
+                    if cfg.save_every and self.state.step % cfg.save_every == 0 and self.state.step < cfg.steps:
+                        save_rl_checkpoint(self.run_dir, f"step-{self.state.step}", self.model, self.tokenizer,
+                                           self.state, self.optimizer, self.scheduler)
+                        prune_checkpoints(self.run_dir, cfg.keep_checkpoints)
+            save_rl_checkpoint(self.run_dir, "final", self.model, self.tokenizer, self.state, self.optimizer, self.scheduler)
+        finally:
+            logger.close()
+            self.close()
+        return self._write_summary(resumed_from)
+
+    def _maybe_resume(self) -> str | None:
+        if not self.cfg.resume:
+            return None
+        ckpt = latest_checkpoint(self.run_dir)
+        if ckpt is None:
+            return None
+        from ringrl.models.loading import load_policy as _lp
+
+        model, _ = _lp(ckpt, self.cfg.model.device, self.cfg.model.dtype)
+        self.model.load_state_dict(model.state_dict())
+        self.state = load_rl_state(ckpt, self.optimizer, self.scheduler)
+        self.stream.position = self.state.position
+        truncate_metrics(self.run_dir, self.state.step)
+        return str(ckpt)
+
+    def _write_summary(self, resumed_from: str | None) -> dict[str, Any]:
+        from ringrl.utils.metrics import read_metrics
+
+        rows = read_metrics(self.run_dir)
+        rewards = [r["reward/mean"] for r in rows if "reward/mean" in r]
+        k = max(1, len(rewards) // 5)
+        sft_tokens = None
+        tstate = Path(self.cfg.model.path) / "trainer_state.json"
+        if tstate.is_file():
+            sft_tokens = read_json(tstate).get("tokens_seen")
+        summary = {
+            "kind": "rl", "algo": self.cfg.algo, "init": self.cfg.model.path, "steps": self.state.step,
+            "final_checkpoint": "checkpoints/final", "rl_tokens": self.state.rl_tokens, "sft_tokens": sft_tokens,
+            "reward_first": statistics.fmean(rewards[:k]) if rewards else None,
+            "reward_last": statistics.fmean(rewards[-k:]) if rewards else None,
+            "resumed_from": resumed_from,
+        }
+        write_json(self.run_dir / "summary.json", summary)
+        return summary
+
+    def close(self) -> None:
+        if self._own_pool is not None:
+            self._own_pool.close()
+            self._own_pool = None
+
+
+def train_rl(cfg: RLConfig, score=None) -> dict[str, Any]:
+    return RLTrainer(cfg, score=score).fit()

@@ -1,0 +1,122 @@
+"""The loss pass: a formed batch -> token-count micro-batches -> weighted-sum loss -> gradients.
+
+The batch former fixed every token's weight before this runs (1/Phi for C3PO, the
+step's token count for token-mean, 1/(N |y_i|) for GRPO), so each micro-batch's loss
+is a plain weighted sum and the accumulated gradient is the same for any split.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from ringrl.algorithms import balance_across_ranks, moe_aux_loss, policy_loss, split_by_tokens, token_entropy, token_logprobs
+from ringrl.algorithms.types import SelectedSample
+from ringrl.models.forward import forward
+from ringrl.rl.config import LossConfig
+
+
+@dataclass
+class MicroBatch:
+    """Right-padded sequences; the ``_BT`` tensors are aligned with the shifted targets ``input_ids[:, 1:]``."""
+
+    input_ids_BT: torch.Tensor  # [B, T]
+    attention_mask_BT: torch.Tensor  # [B, T]
+    weights_BT: torch.Tensor  # [B, T-1] the former's per-token weight, 0 off the trained tokens
+    advantages_B: torch.Tensor  # [B]
+    rollout_logprobs_BT: torch.Tensor  # [B, T-1] the engine's log-probs (0 where unknown)
+    old_logprobs_BT: torch.Tensor | None  # [B, T-1] pi_old when known before the update
+    n_tokens: int  # trained tokens
+
+
+def build_micro_batches(selected: list[SelectedSample], pad_id: int, max_tokens: int, weight_scale: float = 1.0) -> list[MicroBatch]:
+    lengths = [len(s.sample.prompt_ids) + s.n_tokens for s in selected]
+    out = []
+    for idx in split_by_tokens(lengths, max_tokens):
+        part = [selected[i] for i in idx]
+        B, T = len(part), max(lengths[i] for i in idx)
+        ids = torch.full((B, T), pad_id, dtype=torch.long)
+        attn = torch.zeros((B, T), dtype=torch.long)
+        w = torch.zeros((B, T - 1))
+        roll = torch.zeros((B, T - 1))
+        has_old = all(s.sample.old_logprobs is not None for s in part)
+        old = torch.zeros((B, T - 1)) if has_old else None
+        for b, s in enumerate(part):
+            p, n = len(s.sample.prompt_ids), s.n_tokens
+            ids[b, : p + n] = torch.tensor(s.sample.prompt_ids + s.response_ids)
+            attn[b, : p + n] = 1
+            w[b, p - 1 : p - 1 + n] = s.token_weight * weight_scale
+            if s.sample.rollout_logprobs is not None:
+                roll[b, p - 1 : p - 1 + n] = torch.tensor(s.sample.rollout_logprobs[:n])
+            if old is not None:
+                old[b, p - 1 : p - 1 + n] = torch.tensor(s.sample.old_logprobs[:n])
+        adv = torch.tensor([s.sample.advantage for s in part], dtype=torch.float32)
+        out.append(MicroBatch(ids, attn, w, adv, roll, old, sum(s.n_tokens for s in part)))
+    return out
+
+
+def split_mini_batches(selected: list[SelectedSample], mini_batches: int) -> list[list[SelectedSample]]:
+    """Token-balanced parts, one optimizer step each."""
+    if mini_batches <= 1 or len(selected) <= 1:
+        return [selected]
+    parts = balance_across_ranks([s.n_tokens for s in selected], min(mini_batches, len(selected)))
+    return [[selected[i] for i in p] for p in parts if p]
+
+
+@torch.no_grad()
+def sequence_logprobs(model: Any, mb: MicroBatch, temperature: float) -> torch.Tensor:
+    """Log-probs of the targets under ``model`` (no grad), [B, T-1]."""
+    dev = next(model.parameters()).device
+    logits, _ = forward(model, mb.input_ids_BT.to(dev), mb.attention_mask_BT.to(dev))
+    return token_logprobs(logits[:, :-1].float() / temperature, mb.input_ids_BT[:, 1:].to(dev))
+
+
+def accumulate_gradients(
+    model: Any, ref_model: Any | None, micro_batches: list[MicroBatch], loss_cfg: LossConfig,
+    temperature: float, moe_top_k: int | None,
+) -> dict[str, float]:
+    """Forward/backward every micro-batch; returns token-weighted metrics over trained tokens."""
+    dev = next(model.parameters()).device
+    total = sum(mb.n_tokens for mb in micro_batches) or 1
+    sums: dict[str, float] = {}
+    loss_sum = 0.0
+    for mb in micro_batches:
+        share = mb.n_tokens / total
+        ids, attn = mb.input_ids_BT.to(dev), mb.attention_mask_BT.to(dev)
+        ref = sequence_logprobs(ref_model, mb, temperature) if ref_model is not None and loss_cfg.beta > 0 else None
+        logits, router = forward(model, ids, attn)
+        logits_BTV = logits[:, :-1].float() / temperature
+        lp_BT = token_logprobs(logits_BTV, ids[:, 1:])
+        ent_BT = token_entropy(logits_BTV) if loss_cfg.alpha_entropy > 0 else None
+        old_BT = mb.old_logprobs_BT.to(dev) if mb.old_logprobs_BT is not None else lp_BT.detach()
+        w_BT = mb.weights_BT.to(dev)
+        loss, m = policy_loss(lp_BT, old_BT, mb.advantages_B.to(dev), w_BT, eps_low=loss_cfg.eps_low,
+                              eps_high=loss_cfg.eps_high, beta=loss_cfg.beta if ref is not None else 0.0,
+                              ref_logprobs_BT=ref, entropy_BT=ent_BT, alpha_entropy=loss_cfg.alpha_entropy)
+        if router and moe_top_k:
+            aux, mm = moe_aux_loss(router, moe_top_k, attn, alpha_balance=loss_cfg.alpha_balance, alpha_zloss=loss_cfg.alpha_zloss)
+            loss = loss + share * aux
+            for k in ("moe/balance_loss", "moe/z_loss", "moe/max_expert_load"):
+                sums[k] = sums.get(k, 0.0) + share * float(mm[k])
+            sums["_expert_load"] = sums.get("_expert_load", 0) + share * mm["moe/expert_load"].cpu()  # type: ignore[operator]
+        loss.backward()
+        loss_sum += float(loss.detach())
+        mask = w_BT != 0
+        with torch.no_grad():
+            if ent_BT is None:
+                ent_BT = token_entropy(logits_BTV.detach())
+            sums["train/entropy"] = sums.get("train/entropy", 0.0) + float(ent_BT[mask].sum())
+            sums["train/logprob_mismatch"] = sums.get("train/logprob_mismatch", 0.0) + float(
+                (mb.rollout_logprobs_BT.to(dev) - lp_BT.detach())[mask].abs().sum())
+            n = int(mask.sum())
+            for k in ("clip_fraction", "kl", "ratio"):
+                if k in m:
+                    sums[f"train/{k}"] = sums.get(f"train/{k}", 0.0) + float(m[k]) * n
+    out = {k: v / total for k, v in sums.items() if k.startswith("train/")}
+    out.update({k: v for k, v in sums.items() if k.startswith("moe/")})
+    out["train/loss"] = loss_sum
+    if "_expert_load" in sums:
+        out["_expert_load"] = sums["_expert_load"]  # type: ignore[assignment]
+    return out

@@ -1,0 +1,198 @@
+"""``ringrl sft``: long-CoT SFT with a checkpoint, entropy and accuracy per epoch.
+
+The trainer orchestrates; the objective is :func:`ringrl.sft.loss.sft_loss` plus the
+MoE router terms of :func:`ringrl.algorithms.moe.moe_aux_loss`.
+
+Run directory: ``config.yaml``, ``metrics.jsonl`` (one line per optimizer step),
+``tb/``, ``checkpoints/epoch-N/`` (HF format) and ``summary.json`` whose
+``checkpoints`` list records ``epoch``, ``step``, ``tokens_seen``, ``entropy`` and
+``accuracy`` of each checkpoint (read by ``ringrl select-checkpoint``).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ringrl.algorithms.moe import moe_aux_loss
+from ringrl.config import save_config
+from ringrl.data.rows import load_rows
+from ringrl.models.forward import forward
+from ringrl.models.loading import is_moe, load_policy, moe_top_k
+from ringrl.sft.config import SFTConfig
+from ringrl.sft.data import bucket_batches, collate, encode_rows
+from ringrl.sft.evaluate import evaluate_policy
+from ringrl.sft.loss import sft_loss
+from ringrl.utils.checkpoint import quiet_transformers, save_checkpoint, seed_everything, set_threads
+from ringrl.utils.io import write_json
+from ringrl.utils.metrics import MetricsLogger
+from ringrl.utils.progress import Progress
+from ringrl.common_config import make_optimizer
+from ringrl.errors import UserError
+
+
+def load_sft_data(cfg: SFTConfig) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(training rows with responses, held-out rows with answers)."""
+    from ringrl.tasks import make_split
+
+    d = cfg.data
+    if d.train:
+        train = load_rows(d.train, "sft")
+    else:
+        per = math.ceil(d.train_size / len(d.tasks))
+        train = [r for t in d.tasks for r in make_split(t, "train", per, seed=d.seed)][: d.train_size]
+    if d.eval:
+        held = load_rows(d.eval, "eval", limit=d.eval_size)
+    else:
+        per = math.ceil(d.eval_size / len(d.tasks))
+        held = [r for t in d.tasks for r in make_split(t, "test", per, seed=d.seed)][: d.eval_size]
+    return train, held
+
+
+def prepare_model(cfg: SFTConfig, run_dir: Path, train_rows: list[dict[str, Any]]) -> tuple[Any, Any, str]:
+    """Load ``model.path``, or build the embedded tiny MoE (tokenizer trained on the rows) under RUN_DIR/base."""
+    path = cfg.model.path
+    if path is None:
+        from ringrl.models.tiny import build_tiny
+        from ringrl.tasks import corpus
+
+        path = str(run_dir / "base")
+        if not (Path(path) / "config.json").is_file():
+            build_tiny(Path(path), corpus(train_rows), cfg.model.tiny)
+    model, tokenizer = load_policy(path, cfg.model.device, cfg.model.dtype)
+    return model, tokenizer, path
+
+
+def make_grader():
+    """A function (rows, responses) -> rewards backed by the verifier registry's worker pool."""
+    from ringrl.rewards import RewardPool
+
+    pool = RewardPool()
+
+    def grade(rows, responses):
+        return [v.reward for v in pool.score(rows, responses)]
+
+    grade.close = pool.close  # type: ignore[attr-defined]
+    return grade
+
+
+def train_sft(cfg: SFTConfig, grader=None) -> dict[str, Any]:
+    """Run SFT as configured; returns the summary written to RUN_DIR/summary.json."""
+    quiet_transformers()
+    set_threads(cfg.threads)
+    seed_everything(cfg.seed)
+    run_dir = Path(cfg.out)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, run_dir / "config.yaml")
+
+    train_rows, held_rows = load_sft_data(cfg)
+    model, tokenizer, model_path = prepare_model(cfg, run_dir, train_rows)
+    examples, skipped = encode_rows(tokenizer, train_rows, cfg.data.max_length)
+    if not examples:
+        raise UserError(f"no training row fits data.max_length={cfg.data.max_length} tokens")
+    lengths = [len(e.input_ids) for e in examples]
+    if max(lengths) > cfg.batch_tokens:
+        raise UserError(f"config key 'batch_tokens': {cfg.batch_tokens} is smaller than the longest example ({max(lengths)} tokens)")
+    rng = random.Random(cfg.seed)
+    epoch_batches = [bucket_batches(lengths, cfg.batch_tokens, rng) for _ in range(cfg.epochs)]
+    steps_per_epoch = [math.ceil(len(b) / cfg.grad_accum) for b in epoch_batches]
+    total_steps = sum(steps_per_epoch)
+    optimizer, scheduler = make_optimizer(model, cfg.optim, total_steps)
+    device = next(model.parameters()).device
+    moe, top_k = is_moe(model), moe_top_k(model)
+    own_grader = grader is None
+    grader = grader or make_grader()
+
+    summary: dict[str, Any] = {
+        "kind": "sft", "model": model_path, "train_rows": len(examples), "skipped_too_long": skipped,
+        "eval_problems": len(held_rows), "tokens_seen": 0, "checkpoints": [],
+    }
+    step, tokens_seen = 0, 0
+    model.train()
+    logger = MetricsLogger(run_dir, tensorboard=cfg.tensorboard)
+    try:
+        with Progress(total_steps, "sft", enabled=cfg.progress) as bar:
+            for epoch, batches in enumerate(epoch_batches, start=1):
+                for s in range(steps_per_epoch[epoch - 1]):
+                    t0 = time.perf_counter()
+                    group = [collate([examples[i] for i in b], tokenizer.pad_token_id)
+                             for b in batches[s * cfg.grad_accum : (s + 1) * cfg.grad_accum]]
+                    denominator = sum(int(g["loss_mask"][:, 1:].sum()) for g in group)  # fixed before backward
+                    metrics = train_step(model, group, denominator, cfg, moe, top_k, device)
+                    grad_norm = clip_and_step(model, optimizer, scheduler, cfg.optim.grad_clip)
+                    step += 1
+                    tokens_seen += denominator
+                    dt = time.perf_counter() - t0
+                    n_input = sum(int(g["attention_mask"].sum()) for g in group)
+                    rec = logger.log(step, {
+                        "train/loss": metrics["nll"] / denominator,
+                        "train/lr": scheduler.get_last_lr()[0],
+                        "train/grad_norm": grad_norm,
+                        "train/tokens": denominator,
+                        "train/input_tokens": n_input,
+                        "train/epoch": epoch,
+                        "train/tokens_seen": tokens_seen,
+                        "throughput/tokens_per_s": n_input / dt,
+                        **{k: v for k, v in metrics.items() if k.startswith("moe/")},
+                    })
+                    bar.update(f"epoch {epoch} loss {rec['train/loss']:.3f} {rec['throughput/tokens_per_s']:.0f} tok/s")
+                summary["tokens_seen"] = tokens_seen
+                summary["checkpoints"].append(
+                    finish_epoch(cfg, run_dir, model, tokenizer, held_rows, grader, epoch, step, tokens_seen, bar)
+                )
+                write_json(run_dir / "summary.json", summary)
+    finally:
+        logger.close()
+        if own_grader and hasattr(grader, "close"):
+            grader.close()
+    return summary
+
+
+def train_step(model, group: list[dict[str, torch.Tensor]], denominator: int, cfg: SFTConfig, moe: bool, top_k: int, device) -> dict[str, float]:
+    """Forward/backward over the micro-batches of one optimizer step (gradients accumulate)."""
+    nll, out = 0.0, {}
+    for g in group:
+        g = {k: v.to(device) for k, v in g.items()}
+        logits, router = forward(model, g["input_ids"], g["attention_mask"])
+        loss, m = sft_loss(logits, g["input_ids"], g["loss_mask"], denominator)
+        if moe and router:
+            share = float(m["tokens"]) / denominator  # token-weighted mean of the per-micro-batch router terms
+            aux, mm = moe_aux_loss(router, top_k, g["attention_mask"], alpha_balance=cfg.alpha_balance, alpha_zloss=cfg.alpha_zloss)
+            loss = loss + share * aux
+            for k in ("moe/balance_loss", "moe/z_loss", "moe/max_expert_load"):
+                out[k] = out.get(k, 0.0) + share * float(mm[k])
+        loss.backward()
+        nll += float(m["nll_sum"])
+    out["nll"] = nll
+    return out
+
+
+def clip_and_step(model, optimizer, scheduler, grad_clip: float) -> float:
+    """Clip (when enabled), step and zero; returns the norm before clipping. Non-finite: skip the update."""
+    params = [p for p in model.parameters() if p.grad is not None]
+    norm = torch.nn.utils.clip_grad_norm_(params, grad_clip if grad_clip > 0 else float("inf"))
+    if torch.isfinite(norm):
+        optimizer.step()
+    scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
+    return float(norm)
+
+
+def finish_epoch(cfg, run_dir, model, tokenizer, held_rows, grader, epoch, step, tokens_seen, bar) -> dict[str, Any]:
+    name = f"epoch-{epoch}"
+    ckpt = save_checkpoint(run_dir / "checkpoints" / name, model, tokenizer,
+                           {"epoch": epoch, "step": step, "tokens_seen": tokens_seen})
+    bar.note(f"epoch {epoch}: saved {ckpt}; measuring entropy on {len(held_rows)} held-out prompts")
+    ev = evaluate_policy(model, tokenizer, held_rows, grader, samples=cfg.entropy.samples,
+                         temperature=cfg.entropy.temperature, max_new_tokens=cfg.entropy.max_new_tokens,
+                         batch_size=cfg.entropy.batch_size, seed=cfg.seed + epoch)
+    model.train()
+    bar.note(f"epoch {epoch}: entropy {ev.entropy:.3f}  accuracy {ev.accuracy:.3f}  length {ev.mean_length:.0f}")
+    return {"name": name, "path": f"checkpoints/{name}", "epoch": epoch, "step": step, "tokens_seen": tokens_seen,
+            **{k: v for k, v in asdict(ev).items() if k != "problems"}, "eval_problems": ev.problems}

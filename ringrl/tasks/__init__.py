@@ -1,0 +1,79 @@
+"""Embedded synthetic verifiable tasks with a programmatic teacher.
+
+Each task generator draws problems from a seeded RNG at a difficulty ``level`` and
+writes a long step-by-step teacher trace ending in ``\\boxed{answer}``. Splits are
+disjoint by construction: a problem belongs to ``test`` when a hash of its text falls
+in the test bucket (1 in 8), to ``train`` otherwise, so no seed or size can make them
+overlap. Rows follow DESIGN.md's format (``prompt``, ``domain``, ``answer``,
+``response`` for SFT, plus ``id``, ``task``, ``level``).
+
+    rows = make_split("math", "train", n=1000, seed=0)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from collections.abc import Callable
+from typing import Any
+
+from ringrl.errors import UserError
+from ringrl.tasks import arithmetic, code, sorting
+
+Row = dict[str, Any]
+# task name -> (domain, generator(rng, level) -> row without id, levels)
+TASKS: dict[str, tuple[str, Callable[[random.Random, int], Row], tuple[int, ...]]] = {
+    "arithmetic": ("math", arithmetic.generate, arithmetic.LEVELS),
+    "sorting": ("logic", sorting.generate, sorting.LEVELS),
+    "program": ("code", code.generate, code.LEVELS),
+}
+DOMAIN_TASKS = {"math": ("arithmetic",), "logic": ("sorting",), "code": ("program",)}
+TEST_BUCKETS = 8
+
+
+def split_of(prompt: str) -> str:
+    """``"test"`` for one problem in :data:`TEST_BUCKETS`, by a stable hash of its text."""
+    h = int.from_bytes(hashlib.sha256(prompt.encode()).digest()[:4], "big")
+    return "test" if h % TEST_BUCKETS == 0 else "train"
+
+
+def make_split(
+    domain: str, split: str, n: int, seed: int = 0, levels: tuple[int, ...] | None = None
+) -> list[Row]:
+    """``n`` distinct rows of ``domain`` (a domain or a task name) in ``split``, levels cycled."""
+    if split not in ("train", "test"):
+        raise UserError(f"split '{split}': expected 'train' or 'test'")
+    names = DOMAIN_TASKS.get(domain) or ((domain,) if domain in TASKS else None)
+    if names is None:
+        raise UserError(f"unknown task or domain '{domain}' (known: {', '.join([*DOMAIN_TASKS, *TASKS])})")
+    rng = random.Random(f"{domain}:{split}:{seed}")
+    rows: list[Row] = []
+    seen: set[str] = set()
+    attempts = 0
+    while len(rows) < n:
+        attempts += 1
+        if attempts > 200 * n + 1000:
+            raise UserError(f"task '{domain}': cannot draw {n} distinct {split} problems (space too small)")
+        name = names[len(rows) % len(names)]
+        dom, gen, task_levels = TASKS[name]
+        use = levels or task_levels
+        level = use[len(rows) % len(use)]
+        row = gen(rng, level)
+        if row["prompt"] in seen or split_of(row["prompt"]) != split:
+            continue
+        seen.add(row["prompt"])
+        row = {"id": f"{name}-{split}-{seed}-{len(rows):05d}", "domain": dom, "task": name, "level": level, **row}
+        rows.append(row)
+    return rows
+
+
+def corpus(rows: list[Row]) -> list[str]:
+    """Texts for tokenizer training: prompts with their instructions, and teacher traces."""
+    from ringrl.data.prompts import user_message
+
+    out = []
+    for r in rows:
+        out.append(user_message(r))
+        if "response" in r:
+            out.append(r["response"])
+    return out
