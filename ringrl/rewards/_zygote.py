@@ -68,6 +68,72 @@ _str = str
 _dict = dict
 _isinstance = isinstance
 _pristine = dict(_b.__dict__)
+_FunctionType = type(lambda: None)
+_mro_of = type.__dict__["__mro__"].__get__
+_dict_of = type.__dict__["__dict__"].__get__
+_flags_of = type.__dict__["__flags__"].__get__
+_HEAPTYPE = 1 << 9
+_list_iter, _tuple_iter, _set_iter, _fset_iter = list.__iter__, tuple.__iter__, set.__iter__, frozenset.__iter__
+_dict_keys, _dict_values = dict.keys, dict.values
+_list, _len = list, len
+# Methods that make a returned object compare, test or subtract as anything: overriding them
+# in a class the program defines is the "always equal" reward hack.
+_SUSPECT = ("__eq__", "__ne__", "__lt__", "__le__", "__gt__", "__ge__", "__bool__", "__abs__",
+            "__sub__", "__rsub__", "__float__", "__round__", "__len__")
+
+
+def _trusted_types():
+    import collections, fractions, decimal, datetime, enum
+    found = set()
+    for mod in (collections, fractions, decimal, datetime, enum):
+        for v in list(vars(mod).values()):
+            if isinstance(v, type):
+                found.add(v)
+    return frozenset(found)
+
+
+_TRUSTED = _trusted_types()
+
+
+def _rigged(value):
+    """True if ``value`` (or anything in the lists, tuples, sets and dicts it holds) is an
+    instance of a class defined at run time that overrides comparison or truth."""
+    stack = [value]
+    seen = 0
+    while stack:
+        x = stack.pop()
+        seen += 1
+        if seen > 100000:
+            return False
+        t = _type(x)
+        for c in _mro_of(t):
+            if c is object or not (_flags_of(c) & _HEAPTYPE) or c in _TRUSTED:
+                continue
+            d = _dict_of(c)
+            for name in _SUSPECT:
+                if name in d:
+                    return True
+        if _isinstance(x, _list):
+            stack.extend(_list_iter(x))
+        elif _isinstance(x, tuple):
+            stack.extend(_tuple_iter(x))
+        elif _isinstance(x, set):
+            stack.extend(_set_iter(x))
+        elif _isinstance(x, frozenset):
+            stack.extend(_fset_iter(x))
+        elif _isinstance(x, dict):
+            stack.extend(_dict_keys(x))
+            stack.extend(_dict_values(x))
+    return False
+
+
+def _guard(fn, denied, rigged):
+    def candidate(*args, **kwargs):
+        result = fn(*args, **kwargs)
+        if rigged(result):
+            raise denied("sandbox: the candidate returned an object whose class overrides comparison")
+        return result
+    return candidate
 _Denied = type("SandboxDenied", (RuntimeError,), {})
 _FrameDenied = type("SandboxFrameDenied", (ValueError,), {})
 _BLOCK_EVENTS = frozenset(("sys._current_frames", "sys.settrace", "sys.setprofile",
@@ -98,6 +164,10 @@ def _msg(e):
 
 
 def unit_target(code, test_code, entry_point, sockname):
+    # Everything the finish uses is bound here, before any program code runs: even a
+    # program that reached this module's globals could not change what the finish does.
+    count, setitimer, sig, ign, valid, exit_ = _count, _setitimer, _sig, _IGN, _valid, _exit
+    SockT, AF_UNIX, STREAM, BaseExc = _SockT, _AF_UNIX, _STREAM, _BaseException
     done = [False]
 
     def hook(event, args):
@@ -128,6 +198,9 @@ def unit_target(code, test_code, entry_point, sockname):
         if compiled is not None:
             _exec(compiled, prog)
             tns = _dict(prog)
+            for k in _list(prog):
+                if _type(prog[k]) is _FunctionType:  # the tests call the program's functions through the guard
+                    tns[k] = _guard(prog[k], _Denied, _rigged)
             tns["__builtins__"] = _dict(_pristine)
             tns["__name__"] = "__tests__"
             _exec(_compile(test_code, "<tests>", "exec"), tns)
@@ -138,7 +211,7 @@ def unit_target(code, test_code, entry_point, sockname):
                 if "check" not in tns:
                     verdict = b"FAIL error test code defines no check()"
                     raise _AssertionError("no check")
-                tns["check"](prog[entry_point])
+                tns["check"](_guard(prog[entry_point], _Denied, _rigged))
             verdict = b"PASS"
     except _BaseException as e:
         if verdict == b"PASS" or verdict == b"FAIL error harness":
@@ -148,25 +221,25 @@ def unit_target(code, test_code, entry_point, sockname):
             verdict = ("FAIL " + kind + " " + n + ": " + _msg(e)).encode("utf-8", "replace")
     # Finish: no program code may run from here on.
     try:
-        if _count() != 0:
+        if count() != 0:
             verdict = b"FAIL runtime_error threads still running after the tests"
         for s in (0, 1, 2):
-            _setitimer(s, 0)
-        for s in _valid:
+            setitimer(s, 0)
+        for s in valid:
             try:
-                _sig(s, _IGN)
-            except _BaseException:
+                sig(s, ign)
+            except BaseExc:
                 pass
         done[0] = True
-        s = _SockT(_AF_UNIX, _STREAM)
+        s = SockT(AF_UNIX, STREAM)
         s.settimeout(5.0)
         s.connect(sockname)
         nonce = s.recv(64)
         s.sendall(nonce + b" " + verdict[:400])
         s.close()
-    except _BaseException:
-        _exit(3)
-    _exit(0)
+    except BaseExc:
+        exit_(3)
+    exit_(0)
 
 
 def stdio_target(code):

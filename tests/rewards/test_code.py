@@ -97,3 +97,15 @@ def test_cpp_stdio(pool):
     mem = "```cpp\n#include <vector>\nint main() { std::vector<long> v; while (true) v.push_back(1); }\n```"
     got = pool.score([SQUARE] * 4 + [ADD_TESTS], [ok, wrong, broken, mem, ok])
     assert [v.status for v in got] == ["correct", "wrong", "compile_error", "memory_limit", "unsupported_language"]
+
+
+def test_candidates_returning_library_objects_pass_the_guard(pool):
+    row = {"domain": "code", "prompt": "def f(s):\n", "entry_point": "f",
+           "tests": "from collections import Counter, namedtuple\nfrom fractions import Fraction\n"
+                    "def check(candidate):\n    assert candidate('aab') == Counter({'a': 2, 'b': 1})\n"
+                    "    assert candidate('') == Counter()\n"}
+    code = "from collections import Counter\nclass Mine(Counter):\n    pass\ndef f(s):\n    return Mine(s)\n"
+    assert pool.score([row], [py(code)])[0].status == "correct"
+    nt = {"domain": "code", "test_code": "assert g(1) == (1, 2)\nassert g(1).b == 2\nassert g(2) != (1, 2)\n"}
+    code = "from collections import namedtuple\nP = namedtuple('P', 'a b')\ndef g(x):\n    return P(x, x + 1)\n"
+    assert pool.score([nt], [py(code)])[0].status == "correct"

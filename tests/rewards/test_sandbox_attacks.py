@@ -99,6 +99,9 @@ HACKS = {
     "kill(-1)": "import os, signal\nos.kill(-1, signal.SIGKILL)\n" + WRONG_F,
     "proc self mem": "open('/proc/self/mem', 'rb')\n" + WRONG_F,
     "settrace": "import sys\nsys.settrace(lambda *a: None)\n" + WRONG_F,
+    "always-equal object": "class A:\n    def __eq__(self, other):\n        return True\ndef f(x):\n    return A()",
+    "always-equal int subclass": "class I(int):\n    def __eq__(self, other):\n        return True\n    __hash__ = int.__hash__\ndef f(x):\n    return I(0)",
+    "always-equal posing as builtin": "class A:\n    __module__ = 'builtins'\n    __qualname__ = 'int'\n    __eq__ = lambda s, o: True\ndef f(x):\n    return A()",
 }
 
 
@@ -108,6 +111,15 @@ def test_early_exit_and_hacks_get_zero(pool, name):
     v_unit, v_he = pool.score([UNIT, HUMANEVAL], [py(code), py(code)])
     assert (v_unit.reward, v_he.reward) == (0.0, 0.0), (name, v_unit, v_he)
     assert v_unit.status != "correct" and v_he.status != "correct"
+
+
+def test_always_equal_inside_containers(pool):
+    row = {"domain": "code", "test_code": "assert f(2) == [4, (5, {'k': 6})]\n"}
+    hack = "class A:\n    __eq__ = lambda s, o: True\n    __hash__ = object.__hash__\nclass L(list):\n    pass\ndef f(x):\n    return L([A(), (5, {'k': A()})])"
+    honest = "def f(x):\n    return [x * x, (5, {'k': 6})]"
+    got = pool.score([row, row], [py(hack), py(honest)])
+    assert [v.status for v in got] == ["runtime_error", "correct"], got
+    assert "overrides comparison" in got[0].detail
 
 
 def test_hacks_do_not_break_honest_programs_in_the_same_batch(pool):
