@@ -65,6 +65,12 @@ def load_policy(path: str | Path, device: str | None = None, dtype: str | None =
 
     if hf_cfg.model_type not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
         raise UserError(f"{p}: model type '{hf_cfg.model_type}' is not a causal language model")
+    # some encoder families (BERT, RoBERTa, ...) have a causal class in the mapping too: a
+    # directory saved as e.g. BertForMaskedLM would silently load as a (bidirectional) "policy"
+    archs = list(getattr(hf_cfg, "architectures", None) or [])
+    causal = {n for v in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.values() for n in ((v,) if isinstance(v, str) else v)}
+    if archs and not any(a in causal or a.endswith(("ForCausalLM", "LMHeadModel")) for a in archs):
+        raise UserError(f"{p}: architecture {', '.join(archs)} is not a causal language model")
     dev = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, dev)
     try:

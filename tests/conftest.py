@@ -1,0 +1,112 @@
+"""Session-wide tiny fixtures for the foundation, SFT and RL tests.
+
+Everything here is built once per session in temporary directories and kept tiny
+(hidden 32, 2 layers, vocabulary about 300) so the whole suite stays fast on 2 cores.
+Fixture names carry a ``ringrl_`` prefix so they never shadow a sub-folder's fixtures.
+"""
+
+from __future__ import annotations
+
+import zlib
+from pathlib import Path
+
+import pytest
+import torch
+
+TINY_SHAPE = dict(vocab_size=300, hidden_size=32, num_layers=2, num_heads=2, num_kv_heads=1, num_experts=4,
+                  experts_per_token=2, expert_size=16, shared_expert_size=32, max_positions=1024, seed=0)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _one_torch_thread():
+    """The suite shares 2 cores with other work: one intra-op thread is fastest for tiny models."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def parity_score(rows, responses):
+    """Deterministic fake verifier: reward 1 when the response has an even number of characters.
+
+    Random tokens decode to strings of varying length, so groups get mixed rewards and
+    non-zero advantages; no reward pool is needed.
+    """
+    return [float(len(r) % 2 == 0) for r in responses]
+
+
+def crc_score(rows, responses):
+    """Another deterministic fake verifier (hash parity), for a second opinion."""
+    return [float(zlib.crc32(r.encode()) % 2) for r in responses]
+
+
+def zero_grader(rows, responses):
+    return [0.0] * len(rows)
+
+
+@pytest.fixture(scope="session")
+def ringrl_corpus() -> list[str]:
+    from ringrl.tasks import corpus, make_split
+
+    rows = make_split("math", "train", 12, seed=0) + make_split("logic", "train", 12, seed=0)
+    return corpus(rows)
+
+
+@pytest.fixture(scope="session")
+def ringrl_tiny_cfg():
+    from ringrl.models.tiny import TinyModelConfig
+
+    return TinyModelConfig(**TINY_SHAPE)
+
+
+@pytest.fixture(scope="session")
+def ringrl_moe_dir(tmp_path_factory, ringrl_corpus, ringrl_tiny_cfg) -> Path:
+    """The embedded tiny MoE (Qwen2-MoE, shared + 4 routed experts, top-2) and its tokenizer."""
+    from ringrl.models.tiny import build_tiny
+
+    return build_tiny(tmp_path_factory.mktemp("models") / "tiny-moe", ringrl_corpus, ringrl_tiny_cfg)
+
+
+@pytest.fixture(scope="session")
+def ringrl_dense_dir(tmp_path_factory, ringrl_moe_dir) -> Path:
+    """A tiny dense Llama with the MoE's tokenizer (a plain HF causal LM directory, not built by ringrl)."""
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    tok = AutoTokenizer.from_pretrained(ringrl_moe_dir)
+    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                      num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=1024,
+                      pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id, bos_token_id=None,
+                      tie_word_embeddings=False)
+    torch.manual_seed(1)
+    model = LlamaForCausalLM(cfg)
+    path = tmp_path_factory.mktemp("models") / "tiny-dense"
+    model.save_pretrained(path, safe_serialization=True)
+    tok.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def ringrl_other_tok_dir(tmp_path_factory, ringrl_tiny_cfg) -> Path:
+    """A tiny MoE whose tokenizer was trained on a different corpus (a mismatching reference model)."""
+    from ringrl.models.tiny import build_tiny
+
+    corpus = ["the quick brown fox jumps over the lazy dog %d" % i for i in range(50)]
+    return build_tiny(tmp_path_factory.mktemp("models") / "other-tok", corpus, ringrl_tiny_cfg)
+
+
+def state_copy(model) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def load_weights(path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    out: dict[str, torch.Tensor] = {}
+    for f in sorted(Path(path).glob("*.safetensors")):
+        out.update(load_file(f))
+    return out
+
+
+def unchanged_params(before: dict[str, torch.Tensor], after: dict[str, torch.Tensor], names) -> list[str]:
+    """Names among ``names`` whose tensor is bit-identical before and after."""
+    return [n for n in names if torch.equal(before[n], after[n])]
