@@ -3,10 +3,13 @@
 Everything here is built once per session in temporary directories and kept tiny
 (hidden 32, 2 layers, vocabulary about 300) so the whole suite stays fast on 2 cores.
 Fixture names carry a ``ringrl_`` prefix so they never shadow a sub-folder's fixtures.
+Helpers are reached through the ``ringrl_util`` fixture (this module), not by importing
+``conftest`` (several folders have one).
 """
 
 from __future__ import annotations
 
+import sys
 import zlib
 from pathlib import Path
 
@@ -42,6 +45,12 @@ def crc_score(rows, responses):
 
 def zero_grader(rows, responses):
     return [0.0] * len(rows)
+
+
+@pytest.fixture(scope="session")
+def ringrl_util():
+    """This module: ``parity_score``, ``crc_score``, ``zero_grader``, ``load_weights``, ``unchanged_params``."""
+    return sys.modules[__name__]
 
 
 @pytest.fixture(scope="session")
@@ -99,12 +108,12 @@ def state_copy(model) -> dict[str, torch.Tensor]:
 
 
 def load_weights(path) -> dict[str, torch.Tensor]:
-    from safetensors.torch import load_file
+    """Parameters of the HF model saved at ``path``, by name, loaded with plain transformers
+    (on-disk names can differ from parameter names, e.g. fused expert tensors)."""
+    from transformers import AutoModelForCausalLM
 
-    out: dict[str, torch.Tensor] = {}
-    for f in sorted(Path(path).glob("*.safetensors")):
-        out.update(load_file(f))
-    return out
+    model = AutoModelForCausalLM.from_pretrained(path)
+    return {n: p.detach().clone() for n, p in model.named_parameters()}
 
 
 def unchanged_params(before: dict[str, torch.Tensor], after: dict[str, torch.Tensor], names) -> list[str]:

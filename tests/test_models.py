@@ -55,19 +55,17 @@ def test_tiny_moe_round_trips_through_plain_transformers(tmp_path, ringrl_corpus
     assert len(loaded_tok("<|im_start|>", add_special_tokens=False)["input_ids"]) == 1
 
 
-def test_build_tiny_is_seeded(tmp_path, ringrl_corpus, ringrl_tiny_cfg, ringrl_moe_dir):
+def test_build_tiny_is_seeded(tmp_path, ringrl_corpus, ringrl_tiny_cfg, ringrl_moe_dir, ringrl_util):
     """Same corpus and config -> the same tokenizer and bit-identical weights; another seed differs."""
     from dataclasses import replace
-
-    from conftest import load_weights
 
     from ringrl.models.tiny import build_tiny
 
     again = build_tiny(tmp_path / "again", ringrl_corpus, ringrl_tiny_cfg)
     assert (again / "tokenizer.json").read_text() == (ringrl_moe_dir / "tokenizer.json").read_text()
-    a, b = load_weights(ringrl_moe_dir), load_weights(again)
+    a, b = ringrl_util.load_weights(ringrl_moe_dir), ringrl_util.load_weights(again)
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-    other = load_weights(build_tiny(tmp_path / "other", ringrl_corpus, replace(ringrl_tiny_cfg, seed=1)))
+    other = ringrl_util.load_weights(build_tiny(tmp_path / "other", ringrl_corpus, replace(ringrl_tiny_cfg, seed=1)))
     assert not torch.equal(a["model.layers.0.mlp.gate.weight"], other["model.layers.0.mlp.gate.weight"])
     assert not list(tmp_path.glob(".*.tmp"))  # written atomically: no temporary directory left
 
