@@ -47,6 +47,11 @@ def check_row(row: dict[str, Any], purpose: str) -> tuple[str, str] | None:
         if not isinstance(row["response"], str) or not row["response"]:
             return "response", "must be a non-empty string"
         return None
+    if domain == "logic" and row.get("checker") == "countdown":
+        for key in ("numbers", "target"):
+            if key not in row:
+                return key, "missing (countdown rows need 'numbers' and 'target')"
+        return None
     if domain in ("math", "science", "logic"):
         if "answer" not in row:
             return "answer", f"missing ({domain} rows need the reference answer)"

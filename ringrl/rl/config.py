@@ -18,6 +18,7 @@ class RLDataConfig:
     train: str | None = doc("JSONL/Parquet/`datasets` folder of rows (prompt, domain, answer/tests); null: embedded tasks", None)
     tasks: list[str] = doc("embedded task domains used when train is null", default_factory=lambda: ["math"])
     train_size: int = doc("embedded training prompts (split evenly across tasks)", 4000)
+    levels: list[int] | None = doc("embedded difficulty levels to draw (null: every level of each task)", None)
     seed: int = doc("seed of the embedded data and of the prompt order", 0)
 
     def validate(self) -> None:

@@ -44,4 +44,5 @@ def load_rl_rows(cfg: RLDataConfig) -> list[dict[str, Any]]:
     from ringrl.tasks import make_split
 
     per = math.ceil(cfg.train_size / len(cfg.tasks))
-    return [r for t in cfg.tasks for r in make_split(t, "train", per, seed=cfg.seed)][: cfg.train_size]
+    levels = tuple(cfg.levels) if cfg.levels else None
+    return [r for t in cfg.tasks for r in make_split(t, "train", per, seed=cfg.seed, levels=levels)][: cfg.train_size]
