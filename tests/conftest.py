@@ -9,9 +9,9 @@ Helpers are reached through the ``ringrl_util`` fixture (this module), not by im
 
 from __future__ import annotations
 
-import sys
 import zlib
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -49,8 +49,10 @@ def zero_grader(rows, responses):
 
 @pytest.fixture(scope="session")
 def ringrl_util():
-    """This module: ``parity_score``, ``crc_score``, ``zero_grader``, ``load_weights``, ``unchanged_params``."""
-    return sys.modules[__name__]
+    """The helpers of this module: ``parity_score``, ``crc_score``, ``zero_grader``, ``load_weights``,
+    ``unchanged_params`` (``sys.modules["conftest"]`` may be another folder's conftest by now)."""
+    return SimpleNamespace(parity_score=parity_score, crc_score=crc_score, zero_grader=zero_grader,
+                           load_weights=load_weights, unchanged_params=unchanged_params, state_copy=state_copy)
 
 
 @pytest.fixture(scope="session")

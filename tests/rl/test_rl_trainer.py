@@ -1,0 +1,147 @@
+"""The RL trainer on the tiny MoE with a deterministic fake verifier (no reward pool):
+every algo moves every parameter, C3PO trains exactly Phi tokens, the metric schema is
+complete, and the run directory holds loadable checkpoints."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from ringrl.config import load_config
+from ringrl.rl.config import RLConfig
+from ringrl.rl.trainer import RLTrainer
+
+DESIGN_RL_KEYS = (
+    "reward/mean", "reward/accuracy", "response_length/mean", "response_length/max", "response_length/std",
+    "train/tokens", "train/responses", "train/grad_norm", "train/entropy", "train/kl", "train/clip_fraction",
+    "train/logprob_mismatch", "moe/balance_loss", "moe/z_loss", "moe/max_expert_load", "time/rollout", "time/reward",
+    "time/train", "time/step", "throughput/tokens_per_s",
+)
+EXPERT_KEYS = ("mlp.experts.gate_up_proj", "mlp.experts.down_proj")
+
+
+def rl_config(model_dir, out, *extra):
+    return load_config(RLConfig, overrides=[
+        f"model.path={model_dir}", f"out={out}", "steps=3", "rollout.prompts_per_step=2", "rollout.samples_per_prompt=4",
+        "rollout.max_new_tokens=8", "rollout.batch_size=16", "former.budget_tokens=29", "data.train_size=16",
+        "optim.lr=1e-2", "optim.warmup_ratio=0", "loss.beta=0.1", "loss.alpha_balance=1e-2", "loss.alpha_zloss=1e-3",
+        "progress=false", "threads=1", "tensorboard=false", *extra])
+
+
+def read_metrics(out):
+    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory, ringrl_moe_dir, ringrl_util):
+    """``runs(algo)``: a 3-step run of ``algo`` on the tiny MoE, made once per module."""
+    done = {}
+
+    def get(algo):
+        if algo not in done:
+            out = tmp_path_factory.mktemp(f"rl-{algo}") / "run"
+            cfg = rl_config(ringrl_moe_dir, out, f"algo={algo}")
+            summary = RLTrainer(cfg, score=ringrl_util.parity_score).fit()
+            done[algo] = (algo, cfg, out, summary)
+        return done[algo]
+
+    return get
+
+
+@pytest.fixture(params=["c3po", "grpo", "dapo"])
+def algo_run(request, runs):
+    return runs(request.param)
+
+
+def test_every_trainable_parameter_changes(algo_run, ringrl_moe_dir, ringrl_util):
+    algo, _, out, _ = algo_run
+    before = ringrl_util.load_weights(ringrl_moe_dir)
+    after = ringrl_util.load_weights(out / "checkpoints" / "final")
+    names = list(before)
+    assert names == list(after)
+    assert not ringrl_util.unchanged_params(before, after, names), algo
+    for n in names:
+        if n.endswith(EXPERT_KEYS):
+            for e in range(before[n].shape[0]):
+                assert not torch.equal(before[n][e], after[n][e]), f"{algo}: {n} expert {e} did not move"
+    assert all(torch.isfinite(p).all() for p in after.values())
+
+
+def test_metric_schema_and_consistency(algo_run):
+    algo, cfg, out, summary = algo_run
+    m = read_metrics(out)
+    assert [r["step"] for r in m] == [1, 2, 3]
+    for r in m:
+        missing = [k for k in DESIGN_RL_KEYS if k not in r]
+        assert not missing, missing
+        for k in DESIGN_RL_KEYS:
+            assert isinstance(r[k], (int, float)), (k, r[k])
+        assert all(f"moe/load/layer{i}/expert{j}" in r for i in range(2) for j in range(4))
+        assert sum(r[f"moe/load/layer0/expert{j}"] for j in range(4)) == pytest.approx(1.0, abs=1e-5)
+        assert 0 <= r["reward/accuracy"] <= 1 and r["response_length/max"] <= 8
+        assert r["train/skipped_nonfinite"] == 0 and r["train/grad_norm"] > 0
+        assert r["train/entropy"] > 0 and r["moe/z_loss"] > 0 and 0.25 <= r["moe/max_expert_load"] <= 1
+        assert r["time/step"] >= r["time/train"] > 0
+    assert m[0]["train/kl"] == pytest.approx(0.0, abs=1e-6)  # the reference is the initial policy
+    assert m[-1]["train/kl"] > 0
+    # the fake verifier gives mixed rewards, so the policy gradient is not zero
+    assert 0 < sum(r["reward/mean"] for r in m) / 3 < 1
+    if algo == "grpo":  # every response enters the loss
+        for r in m:
+            assert r["train/responses"] == r["rollout/responses"] == 8
+            assert r["train/tokens"] == round(r["response_length/mean"] * 8)
+    assert summary["steps"] == 3 and summary["algo"] == algo and summary["rl_tokens"] == sum(r["train/tokens"] for r in m)
+    assert json.loads((out / "summary.json").read_text()) == summary
+    assert load_config(RLConfig, path=out / "config.yaml") == cfg
+
+
+def test_c3po_trains_exactly_phi_tokens(runs):
+    _, cfg, out, _ = runs("c3po")
+    for r in read_metrics(out):
+        assert r["rollout/responses"] * r["response_length/mean"] >= cfg.former.budget_tokens  # the pool suffices
+        assert r["train/tokens"] == cfg.former.budget_tokens == 29  # 29 = 3 x 8 + 5: the last response is cut
+        assert r["train/shortfall_tokens"] == 0
+        assert r["train/responses"] == 4
+
+
+def test_final_checkpoint_loads_with_plain_transformers(algo_run):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    _, _, out, _ = algo_run
+    final = out / "checkpoints" / "final"
+    assert type(AutoModelForCausalLM.from_pretrained(final)).__name__ == "Qwen2MoeForCausalLM"
+    assert AutoTokenizer.from_pretrained(final).chat_template
+    state = json.loads((final / "trainer_state.json").read_text())
+    assert state["step"] == 3 and state["position"] >= 6 and (final / "optimizer.pt").is_file()
+
+
+def test_c3po_fills_the_budget_by_sampling_more(tmp_path, ringrl_moe_dir, ringrl_util):
+    # one round gives 1 prompt x 2 responses <= 16 tokens; Phi = 40 needs two more rounds
+    cfg = rl_config(ringrl_moe_dir, tmp_path / "fill", "steps=2", "rollout.prompts_per_step=1", "rollout.samples_per_prompt=2",
+                    "former.budget_tokens=40", "max_fill_rounds=3", "loss.beta=0")
+    RLTrainer(cfg, score=ringrl_util.parity_score).fit()
+    for r in read_metrics(tmp_path / "fill"):
+        assert r["rollout/extra_rounds"] >= 2 and r["rollout/responses"] == 2 * (1 + r["rollout/extra_rounds"])
+        assert r["train/tokens"] == 40 and r["train/shortfall_tokens"] == 0
+
+
+def test_c3po_train_fewer_logs_the_shortfall(tmp_path, ringrl_moe_dir, ringrl_util):
+    cfg = rl_config(ringrl_moe_dir, tmp_path / "few", "steps=2", "rollout.prompts_per_step=1", "rollout.samples_per_prompt=2",
+                    "former.budget_tokens=40", "c3po_fill=train_fewer", "loss.beta=0")
+    RLTrainer(cfg, score=ringrl_util.parity_score).fit()
+    for r in read_metrics(tmp_path / "few"):
+        pool = round(r["response_length/mean"] * 2)
+        assert r["rollout/extra_rounds"] == 0
+        assert r["train/tokens"] == pool < 40 and r["train/shortfall_tokens"] == 40 - pool
+
+
+def test_dense_policy_runs_without_router_terms(tmp_path, ringrl_dense_dir, ringrl_util):
+    cfg = rl_config(ringrl_dense_dir, tmp_path / "dense", "steps=2", "algo=grpo")
+    RLTrainer(cfg, score=ringrl_util.parity_score).fit()
+    before = ringrl_util.load_weights(ringrl_dense_dir)
+    after = ringrl_util.load_weights(tmp_path / "dense" / "checkpoints" / "final")
+    assert not ringrl_util.unchanged_params(before, after, list(before))
+    r = read_metrics(tmp_path / "dense")[-1]
+    assert r["moe/balance_loss"] == 0 and r["moe/z_loss"] == 0 and not any(k.startswith("moe/load/") for k in r)
