@@ -170,6 +170,7 @@ class RLTrainer:
                 norm, ok = self._optimizer_step(metrics["train/loss"])
                 norms.append(norm)
                 finite = finite and ok
+        self.scheduler.step()  # the schedule counts RL steps (cfg.steps), not PPO epochs x mini-batches
         return metrics, norms[-1] if norms else 0.0, finite
 
     def _optimizer_step(self, loss: float) -> tuple[float, bool]:
@@ -179,7 +180,6 @@ class RLTrainer:
         ok = bool(torch.isfinite(torch.tensor([loss, norm])).all())
         if ok:
             self.optimizer.step()
-        self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
         return norm, ok
 

@@ -84,6 +84,8 @@ def test_metric_schema_and_consistency(algo_run):
         assert r["train/skipped_nonfinite"] == 0 and r["train/grad_norm"] > 0
         assert r["train/entropy"] > 0 and r["moe/z_loss"] > 0 and 0.25 <= r["moe/max_expert_load"] <= 1
         assert r["time/step"] >= r["time/train"] > 0
+        # on-policy fp32: the engine's log-probs (left-padded generate) equal the trainer's forward
+        assert r["train/logprob_mismatch"] < 1e-4
     assert m[0]["train/kl"] == pytest.approx(0.0, abs=1e-6)  # the reference is the initial policy
     assert m[-1]["train/kl"] > 0
     # the fake verifier gives mixed rewards, so the policy gradient is not zero
@@ -145,3 +147,21 @@ def test_dense_policy_runs_without_router_terms(tmp_path, ringrl_dense_dir, ring
     assert not ringrl_util.unchanged_params(before, after, list(before))
     r = read_metrics(tmp_path / "dense")[-1]
     assert r["moe/balance_loss"] == 0 and r["moe/z_loss"] == 0 and not any(k.startswith("moe/load/") for k in r)
+
+
+def test_ppo_epochs_and_mini_batches(tmp_path, ringrl_moe_dir, ringrl_util):
+    """Several optimizer steps per rollout: pi_old is fixed before the first update (so later passes
+    see ratios != 1 and clip), and the lr schedule still counts RL steps."""
+    common = ["algo=grpo", "steps=4", "rollout.max_new_tokens=4", "optim.warmup_ratio=0.5", "optim.schedule=cosine",
+              "loss.beta=0"]
+    RLTrainer(rl_config(ringrl_moe_dir, tmp_path / "one", *common), score=ringrl_util.parity_score).fit()
+    RLTrainer(rl_config(ringrl_moe_dir, tmp_path / "ppo", *common, "ppo_epochs=2", "mini_batches=2"),
+              score=ringrl_util.parity_score).fit()
+    one, ppo = read_metrics(tmp_path / "one"), read_metrics(tmp_path / "ppo")
+    # warm-up over 2 of 4 RL steps, then cosine to 0.1 * lr, whatever the optimizer steps per RL step
+    assert [r["train/lr"] for r in ppo] == [r["train/lr"] for r in one]
+    assert [r["train/lr"] for r in one] == pytest.approx([1e-2, 1e-2, 5.5e-3, 1e-3])
+    assert all(r["train/ratio"] == pytest.approx(1.0, abs=1e-6) and r["train/clip_fraction"] == 0 for r in one)
+    assert all(abs(r["train/ratio"] - 1.0) > 1e-4 for r in ppo)  # the last pass runs after 3 updates
+    assert max(r["train/clip_fraction"] for r in ppo) > 0
+    assert all(r["train/tokens"] == round(r["response_length/mean"] * 8) for r in ppo)
