@@ -121,3 +121,12 @@ def test_missing_model_path_and_non_causal_model(tmp_path, capsys):
                architectures=["BertForMaskedLM"]).save_pretrained(tmp_path / "bert")
     assert main(["rl", f"model.path={tmp_path / 'bert'}", f"out={tmp_path / 'run'}"]) == 2
     assert "not a causal language model" in capsys.readouterr().err
+
+
+def test_malformed_rl_row_names_file_line_field(tmp_path, capsys, ringrl_moe_dir):
+    data = tmp_path / "rl.jsonl"
+    data.write_text(json.dumps({"prompt": "What is 1 + 1?", "domain": "math", "answer": "2"}) + "\n"
+                    + json.dumps({"prompt": "What is 2 + 2?", "domain": "math"}) + "\n")
+    assert main(["rl", f"model.path={ringrl_moe_dir}", f"data.train={data}", f"out={tmp_path / 'run'}", "loss.beta=0"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"ringrl rl: error: {data}:2: field 'answer' missing (math rows need the reference answer)"

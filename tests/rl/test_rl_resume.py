@@ -81,3 +81,26 @@ def test_resume_without_checkpoint_starts_fresh(tmp_path, ringrl_moe_dir, ringrl
     summary = RLTrainer(config(ringrl_moe_dir, out, "grpo", "steps=1", "resume=true", "save_every=0"),
                         score=ringrl_util.parity_score).fit()
     assert summary["resumed_from"] is None and summary["steps"] == 1
+
+
+def test_extending_a_finished_run_matches_the_longer_run(tmp_path, ringrl_moe_dir, ringrl_util):
+    """steps=2 to the end, then steps=4 resume=true continues from ``final``. With the RL default
+    constant schedule the lr does not depend on the total, so this equals one 4-step run."""
+    extra = ("former.leftover=carry", "optim.warmup_ratio=0", "optim.schedule=constant", "save_every=0")
+    RLTrainer(config(ringrl_moe_dir, tmp_path / "long", "c3po", *extra), score=ringrl_util.parity_score).fit()
+    RLTrainer(config(ringrl_moe_dir, tmp_path / "ext", "c3po", *extra, "steps=2"), score=ringrl_util.parity_score).fit()
+    summary = RLTrainer(config(ringrl_moe_dir, tmp_path / "ext", "c3po", *extra, "resume=true"),
+                        score=ringrl_util.parity_score).fit()
+    assert summary["resumed_from"].endswith("final") and summary["steps"] == 4
+    a, b = metrics(tmp_path / "long"), metrics(tmp_path / "ext")
+    assert sorted(b) == [1, 2, 3, 4]
+    for step in (3, 4):
+        for k in COMPARED:
+            assert b[step][k] == pytest.approx(a[step][k], rel=1e-6, abs=1e-6), (step, k)
+
+
+def test_periodic_checkpoints_are_pruned(tmp_path, ringrl_moe_dir, ringrl_util):
+    out = tmp_path / "prune"
+    RLTrainer(config(ringrl_moe_dir, out, "grpo", "save_every=1", "keep_checkpoints=2"), score=ringrl_util.parity_score).fit()
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["final", "step-2", "step-3"]
+    assert json.loads((out / "checkpoints" / "step-3" / "trainer_state.json").read_text())["step"] == 3
