@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -159,3 +160,31 @@ def test_dense_model_trains_too(tmp_path, ringrl_dense_dir, ringrl_util):
     assert not any(k.startswith("moe/") for k in m[0])  # dense: no router terms
     rows = train_rows(cfg)
     assert mean_response_nll(out / "checkpoints" / "epoch-2", rows) < mean_response_nll(ringrl_dense_dir, rows) - 0.5
+
+
+GOLDEN = Path(__file__).parent / "golden" / "sft_tiny_moe.json"
+
+
+def test_loss_curve_matches_the_golden_curve(moe_run):
+    """The short MoE run reproduces a stored curve (torchtitan-style). A change of the objective,
+    masking, batching or model factory moves it. After an intended change, regenerate with
+    ``RINGRL_REGEN_GOLDEN=1 pytest tests/sft/test_sft_trainer.py`` and commit the file."""
+    import os
+
+    import tokenizers
+    import transformers
+
+    _, out, _ = moe_run
+    m = metrics(out)
+    curve = {"loss": [r["train/loss"] for r in m], "tokens": [r["train/tokens"] for r in m],
+             "grad_norm": [r["train/grad_norm"] for r in m],
+             "made_with": {"torch": torch.__version__, "transformers": transformers.__version__,
+                           "tokenizers": tokenizers.__version__}}
+    if os.environ.get("RINGRL_REGEN_GOLDEN") == "1":
+        GOLDEN.parent.mkdir(exist_ok=True)
+        GOLDEN.write_text(json.dumps(curve, indent=1) + "\n")
+    golden = json.loads(GOLDEN.read_text())
+    hint = f"golden curve made with {golden['made_with']}; see this test's docstring to regenerate"
+    assert curve["tokens"] == golden["tokens"], hint
+    assert curve["loss"] == pytest.approx(golden["loss"], rel=2e-3), hint
+    assert curve["grad_norm"] == pytest.approx(golden["grad_norm"], rel=2e-2), hint
