@@ -165,3 +165,15 @@ def test_ppo_epochs_and_mini_batches(tmp_path, ringrl_moe_dir, ringrl_util):
     assert all(abs(r["train/ratio"] - 1.0) > 1e-4 for r in ppo)  # the last pass runs after 3 updates
     assert max(r["train/clip_fraction"] for r in ppo) > 0
     assert all(r["train/tokens"] == round(r["response_length/mean"] * 8) for r in ppo)
+
+
+def test_rl_from_an_sft_checkpoint_records_sft_tokens(tmp_path, ringrl_moe_dir, ringrl_util):
+    """The SFT -> RL hand-off: an SFT checkpoint's tokens_seen lands in the RL summary (Figure 7's x axis)."""
+    from ringrl.models import load_policy
+    from ringrl.utils.checkpoint import save_checkpoint
+
+    model, tok = load_policy(ringrl_moe_dir)
+    sft = save_checkpoint(tmp_path / "sft" / "checkpoints" / "epoch-2", model, tok, {"epoch": 2, "step": 9, "tokens_seen": 12345})
+    summary = RLTrainer(rl_config(sft, tmp_path / "rl", "steps=1", "algo=grpo"), score=ringrl_util.parity_score).fit()
+    assert summary["sft_tokens"] == 12345 and summary["init"] == str(sft)
+    assert summary["rl_tokens"] == read_metrics(tmp_path / "rl")[0]["train/tokens"]

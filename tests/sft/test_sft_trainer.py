@@ -188,3 +188,28 @@ def test_loss_curve_matches_the_golden_curve(moe_run):
     assert curve["tokens"] == golden["tokens"], hint
     assert curve["loss"] == pytest.approx(golden["loss"], rel=2e-3), hint
     assert curve["grad_norm"] == pytest.approx(golden["grad_norm"], rel=2e-2), hint
+
+
+def test_grad_accum_groups_micro_batches_into_steps(tmp_path, ringrl_moe_dir, ringrl_util):
+    one = sft_config(ringrl_moe_dir, tmp_path / "a1", "epochs=1", "data.train_size=8", "data.eval_size=1",
+                     "batch_tokens=700", "entropy.max_new_tokens=2", "tensorboard=false")
+    two = sft_config(ringrl_moe_dir, tmp_path / "a2", "epochs=1", "data.train_size=8", "data.eval_size=1",
+                     "batch_tokens=700", "entropy.max_new_tokens=2", "tensorboard=false", "grad_accum=3")
+    s1, s2 = train_sft(one, grader=ringrl_util.zero_grader), train_sft(two, grader=ringrl_util.zero_grader)
+    m1, m2 = metrics(tmp_path / "a1"), metrics(tmp_path / "a2")
+    assert len(m1) >= 4 and len(m2) == math.ceil(len(m1) / 3)
+    assert s1["tokens_seen"] == s2["tokens_seen"] == sum(r["train/tokens"] for r in m2)
+    # the first accumulated step's loss, independently: the untrained model's NLL over the
+    # examples of the step's first three length-bucketed batches (the trainer's own batching)
+    import random
+
+    from ringrl.models import load_tokenizer
+    from ringrl.sft.data import bucket_batches, encode_rows
+
+    rows = train_rows(two)
+    exs, _ = encode_rows(load_tokenizer(ringrl_moe_dir), rows, two.data.max_length)
+    batches = bucket_batches([len(e.input_ids) for e in exs], two.batch_tokens, random.Random(two.seed))
+    first = [rows[i] for b in batches[:3] for i in b]
+    assert m2[0]["train/tokens"] == sum(r["train/tokens"] for r in m1[:3]) == sum(exs[i].n_target for b in batches[:3] for i in b)
+    assert m2[0]["train/loss"] == pytest.approx(mean_response_nll(ringrl_moe_dir, first), rel=1e-4)
+    assert m1[0]["train/loss"] == pytest.approx(mean_response_nll(ringrl_moe_dir, [rows[i] for i in batches[0]]), rel=1e-4)
