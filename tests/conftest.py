@@ -3,6 +3,8 @@
 Everything here is built once per session in temporary directories and kept tiny
 (hidden 32, 2 layers, vocabulary about 300) so the whole suite stays fast on 2 cores.
 Fixture names carry a ``ringrl_`` prefix so they never shadow a sub-folder's fixtures.
+Models are loaded with ``device=cpu`` (``model.device=cpu`` in configs) even where CUDA exists:
+the exactness assertions (resume, accumulation, golden curve) assume fp32 on CPU.
 Helpers are reached through the ``ringrl_util`` fixture (this module), not by importing
 ``conftest`` (several folders have one).
 """

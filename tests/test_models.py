@@ -89,7 +89,7 @@ def test_load_policy_moe_and_dense(ringrl_moe_dir, ringrl_dense_dir):
 
 
 def test_dense_model_is_a_plain_llama(ringrl_dense_dir):
-    model, _ = load_policy(ringrl_dense_dir)
+    model, _ = load_policy(ringrl_dense_dir, device="cpu")
     assert type(model).__name__ == "LlamaForCausalLM"
 
 

@@ -16,7 +16,7 @@ from ringrl.errors import ConfigError
 from ringrl.rl.config import RLConfig
 from ringrl.rl.trainer import NonFiniteStop, RLTrainer
 
-BASE = ["steps=5", "rollout.prompts_per_step=2", "rollout.samples_per_prompt=4", "rollout.max_new_tokens=8",
+BASE = ["model.device=cpu", "steps=5", "rollout.prompts_per_step=2", "rollout.samples_per_prompt=4", "rollout.max_new_tokens=8",
         "former.budget_tokens=24", "data.train_size=8", "optim.lr=1e-2", "loss.beta=0.1", "progress=false",
         "threads=1", "tensorboard=false", "save_every=1", "max_nonfinite=2"]
 

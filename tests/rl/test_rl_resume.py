@@ -19,7 +19,7 @@ COMPARED = ("reward/mean", "reward/accuracy", "response_length/mean", "response_
 
 def config(model_dir, out, algo, *extra):
     return load_config(RLConfig, overrides=[
-        f"model.path={model_dir}", f"out={out}", f"algo={algo}", "steps=4", "save_every=2", "rollout.prompts_per_step=2",
+        f"model.path={model_dir}", "model.device=cpu", f"out={out}", f"algo={algo}", "steps=4", "save_every=2", "rollout.prompts_per_step=2",
         "rollout.samples_per_prompt=4", "rollout.max_new_tokens=8", "rollout.batch_size=16", "former.budget_tokens=20",
         "data.train_size=5", "optim.lr=1e-2", "optim.warmup_ratio=0.5", "optim.schedule=cosine", "loss.beta=0.1",
         "progress=false", "threads=1", "tensorboard=false", *extra])

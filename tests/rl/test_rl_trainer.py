@@ -24,7 +24,7 @@ EXPERT_KEYS = ("mlp.experts.gate_up_proj", "mlp.experts.down_proj")
 
 def rl_config(model_dir, out, *extra):
     return load_config(RLConfig, overrides=[
-        f"model.path={model_dir}", f"out={out}", "steps=3", "rollout.prompts_per_step=2", "rollout.samples_per_prompt=4",
+        f"model.path={model_dir}", "model.device=cpu", f"out={out}", "steps=3", "rollout.prompts_per_step=2", "rollout.samples_per_prompt=4",
         "rollout.max_new_tokens=8", "rollout.batch_size=16", "former.budget_tokens=29", "data.train_size=16",
         "optim.lr=1e-2", "optim.warmup_ratio=0", "loss.beta=0.1", "loss.alpha_balance=1e-2", "loss.alpha_zloss=1e-3",
         "progress=false", "threads=1", "tensorboard=false", *extra])
@@ -172,7 +172,7 @@ def test_rl_from_an_sft_checkpoint_records_sft_tokens(tmp_path, ringrl_moe_dir, 
     from ringrl.models import load_policy
     from ringrl.utils.checkpoint import save_checkpoint
 
-    model, tok = load_policy(ringrl_moe_dir)
+    model, tok = load_policy(ringrl_moe_dir, device="cpu")
     sft = save_checkpoint(tmp_path / "sft" / "checkpoints" / "epoch-2", model, tok, {"epoch": 2, "step": 9, "tokens_seen": 12345})
     summary = RLTrainer(rl_config(sft, tmp_path / "rl", "steps=1", "algo=grpo"), score=ringrl_util.parity_score).fit()
     assert summary["sft_tokens"] == 12345 and summary["init"] == str(sft)

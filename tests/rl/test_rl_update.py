@@ -19,7 +19,7 @@ from ringrl.rl.update import accumulate_gradients, build_micro_batches
 def models(ringrl_moe_dir):
     from ringrl.models import load_policy
 
-    model, tok = load_policy(ringrl_moe_dir)
+    model, tok = load_policy(ringrl_moe_dir, device="cpu")
     ref = copy.deepcopy(model)
     torch.manual_seed(0)
     with torch.no_grad():  # a reference that differs, so the KL term has a gradient

@@ -22,7 +22,7 @@ from ringrl.utils.io import atomic_dir, atomic_write_text
 def policy(ringrl_moe_dir):
     from ringrl.models import load_policy
 
-    return load_policy(ringrl_moe_dir)
+    return load_policy(ringrl_moe_dir, device="cpu")
 
 
 class Boom(Exception):
@@ -119,7 +119,7 @@ GOOD = {"prompt": "What is 1 + 1?", "domain": "math", "response": "1 + 1 = 2. \\
 def test_malformed_row_one_line_via_cli(tmp_path, capsys, ringrl_moe_dir, line2, field, what):
     data = tmp_path / "bad.jsonl"
     data.write_text(json.dumps(GOOD) + "\n" + line2 + "\n" + json.dumps(GOOD) + "\n")
-    code = main(["sft", f"data.train={data}", f"out={tmp_path / 'run'}", f"model.path={ringrl_moe_dir}", "progress=false"])
+    code = main(["sft", f"data.train={data}", f"out={tmp_path / 'run'}", f"model.path={ringrl_moe_dir}", "model.device=cpu", "progress=false"])
     err = capsys.readouterr().err
     assert code == 2
     lines = err.strip().splitlines()

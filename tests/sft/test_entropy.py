@@ -15,7 +15,7 @@ from ringrl.sft.evaluate import evaluate_policy
 def policy(ringrl_moe_dir):
     from ringrl.models import load_policy
 
-    return load_policy(ringrl_moe_dir)
+    return load_policy(ringrl_moe_dir, device="cpu")
 
 
 ROWS = [{"prompt": "What is 12 + 7?", "domain": "math", "answer": "19"},

@@ -119,7 +119,7 @@ def test_select_on_a_real_sft_run(tmp_path, ringrl_moe_dir, ringrl_util, capsys)
     from ringrl.sft.trainer import train_sft
 
     out = tmp_path / "sft"
-    cfg = load_config(SFTConfig, overrides=[f"model.path={ringrl_moe_dir}", f"out={out}", "data.train_size=4",
+    cfg = load_config(SFTConfig, overrides=[f"model.path={ringrl_moe_dir}", "model.device=cpu", f"out={out}", "data.train_size=4",
                                             "data.eval_size=2", "epochs=2", "entropy.max_new_tokens=4", "progress=false",
                                             "tensorboard=false"])
     summary = train_sft(cfg, grader=ringrl_util.zero_grader)

@@ -127,7 +127,7 @@ def test_train_step_accumulation_equals_one_batch(ringrl_dense_dir):
     from ringrl.sft.config import SFTConfig
     from ringrl.sft.trainer import train_step
 
-    model, tok = load_policy(ringrl_dense_dir)
+    model, tok = load_policy(ringrl_dense_dir, device="cpu")
     cfg = load_config(SFTConfig)
     rng = random.Random(0)
     exs = [SFTExample([rng.randrange(5, 200) for _ in range(n)], p) for n, p in [(12, 3), (20, 5), (7, 2), (15, 15 - 1)]]

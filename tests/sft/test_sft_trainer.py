@@ -20,7 +20,7 @@ EXPERT_KEYS = ("mlp.experts.gate_up_proj", "mlp.experts.down_proj")
 
 def sft_config(model_dir, out, *extra):
     return load_config(SFTConfig, overrides=[
-        f"model.path={model_dir}", f"out={out}", "data.train_size=16", "data.eval_size=4", "epochs=3",
+        f"model.path={model_dir}", "model.device=cpu", f"out={out}", "data.train_size=16", "data.eval_size=4", "epochs=3",
         "batch_tokens=1200", "optim.lr=1e-2", "optim.weight_decay=0", "optim.warmup_ratio=0",
         "entropy.max_new_tokens=8", "entropy.batch_size=8", "progress=false", "threads=1",
         "alpha_balance=1e-2", "alpha_zloss=1e-3", *extra])
