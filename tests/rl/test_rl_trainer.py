@@ -177,3 +177,34 @@ def test_rl_from_an_sft_checkpoint_records_sft_tokens(tmp_path, ringrl_moe_dir, 
     summary = RLTrainer(rl_config(sft, tmp_path / "rl", "steps=1", "algo=grpo"), score=ringrl_util.parity_score).fit()
     assert summary["sft_tokens"] == 12345 and summary["init"] == str(sft)
     assert summary["rl_tokens"] == read_metrics(tmp_path / "rl")[0]["train/tokens"]
+
+
+def test_explicit_reference_model_is_used(tmp_path, ringrl_moe_dir, ringrl_util):
+    """ref_model=DIR (same tokenizer, other weights): the KL is measured against it from step 1."""
+    from ringrl.models import load_policy
+    from ringrl.utils.checkpoint import save_checkpoint
+
+    model, tok = load_policy(ringrl_moe_dir, device="cpu")
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.02 * torch.randn_like(p))
+    ref = save_checkpoint(tmp_path / "ref", model, tok)
+    cfg = rl_config(ringrl_moe_dir, tmp_path / "rl", "steps=1", "algo=grpo", f"ref_model={ref}")
+    RLTrainer(cfg, score=ringrl_util.parity_score).fit()
+    assert read_metrics(tmp_path / "rl")[0]["train/kl"] > 1e-4  # the implicit reference (the policy) would give 0
+
+
+def test_cli_rl_success(tmp_path, ringrl_moe_dir, ringrl_util, monkeypatch, capsys):
+    import ringrl.rl.trainer as trainer_mod
+    from ringrl.cli import main
+
+    real = trainer_mod.train_rl
+    monkeypatch.setattr(trainer_mod, "train_rl", lambda cfg, score=None: real(cfg, score=ringrl_util.parity_score))
+    out = tmp_path / "cli"
+    code = main(["rl", f"model.path={ringrl_moe_dir}", "model.device=cpu", f"out={out}", "steps=2", "algo=grpo",
+                 "rollout.prompts_per_step=1", "rollout.samples_per_prompt=2", "rollout.max_new_tokens=4",
+                 "data.train_size=4", "progress=false", "tensorboard=false"])
+    assert code == 0
+    assert "over 2 steps" in capsys.readouterr().out
+    assert (out / "checkpoints" / "final" / "config.json").is_file() and (out / "config.yaml").is_file()
