@@ -11,7 +11,6 @@ Helpers are reached through the ``ringrl_util`` fixture (this module), not by im
 
 from __future__ import annotations
 
-import zlib
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -40,21 +39,16 @@ def parity_score(rows, responses):
     return [float(len(r) % 2 == 0) for r in responses]
 
 
-def crc_score(rows, responses):
-    """Another deterministic fake verifier (hash parity), for a second opinion."""
-    return [float(zlib.crc32(r.encode()) % 2) for r in responses]
-
-
 def zero_grader(rows, responses):
     return [0.0] * len(rows)
 
 
 @pytest.fixture(scope="session")
 def ringrl_util():
-    """The helpers of this module: ``parity_score``, ``crc_score``, ``zero_grader``, ``load_weights``,
-    ``unchanged_params`` (``sys.modules["conftest"]`` may be another folder's conftest by now)."""
-    return SimpleNamespace(parity_score=parity_score, crc_score=crc_score, zero_grader=zero_grader,
-                           load_weights=load_weights, unchanged_params=unchanged_params, state_copy=state_copy)
+    """The helpers of this module: ``parity_score``, ``zero_grader``, ``load_weights``, ``unchanged_params``
+    (``sys.modules["conftest"]`` may be another folder's conftest by now)."""
+    return SimpleNamespace(parity_score=parity_score, zero_grader=zero_grader, load_weights=load_weights,
+                           unchanged_params=unchanged_params)
 
 
 @pytest.fixture(scope="session")
@@ -105,10 +99,6 @@ def ringrl_other_tok_dir(tmp_path_factory, ringrl_tiny_cfg) -> Path:
 
     corpus = ["the quick brown fox jumps over the lazy dog %d" % i for i in range(50)]
     return build_tiny(tmp_path_factory.mktemp("models") / "other-tok", corpus, ringrl_tiny_cfg)
-
-
-def state_copy(model) -> dict[str, torch.Tensor]:
-    return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
 def load_weights(path) -> dict[str, torch.Tensor]:
