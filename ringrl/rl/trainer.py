@@ -32,7 +32,7 @@ from typing import Any
 import torch
 
 from ringrl.algorithms import assign_advantages, get_batch_former, informative_groups
-from ringrl.algorithms.types import FormedBatch, ScoredGroup
+from ringrl.algorithms.types import FormedBatch, Sample, ScoredGroup, SelectedSample
 from ringrl.common_config import make_optimizer
 from ringrl.config import save_config
 from ringrl.errors import UserError
@@ -98,8 +98,7 @@ class RLTrainer:
         ro = self._rollout()                                                     # rollout + reward (+ refill)
         groups = assign_advantages(ro.groups, eps=cfg.loss.adv_eps)              # GRPO advantages on full groups
         batch = self.former(groups, st.carry, cfg.former, random.Random(cfg.seed * 7919 + st.step))  # Eq. 1 / token-mean / Eq. 2-3
-        if self._needs_old_pass():
-            batch = self._with_old_logprobs(batch)
+        batch = self._with_old_logprobs(batch)                                   # pi_old where the loss pass can't give it
         t1 = time.perf_counter()
         metrics, grad_norm, finite = self._train(batch)                          # loss pass + optimizer step(s)
         t2 = time.perf_counter()
@@ -141,20 +140,31 @@ class RLTrainer:
         seed = (self.cfg.seed * 1_000_003 + self.state.step) * 16 + round_
         return collect_groups(self.engine, self.tokenizer, rows, self.score, self.cfg.rollout, seed, f"s{self.state.step}r{round_}")
 
-    def _needs_old_pass(self) -> bool:
-        return self.cfg.ppo_epochs > 1 or self.cfg.mini_batches > 1
-
     def _with_old_logprobs(self, batch: FormedBatch) -> FormedBatch:
-        """Store pi_old (the trainer's pre-update forward) on samples that lack it."""
-        selected = []
-        for s in batch.selected:
-            if s.sample.old_logprobs is None:
-                mb = build_micro_batches([s], self.tokenizer.pad_token_id, 1 << 30)[0]
-                lp = sequence_logprobs(self.model, mb, self.cfg.rollout.temperature)[0]
-                p = len(s.sample.prompt_ids)
-                s = replace(s, sample=replace(s.sample, old_logprobs=lp[p - 1 : p - 1 + s.n_tokens].tolist()))
-            selected.append(s)
-        return replace(batch, selected=selected)
+        """Store pi_old (the trainer's forward under the pre-update weights) where it is needed.
+
+        On-policy (one PPO epoch, one mini-batch, no carried sample in the batch) the loss
+        pass itself is that forward, so nothing is computed here. Otherwise every selected
+        sample gets it (a carried sample keeps the one from its own step), and with
+        ``leftover: carry`` so does every leftover, before this step's update changes the
+        policy: a carried response is later trained against the policy that sampled it.
+        """
+        cfg = self.cfg
+        mixed = any(s.sample.old_logprobs is not None for s in batch.selected)
+        selected = batch.selected
+        if cfg.ppo_epochs > 1 or cfg.mini_batches > 1 or mixed:
+            selected = [replace(s, sample=self._attach_old(s.sample)) for s in selected]
+        leftover = [self._attach_old(s) for s in batch.leftover] if cfg.former.leftover == "carry" else batch.leftover
+        return replace(batch, selected=selected, leftover=leftover)
+
+    def _attach_old(self, sample: Sample) -> Sample:
+        if sample.old_logprobs is not None:
+            return sample
+        whole = SelectedSample(sample, sample.n_response, 0.0)
+        mb = build_micro_batches([whole], self.tokenizer.pad_token_id, 1 << 30)[0]
+        lp = sequence_logprobs(self.model, mb, self.cfg.rollout.temperature)[0]
+        p = len(sample.prompt_ids)
+        return replace(sample, old_logprobs=lp[p - 1 : p - 1 + sample.n_response].tolist())
 
     def _train(self, batch: FormedBatch) -> tuple[dict[str, Any], float, bool]:
         """PPO epochs x mini-batches of optimizer steps; each a loss pass over token micro-batches."""

@@ -31,8 +31,6 @@ def test_leftovers_carry_with_age_and_are_trained_later(trainer):
     assert all(s.age == 1 for s in trainer.state.carry)  # max_age=1: the age-1 leftovers are dropped, not aged to 2
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: with ppo_epochs=1 the trainer never stores pi_old on leftover samples, "
-                   "so a carried response is trained with ratio 1 against the *current* policy (no off-policy clip)")
 def test_carried_samples_keep_the_generating_policys_logprobs(trainer):
     trainer.step()
     carry = trainer.state.carry
