@@ -76,6 +76,14 @@ def _source_model(stage: Stage, outputs: dict[str, dict[str, Any]]) -> str | Non
     return model
 
 
+def _with_curated_data(stage: Stage, outputs: dict[str, dict[str, Any]], base: dict[str, Any]) -> dict[str, Any]:
+    """``data_from: CURATE_STAGE`` makes a curate stage's output this stage's training data."""
+    name = stage.options.get("data_from")
+    if not name:
+        return base
+    return merge(base, {"data": {"train": outputs[name]["data"]}})
+
+
 # --------------------------------------------------------------------------- stage kinds
 def _run_sft(spec: PipelineSpec, stage: Stage, outputs, overrides: list[str]) -> dict[str, Any]:
     from ringrl.config import load_config
@@ -86,6 +94,7 @@ def _run_sft(spec: PipelineSpec, stage: Stage, outputs, overrides: list[str]) ->
     src = _source_model(stage, outputs)
     if src:
         base = merge(base, {"model": {"path": src}})
+    base = _with_curated_data(stage, outputs, base)
     cfg = load_config(SFTConfig, base=base, overrides=overrides)
     summary = train_sft(cfg)
     last = summary["checkpoints"][-1]
@@ -117,6 +126,7 @@ def _run_rl(spec: PipelineSpec, stage: Stage, outputs, overrides: list[str]) -> 
     src = _source_model(stage, outputs)
     if src:
         base = merge(base, {"model": {"path": src}})
+    base = _with_curated_data(stage, outputs, base)
     cfg = load_config(RLConfig, base=base, overrides=overrides)
     summary = train_rl(cfg)
     return {"model": str((Path(cfg.out) / "checkpoints" / "final").resolve()), **{k: summary[k] for k in

@@ -10,7 +10,8 @@ YAML form (``ringrl pipeline CONFIG``)::
       - {name: eval, kind: eval, models: [select, rl-math], benchmarks: [synthetic-math]}
       - {name: report, kind: report}
 
-Stage kinds: ``sft``, ``select``, ``rl``, ``eval``, ``report``. ``config`` holds
+Stage kinds: ``curate``, ``sft``, ``select``, ``rl``, ``eval``, ``report``; an sft or rl
+stage may take ``data_from: CURATE_STAGE`` to train on that stage's output. ``config`` holds
 dotted-key overrides (or nested mappings) of that stage's config; ``from`` names the
 stage whose output model this one starts from (an ``sft`` stage may also take ``from``).
 Every stage writes ``OUT/NAME/``. Validation runs before any stage starts.
@@ -124,6 +125,14 @@ def validate_pipeline(spec: PipelineSpec) -> None:
             raise UserError(f"{at}: a select stage needs 'from' naming an earlier sft stage")
         if s.kind == "rl" and s.source is None and "model.path" not in s.config and "model" not in s.config:
             raise UserError(f"{at}: rl stage '{s.name}' needs 'from' (an earlier stage) or config model.path")
+        data_from = s.options.get("data_from")
+        if data_from is not None:
+            if s.kind not in ("sft", "rl"):
+                raise UserError(f"{at}: 'data_from' applies to sft and rl stages, not '{s.kind}'")
+            if data_from not in seen or seen[data_from].kind != "curate":
+                raise UserError(f"{at}: stage '{s.name}' takes data from '{data_from}', which is not an earlier curate stage")
+        if s.kind == "curate" and "input" not in s.options:
+            raise UserError(f"{at}: curate stage '{s.name}' needs 'input' (a JSONL file)")
         if s.kind == "eval":
             for m in s.options.get("models", []):
                 if m not in seen:

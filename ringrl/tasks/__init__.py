@@ -40,7 +40,10 @@ def split_of(prompt: str) -> str:
 def make_split(
     domain: str, split: str, n: int, seed: int = 0, levels: tuple[int, ...] | None = None
 ) -> list[Row]:
-    """``n`` distinct rows of ``domain`` (a domain or a task name) in ``split``, levels cycled."""
+    """``n`` distinct rows of ``domain`` (a domain or a task name) in ``split``.
+
+    Levels are drawn in rotation; a level whose problems are all used (level 1 of
+    arithmetic has about 150) leaves the rotation and the others fill the rest."""
     if split not in ("train", "test"):
         raise UserError(f"split '{split}': expected 'train' or 'test'")
     names = DOMAIN_TASKS.get(domain) or ((domain,) if domain in TASKS else None)
@@ -49,21 +52,25 @@ def make_split(
     rng = random.Random(f"{domain}:{split}:{seed}")
     rows: list[Row] = []
     seen: set[str] = set()
-    attempts = 0
+    # (task, level) slots in rotation; a slot whose problem space is used up leaves it
+    slots = [(name, lvl) for name in names for lvl in (levels or TASKS[name][2])]
+    misses = {slot: 0 for slot in slots}
+    k = 0
     while len(rows) < n:
-        attempts += 1
-        if attempts > 200 * n + 1000:
-            raise UserError(f"task '{domain}': cannot draw {n} distinct {split} problems (space too small)")
-        name = names[len(rows) % len(names)]
-        dom, gen, task_levels = TASKS[name]
-        use = levels or task_levels
-        level = use[len(rows) % len(use)]
+        if not slots:
+            raise UserError(f"task '{domain}': cannot draw {n} distinct {split} problems at levels {levels} (space too small)")
+        name, level = slot = slots[k % len(slots)]
+        dom, gen, _ = TASKS[name]
         row = gen(rng, level)
         if row["prompt"] in seen or split_of(row["prompt"]) != split:
+            misses[slot] += 1
+            if misses[slot] > 500:  # this level has no new problem left for this split
+                slots.remove(slot)
             continue
+        misses[slot] = 0
+        k += 1
         seen.add(row["prompt"])
-        row = {"id": f"{name}-{split}-{seed}-{len(rows):05d}", "domain": dom, "task": name, "level": level, **row}
-        rows.append(row)
+        rows.append({"id": f"{name}-{split}-{seed}-{len(rows):05d}", "domain": dom, "task": name, "level": level, **row})
     return rows
 
 

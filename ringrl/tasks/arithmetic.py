@@ -4,8 +4,8 @@ Problem: ``What is 47 + 38 - 15?`` The teacher works left to right, one operatio
 step, and does each addition or subtraction column by column with explicit carries and
 borrows, as a long chain of thought would. Intermediate results stay non-negative.
 
-Levels: 1: one operation on two 2-digit numbers; 2: two operations on 2-digit numbers;
-3: two operations on 3-digit numbers. Operands have a fixed width within a level, as
+Levels: 1: one operation on two 1-digit numbers; 2: one operation on two 2-digit
+numbers; 3: two operations on 2-digit numbers; 4: two operations on 3-digit numbers. Operands have a fixed width within a level, as
 in "two-digit" drills, which also keeps the problem's digits at fixed offsets: that is
 what lets the embedded tiny model learn to read them within minutes.
 """
@@ -15,8 +15,8 @@ from __future__ import annotations
 import random
 from typing import Any
 
-LEVELS = (1, 2, 3)
-_SPEC = {1: (1, 2, 2), 2: (2, 2, 2), 3: (2, 3, 3)}  # level -> (operations, min digits, max digits)
+LEVELS = (1, 2, 3, 4)
+_SPEC = {1: (1, 1, 1), 2: (1, 2, 2), 3: (2, 2, 2), 4: (2, 3, 3)}  # level -> (operations, min digits, max digits)
 _PLACES = ["ones", "tens", "hundreds", "thousands", "ten-thousands"]
 
 

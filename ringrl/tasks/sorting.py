@@ -5,7 +5,7 @@ repeatedly names the smallest remaining number, then states the order. The refer
 answer is the comma-separated sorted list; the logic verifier compares normalised
 strings.
 
-Levels: 1: three 2-digit numbers; 2: four 2-digit numbers; 3: five 3-digit numbers.
+Levels: 1: three 1-digit numbers; 2: three 2-digit numbers; 3: four 2-digit numbers; 4: five 3-digit numbers.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from __future__ import annotations
 import random
 from typing import Any
 
-LEVELS = (1, 2, 3)
-_SPEC = {1: (3, 10, 99), 2: (4, 10, 99), 3: (5, 100, 999)}  # level -> (count, low, high)
+LEVELS = (1, 2, 3, 4)
+_SPEC = {1: (3, 1, 9), 2: (3, 10, 99), 3: (4, 10, 99), 4: (5, 100, 999)}  # level -> (count, low, high)
 
 
 def generate(rng: random.Random, level: int) -> dict[str, Any]:

@@ -1,0 +1,115 @@
+"""Pipeline specs (validation before any stage runs) and the runner's skip/resume logic."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+from ringrl.errors import UserError
+from ringrl.pipeline import load_pipeline, run_pipeline
+from ringrl.pipeline import runner as runner_mod
+from ringrl.pipeline.runner import _nested
+
+
+def write(tmp_path, text):
+    p = tmp_path / "p.yaml"
+    p.write_text(textwrap.dedent(text))
+    return p
+
+
+GOOD = """\
+out: OUT
+stages:
+  - name: sft
+    kind: sft
+    config: {epochs: 1}
+  - name: select
+    kind: select
+    from: sft
+  - name: rl
+    kind: rl
+    from: select
+    config: {steps: 2}
+  - name: eval
+    kind: eval
+    models: [select, rl]
+    benchmarks: [synthetic-math]
+"""
+
+
+def test_good_spec_parses(tmp_path):
+    spec = load_pipeline(write(tmp_path, GOOD))
+    assert [s.name for s in spec.stages] == ["sft", "select", "rl", "eval"]
+    assert spec.stage("rl").source == "select"
+    assert spec.stage("eval").options["models"] == ["select", "rl"]
+
+
+@pytest.mark.parametrize(
+    "bad, line, words",
+    [
+        (GOOD.replace("kind: rl", "kind: rlhf"), 9, "unknown stage kind 'rlhf'"),
+        (GOOD.replace("name: rl\n", "name: sft\n"), 9, "writes the same directory"),
+        (GOOD.replace("from: select\n    config: {steps: 2}", "from: nowhere\n    config: {steps: 2}"), 9, "not an earlier stage"),
+        (GOOD.replace("models: [select, rl]", "models: [select, later]"), 13, "not an earlier stage"),
+    ],
+)
+def test_bad_spec_names_the_line(tmp_path, bad, line, words):
+    """The error names the line where the offending stage starts."""
+    with pytest.raises(UserError) as e:
+        load_pipeline(write(tmp_path, bad))
+    assert f"p.yaml:{line}:" in str(e.value)
+    assert words in str(e.value)
+
+
+def test_select_needs_an_sft_source(tmp_path):
+    bad = GOOD.replace("kind: select\n    from: sft", "kind: select\n    from: rl0").replace(
+        "stages:\n", "stages:\n  - {name: rl0, kind: rl, config: {model.path: x}}\n")
+    with pytest.raises(UserError, match="select stage needs 'from' naming an earlier sft stage"):
+        load_pipeline(write(tmp_path, bad))
+
+
+def test_nested_dotted_keys():
+    assert _nested({"optim.lr": 1e-3, "optim": {"schedule": "constant"}, "steps": 3}) == {
+        "optim": {"lr": 1e-3, "schedule": "constant"}, "steps": 3}
+
+
+@pytest.fixture
+def fake_runners(monkeypatch):
+    """Stage runners that record calls; 'rl' can be made to fail once (an interruption)."""
+    calls: list[str] = []
+    state = {"fail_rl": False}
+
+    def make(kind):
+        def run(spec, stage, outputs, overrides):
+            calls.append(stage.name)
+            if kind == "rl" and state["fail_rl"]:
+                state["fail_rl"] = False
+                raise KeyboardInterrupt
+            src = outputs[stage.source]["model"] if stage.source else None
+            return {"model": f"{stage.name}-model", "from_model": src}
+        return run
+
+    monkeypatch.setattr(runner_mod, "RUNNERS", {k: make(k) for k in runner_mod.RUNNERS})
+    return calls, state
+
+
+def test_finished_stages_are_skipped_and_an_interrupted_one_runs_again(tmp_path, fake_runners):
+    calls, state = fake_runners
+    spec = load_pipeline(write(tmp_path, GOOD), out=str(tmp_path / "run"))
+    state["fail_rl"] = True
+    with pytest.raises(KeyboardInterrupt):
+        run_pipeline(spec)
+    assert calls == ["sft", "select", "rl"]
+    assert (tmp_path / "run" / "select" / "stage.json").is_file()
+    assert not (tmp_path / "run" / "rl" / "stage.json").exists()
+
+    calls.clear()
+    result = run_pipeline(spec)
+    assert calls == ["rl", "eval"]  # sft and select were done
+    rl = next(s for s in result["stages"] if s["name"] == "rl")
+    assert rl["from_model"] == "select-model"  # started from the skipped stage's recorded output
+
+    calls.clear()
+    run_pipeline(spec)
+    assert calls == []  # everything done
