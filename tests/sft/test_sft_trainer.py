@@ -94,8 +94,12 @@ def test_moe_loss_falls(moe_run, ringrl_moe_dir):
     rows = train_rows(cfg)
     before, after = mean_response_nll(ringrl_moe_dir, rows), mean_response_nll(out / "checkpoints" / "epoch-3", rows)
     assert after < before - 1.0
-    # the logged loss of the last step agrees with the independent measurement on the training rows
-    assert abs(m[-1]["train/loss"] - mean_response_nll(out / "checkpoints" / "epoch-2", rows)) < 0.5
+    # the logged losses of epoch 3 (each batch under the weights before its update) lie between the
+    # independently measured NLL of the training rows at the start (epoch-2) and end (epoch-3) of that epoch
+    logged = [r["train/loss"] * r["train/tokens"] for r in m if r["train/epoch"] == 3]
+    tokens = sum(r["train/tokens"] for r in m if r["train/epoch"] == 3)
+    mean_logged = sum(logged) / tokens
+    assert after - 0.1 < mean_logged < mean_response_nll(out / "checkpoints" / "epoch-2", rows) + 0.1
 
 
 def test_checkpoint_per_epoch_loads_with_plain_transformers(moe_run):
