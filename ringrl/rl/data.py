@@ -45,4 +45,4 @@ def load_rl_rows(cfg: RLDataConfig) -> list[dict[str, Any]]:
 
     per = math.ceil(cfg.train_size / len(cfg.tasks))
     levels = tuple(cfg.levels) if cfg.levels else None
-    return [r for t in cfg.tasks for r in make_split(t, "train", per, seed=cfg.seed, levels=levels)][: cfg.train_size]
+    return [r for t in cfg.tasks for r in make_split(t, "train", per, seed=cfg.seed, levels=levels, strict=False)][: cfg.train_size]

@@ -47,13 +47,13 @@ def load_sft_data(cfg: SFTConfig) -> tuple[list[dict[str, Any]], list[dict[str, 
     else:
         per = math.ceil(d.train_size / len(d.tasks))
         levels = tuple(d.levels) if d.levels else None
-        train = [r for t in d.tasks for r in make_split(t, "train", per, seed=d.seed, levels=levels)][: d.train_size]
+        train = [r for t in d.tasks for r in make_split(t, "train", per, seed=d.seed, levels=levels, strict=False)][: d.train_size]
     if d.eval:
         held = load_rows(d.eval, "eval", limit=d.eval_size)
     else:
         per = math.ceil(d.eval_size / len(d.tasks))
         levels = tuple(d.levels) if d.levels else None
-        held = [r for t in d.tasks for r in make_split(t, "test", per, seed=d.seed, levels=levels)][: d.eval_size]
+        held = [r for t in d.tasks for r in make_split(t, "test", per, seed=d.seed, levels=levels, strict=False)][: d.eval_size]
     return train, held
 
 

@@ -38,12 +38,13 @@ def split_of(prompt: str) -> str:
 
 
 def make_split(
-    domain: str, split: str, n: int, seed: int = 0, levels: tuple[int, ...] | None = None
+    domain: str, split: str, n: int, seed: int = 0, levels: tuple[int, ...] | None = None, strict: bool = True
 ) -> list[Row]:
     """``n`` distinct rows of ``domain`` (a domain or a task name) in ``split``.
 
     Levels are drawn in rotation; a level whose problems are all used (level 1 of
-    arithmetic has about 150) leaves the rotation and the others fill the rest."""
+    arithmetic has about 150) leaves the rotation and the others fill the rest. When every
+    level is used up, ``strict`` raises; otherwise the rows drawn so far are returned."""
     if split not in ("train", "test"):
         raise UserError(f"split '{split}': expected 'train' or 'test'")
     names = DOMAIN_TASKS.get(domain) or ((domain,) if domain in TASKS else None)
@@ -58,6 +59,8 @@ def make_split(
     k = 0
     while len(rows) < n:
         if not slots:
+            if not strict and rows:
+                return rows
             raise UserError(f"task '{domain}': cannot draw {n} distinct {split} problems at levels {levels} (space too small)")
         name, level = slot = slots[k % len(slots)]
         dom, gen, _ = TASKS[name]
