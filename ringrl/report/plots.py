@@ -32,18 +32,21 @@ class CurveSpec:
     ylabel: str
     figure: str = ""
     """Where the paper shows it, for the caption."""
+    kinds: tuple[str, ...] = ()
+    """Run kinds the curve is drawn for (empty: any); SFT steps are not RL steps."""
 
 
+RL = ("rl", "unknown")  # runs without a summary.json (kind unknown) are drawn everywhere
 CURVES: tuple[CurveSpec, ...] = (
-    CurveSpec("reward", "reward/mean", "RL reward", "mean reward", "Figures 7 and 8"),
+    CurveSpec("reward", "reward/mean", "RL reward", "mean reward", "Figures 7 and 8", RL),
     CurveSpec("response_length", "response_length/mean", "Response length", "tokens per response",
-              "Figures 7 and 8"),
-    CurveSpec("grad_norm", "train/grad_norm", "Gradient norm", "grad norm (before clipping)", "Figures 7 and 8"),
-    CurveSpec("entropy", "train/entropy", "Policy entropy", "mean token entropy (nats)", "Figures 7 and 8"),
-    CurveSpec("tokens", "train/tokens", "Training tokens per step", "tokens in the loss", "Figures 7 and 8"),
-    CurveSpec("throughput", "throughput/tokens_per_s", "Throughput", "tokens / s", "Figures 7 and 8"),
-    CurveSpec("step_time", "time/step", "Step time", "seconds per step", "Figures 7 and 8"),
-    CurveSpec("sft_loss", "train/loss", "SFT loss", "loss per token"),
+              "Figures 7 and 8", RL),
+    CurveSpec("grad_norm", "train/grad_norm", "Gradient norm", "grad norm (before clipping)", "Figures 7 and 8", RL),
+    CurveSpec("entropy", "train/entropy", "Policy entropy", "mean token entropy (nats)", "Figures 7 and 8", RL),
+    CurveSpec("tokens", "train/tokens", "Training tokens per step", "tokens in the loss", "Figures 7 and 8", RL),
+    CurveSpec("throughput", "throughput/tokens_per_s", "Throughput", "tokens / s", "Figures 7 and 8", RL),
+    CurveSpec("step_time", "time/step", "Step time", "seconds per step", "Figures 7 and 8", RL),
+    CurveSpec("sft_loss", "train/loss", "SFT loss", "loss per token", kinds=("sft", "unknown")),
     CurveSpec("max_expert_load", "moe/max_expert_load", "Busiest expert's share", "max expert load"),
 )
 
@@ -77,7 +80,8 @@ def ema(values: np.ndarray, alpha: float) -> np.ndarray:
 def curve_plot(runs: Sequence[Run], spec: CurveSpec, run_colors: Sequence) -> bytes | None:
     """``spec.key`` against step, one line per run that has it. Curves with more than 30
     points are drawn faint with an EMA (0.8) on top."""
-    present = [(run, c) for run, c in zip(runs, run_colors) if run.has(spec.key)]
+    present = [(run, c) for run, c in zip(runs, run_colors)
+               if run.has(spec.key) and (not spec.kinds or run.kind in spec.kinds)]
     if not present:
         return None
     fig = Figure(figsize=(7.0, 4.0))

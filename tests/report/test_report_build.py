@@ -195,3 +195,19 @@ def test_cli_writes_report(runs, tmp_path, capsys):
     assert main(["report", str(runs["c3po"]), str(runs["grpo"]), "--output", str(out), "--labels", "c,g"]) == 0
     assert out.is_file() and (tmp_path / "cli_files" / "reward.png").is_file()
     assert "wrote" in capsys.readouterr().out
+
+
+def test_rl_curves_leave_out_sft_runs(tmp_path):
+    """SFT steps log train/tokens and train/grad_norm too, but they are not RL steps."""
+    from ringrl.report.plots import CURVES, colors, curve_plot
+
+    sft = write_run(tmp_path / "sft", [{"step": s, "time": s, "train/tokens": 500 + s, "train/grad_norm": 1.0,
+                                        "train/loss": 2.0 - 0.1 * s} for s in range(5)],
+                    {"kind": "sft", "checkpoints": []})
+    rl = rl_run(tmp_path / "rl", "c3po", [800] * 4, [0.1, 0.2, 0.3, 0.4], 10_000, 0.5)
+    spec = {c.slug: c for c in CURVES}
+    only_sft = load_runs([sft])
+    assert curve_plot(only_sft, spec["tokens"], colors(1)) is None
+    assert curve_plot(only_sft, spec["grad_norm"], colors(1)) is None
+    assert curve_plot(only_sft, spec["sft_loss"], colors(1)) is not None
+    assert curve_plot(load_runs([sft, rl]), spec["tokens"], colors(2)) is not None
