@@ -206,8 +206,9 @@ def test_rl_curves_leave_out_sft_runs(tmp_path):
                     {"kind": "sft", "checkpoints": []})
     rl = rl_run(tmp_path / "rl", "c3po", [800] * 4, [0.1, 0.2, 0.3, 0.4], 10_000, 0.5)
     spec = {c.slug: c for c in CURVES}
-    only_sft = load_runs([sft])
+    only_sft, _ = load_runs([sft])
     assert curve_plot(only_sft, spec["tokens"], colors(1)) is None
     assert curve_plot(only_sft, spec["grad_norm"], colors(1)) is None
     assert curve_plot(only_sft, spec["sft_loss"], colors(1)) is not None
-    assert curve_plot(load_runs([sft, rl]), spec["tokens"], colors(2)) is not None
+    both, _ = load_runs([sft, rl])
+    assert curve_plot(both, spec["tokens"], colors(2)) is not None
