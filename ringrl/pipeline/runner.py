@@ -108,6 +108,16 @@ def _run_select(spec: PipelineSpec, stage: Stage, outputs, overrides: list[str])
 
     band = stage.options.get("band", list(PAPER_BAND))
     sft_dir = Path(outputs[stage.source]["dir"])
+    if "epoch" in stage.options:  # a fixed epoch (experiments compare every epoch)
+        ckpts = read_json(sft_dir / "summary.json")["checkpoints"]
+        chosen = next((c for c in ckpts if c.get("epoch") == stage.options["epoch"]), None)
+        if chosen is None:
+            raise UserError(f"stage '{stage.name}': {sft_dir} has no checkpoint for epoch {stage.options['epoch']}")
+        record = {"chosen": chosen["name"], "path": str((sft_dir / chosen["path"]).resolve()),
+                  "entropy": chosen["entropy"], "tokens_seen": chosen.get("tokens_seen"), "epoch": chosen.get("epoch"),
+                  "band": None, "in_band": None, "reason": f"epoch {stage.options['epoch']} as configured"}
+        write_json(Path(spec.out) / stage.name / "selection.json", record)
+        return {"model": record["path"], "selection": record}
     sel, record = select_run(sft_dir, float(band[0]), float(band[1]))
     print_checkpoints(read_json(sft_dir / "summary.json")["checkpoints"], chosen=record["chosen"])
     console.print(("" if sel.in_band else "[yellow]warning:[/yellow] ") + sel.reason)

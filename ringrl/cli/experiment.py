@@ -1,0 +1,37 @@
+"""``ringrl experiment NAME``: the paper's findings reproduced small, over seeds."""
+
+from __future__ import annotations
+
+import argparse
+
+from ringrl.pipeline.experiments import EXPERIMENTS
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "experiment", help="reproduce a finding of the paper on the embedded default, over seeds",
+        description="c3po-vs-grpo: stability and reward of C3PO against GRPO from one SFT checkpoint; "
+        "sft-epochs: RL from every SFT epoch (entropy vs RL gain, token efficiency); "
+        "two-stage-vs-mixed: math-then-code RL against one mixed run. Each writes a pipeline "
+        "directory with a report; finished runs are skipped on a re-run.",
+    )
+    p.add_argument("name", choices=EXPERIMENTS)
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="RL seeds (default: 0 1 2)")
+    p.add_argument("--out", default=None, help="output directory (default: runs/experiment-NAME)")
+    p.add_argument("--smoke", action="store_true", help="shrink every stage (for checks)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import time
+
+    from ringrl.pipeline import run_pipeline
+    from ringrl.pipeline.experiments import experiment_spec
+    from ringrl.pipeline.summary import print_summary
+
+    spec = experiment_spec(args.name, args.out or f"runs/experiment-{args.name}", args.seeds, args.smoke)
+    t0 = time.perf_counter()
+    result = run_pipeline(spec)
+    print_summary(result, time.perf_counter() - t0)
+    print(f"experiment directory: {spec.out} (report: {spec.out}/report/report.html)")
+    return 0

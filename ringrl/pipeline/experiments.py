@@ -1,0 +1,85 @@
+"""The paper's three findings as pipelines over seeds (``ringrl experiment NAME``).
+
+Each experiment is a :class:`~ringrl.pipeline.spec.PipelineSpec` built from the
+quickstart's stage settings (so it runs on the embedded default in minutes per seed)
+and then a report over all its runs:
+
+- ``c3po-vs-grpo``: one SFT and selection, then RL stage 1 with ``algo=c3po`` and with
+  ``algo=grpo`` for every seed (same seeds, model and prompts): token-per-step, step-time
+  and gradient-norm stability, reward curves (the paper's Figures 7 and 8).
+- ``sft-epochs``: RL from the checkpoint of every SFT epoch, for every seed: entropy of
+  the start point against RL gain, and token efficiency = RL tokens / SFT tokens
+  (Figures 5 and 9).
+- ``two-stage-vs-mixed``: from the selected checkpoint, math RL then code+logic RL,
+  against one mixed run with the same total steps, for every seed, evaluated on the
+  synthetic test splits (the paper's domain-conflict finding).
+
+``--smoke`` shrinks every stage as the quickstart's smoke mode does.
+"""
+
+from __future__ import annotations
+
+import copy
+from importlib import resources
+from typing import Any
+
+import yaml
+
+from ringrl.config import merge
+from ringrl.errors import UserError
+from ringrl.pipeline.spec import PipelineSpec, parse_pipeline
+
+EXPERIMENTS = ("c3po-vs-grpo", "sft-epochs", "two-stage-vs-mixed")
+BENCHMARKS = ["synthetic-math", "synthetic-logic", "synthetic-code"]
+
+
+def _quickstart_stages(smoke: bool) -> dict[str, dict[str, Any]]:
+    data = yaml.safe_load(resources.files("ringrl.configs").joinpath("quickstart.yaml").read_text())
+    smoke_cfg = data.get("smoke", {})
+    stages = {}
+    for st in data["stages"]:
+        st = copy.deepcopy(st)
+        if smoke:
+            st["config"] = merge(st.get("config") or {}, smoke_cfg.get(st["kind"], {}))
+        stages[st["name"]] = st
+    return stages
+
+
+def _rl(name: str, source: str, base: dict[str, Any], **config: Any) -> dict[str, Any]:
+    return {"name": name, "kind": "rl", "from": source, "config": merge(copy.deepcopy(base["config"]), config)}
+
+
+def experiment_spec(name: str, out: str, seeds: list[int], smoke: bool = False) -> PipelineSpec:
+    if name not in EXPERIMENTS:
+        raise UserError(f"unknown experiment '{name}' (known: {', '.join(EXPERIMENTS)})")
+    if not seeds:
+        raise UserError("--seeds: give at least one seed")
+    q = _quickstart_stages(smoke)
+    stages: list[dict[str, Any]] = [q["sft"], q["select"]]
+    evals: list[str] = []
+    if name == "c3po-vs-grpo":
+        for s in seeds:
+            for algo in ("c3po", "grpo"):
+                stages.append(_rl(f"rl-{algo}-seed{s}", "select", q["rl-math"], algo=algo, seed=s))
+    elif name == "sft-epochs":
+        epochs = q["sft"]["config"].get("epochs", 3)
+        stages = [q["sft"]]
+        for e in range(1, epochs + 1):
+            stages.append({"name": f"epoch{e}", "kind": "select", "from": "sft", "epoch": e})
+            for s in seeds:
+                stages.append(_rl(f"rl-epoch{e}-seed{s}", f"epoch{e}", q["rl-math"], seed=s))
+                evals.append(f"rl-epoch{e}-seed{s}")
+    else:  # two-stage-vs-mixed
+        steps1 = q["rl-math"]["config"].get("steps", 20)
+        steps2 = q["rl-code"]["config"].get("steps", 10)
+        for s in seeds:
+            stages.append(_rl(f"stage1-seed{s}", "select", q["rl-math"], seed=s))
+            stages.append(_rl(f"stage2-seed{s}", f"stage1-seed{s}", q["rl-code"], seed=s))
+            stages.append(_rl(f"mixed-seed{s}", "select", q["rl-math"], seed=s, steps=steps1 + steps2,
+                              data={"tasks": ["math", "code", "logic"]}))
+            evals += [f"stage2-seed{s}", f"mixed-seed{s}"]
+    if evals:
+        stages.append({"name": "eval", "kind": "eval", "models": evals, "benchmarks": BENCHMARKS,
+                       "config": q["eval"].get("config", {})})
+    stages.append({"name": "report", "kind": "report"})
+    return parse_pipeline({"out": out, "stages": stages}, f"experiment {name}", out)
