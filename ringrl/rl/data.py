@@ -6,7 +6,6 @@ an uninterrupted run would have seen.
 
 from __future__ import annotations
 
-import math
 import random
 from typing import Any
 
@@ -41,8 +40,6 @@ class PromptStream:
 def load_rl_rows(cfg: RLDataConfig) -> list[dict[str, Any]]:
     if cfg.train:
         return load_rows(cfg.train, "rl")
-    from ringrl.tasks import make_split
+    from ringrl.tasks import embedded_rows
 
-    per = math.ceil(cfg.train_size / len(cfg.tasks))
-    levels = tuple(cfg.levels) if cfg.levels else None
-    return [r for t in cfg.tasks for r in make_split(t, "train", per, seed=cfg.seed, levels=levels, strict=False)][: cfg.train_size]
+    return embedded_rows(cfg.tasks, "train", cfg.train_size, cfg.seed, cfg.levels)

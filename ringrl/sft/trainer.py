@@ -39,21 +39,17 @@ from ringrl.errors import UserError
 
 def load_sft_data(cfg: SFTConfig) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """(training rows with responses, held-out rows with answers)."""
-    from ringrl.tasks import make_split
+    from ringrl.tasks import embedded_rows
 
     d = cfg.data
     if d.train:
         train = load_rows(d.train, "sft")
     else:
-        per = math.ceil(d.train_size / len(d.tasks))
-        levels = tuple(d.levels) if d.levels else None
-        train = [r for t in d.tasks for r in make_split(t, "train", per, seed=d.seed, levels=levels, strict=False)][: d.train_size]
+        train = embedded_rows(d.tasks, "train", d.train_size, d.seed, d.levels)
     if d.eval:
         held = load_rows(d.eval, "eval", limit=d.eval_size)
     else:
-        per = math.ceil(d.eval_size / len(d.tasks))
-        levels = tuple(d.levels) if d.levels else None
-        held = [r for t in d.tasks for r in make_split(t, "test", per, seed=d.seed, levels=levels, strict=False)][: d.eval_size]
+        held = embedded_rows(d.tasks, "test", d.eval_size, d.seed, d.levels)
     return train, held
 
 

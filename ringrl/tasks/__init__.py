@@ -13,6 +13,7 @@ overlap. Rows follow DESIGN.md's format (``prompt``, ``domain``, ``answer``,
 from __future__ import annotations
 
 import hashlib
+import math
 import random
 from collections.abc import Callable
 from typing import Any
@@ -75,6 +76,15 @@ def make_split(
         seen.add(row["prompt"])
         rows.append({"id": f"{name}-{split}-{seed}-{len(rows):05d}", "domain": dom, "task": name, "level": level, **row})
     return rows
+
+
+def embedded_rows(
+    tasks: list[str], split: str, size: int, seed: int = 0, levels: list[int] | None = None
+) -> list[Row]:
+    """About ``size`` rows split evenly across ``tasks`` (fewer when small levels run out)."""
+    per = math.ceil(size / len(tasks))
+    lv = tuple(levels) if levels else None
+    return [r for t in tasks for r in make_split(t, split, per, seed=seed, levels=lv, strict=False)][:size]
 
 
 def corpus(rows: list[Row]) -> list[str]:
