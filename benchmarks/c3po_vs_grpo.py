@@ -120,8 +120,8 @@ def main() -> None:
     ap.add_argument("--L", type=int, default=4, help="prompts per step (few: the mix of levels varies per step)")
     ap.add_argument("--K", type=int, default=8, help="samples per prompt")
     ap.add_argument("--max-new-tokens", type=int, default=256)
-    ap.add_argument("--levels", default="[1,2]",
-                    help="embedded arithmetic levels (teacher answers: 1 ~100 tokens, 2 ~185, 3 ~240)")
+    ap.add_argument("--levels", default="[2,3]",
+                    help="embedded arithmetic levels (teacher answers at commit f539a58: 1 ~70 tokens, 2 ~100, 3 ~185, 4 ~240)")
     ap.add_argument("--prompts", type=int, default=400, help="embedded RL prompts")
     ap.add_argument("--lr", type=float, default=1e-4)
     ap.add_argument("--budget", type=int, default=0, help="C3PO Phi in tokens (0: --budget-frac x a probe rollout)")
