@@ -232,14 +232,18 @@ def main() -> None:
         g, c = cv(series("grpo", k)), cv(series("c3po", k))
         print(f"{k} CV c3po / grpo = {c:.4f} / {g:.4f} = {c / g if g else float('nan'):.2f} "
               f"(target <= 0.33: {'held' if g and c / g <= 1 / 3 else 'NOT held'})")
+    def corr(x, y) -> str:
+        try:
+            return f"{statistics.correlation(x, y):.2f}"
+        except statistics.StatisticsError:  # fewer than 2 points, or a constant series
+            return "n/a (constant)"
+
     for a in algos:
         step_s, cpu_train = statistics.fmean(series(a, "time/step")), series(a, "bench/cpu_train")
-        r_pad = statistics.correlation(series(a, "bench/padded_tokens"), cpu_train)
-        tokens = series(a, "train/tokens")
-        r_tok = f"{statistics.correlation(tokens, cpu_train):.2f}" if cv(tokens) > 0 else "n/a (constant)"
         print(f"{a}: rollout {statistics.fmean(series(a, 'time/rollout')) / step_s:.0%}, loss pass + optimizer "
               f"{statistics.fmean(series(a, 'time/train')) / step_s:.0%} of step time; CPU seconds of the loss pass "
-              f"correlate with padded tokens {r_pad:.2f}, with trained tokens {r_tok}")
+              f"correlate with padded tokens {corr(series(a, 'bench/padded_tokens'), cpu_train)}, "
+              f"with trained tokens {corr(series(a, 'train/tokens'), cpu_train)}")
 
 if __name__ == "__main__":
     main()
