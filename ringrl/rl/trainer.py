@@ -268,9 +268,7 @@ class RLTrainer:
         ckpt = latest_checkpoint(self.run_dir)
         if ckpt is None:
             return None
-        from ringrl.models.loading import load_policy as _lp
-
-        model, _ = _lp(ckpt, self.cfg.model.device, self.cfg.model.dtype)
+        model, _ = load_policy(ckpt, self.cfg.model.device, self.cfg.model.dtype)
         self.model.load_state_dict(model.state_dict())
         self.state = load_rl_state(ckpt, self.optimizer, self.scheduler)
         self.stream.position = self.state.position
