@@ -76,3 +76,22 @@ def make_optimizer(model, cfg: OptimConfig, total_steps: int):
         opt, lambda s: lr_factor(s, total_steps, warmup, cfg.schedule, cfg.min_lr_ratio)
     )
     return opt, sched
+
+
+def optimizer_step(model, optimizer, grad_clip: float, loss: float | None = None) -> tuple[float, bool]:
+    """Clip the global gradient norm (``grad_clip`` 0: no clipping), step and zero the gradients.
+
+    Returns the norm before clipping and whether the update was applied: a non-finite
+    norm (or ``loss``) skips it. The learning-rate schedule is the caller's.
+    """
+    import torch
+
+    params = [p for p in model.parameters() if p.grad is not None]
+    clip = grad_clip if grad_clip > 0 else float("inf")
+    norm = float(torch.nn.utils.clip_grad_norm_(params, clip)) if params else 0.0
+    checks = [norm] if loss is None else [norm, loss]
+    ok = bool(torch.isfinite(torch.tensor(checks)).all())
+    if ok:
+        optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return norm, ok

@@ -28,5 +28,5 @@ class DataError(UserError):
     def __init__(self, path: str, line: int | None, field: str | None, message: str):
         where = str(path) if line is None else f"{path}:{line}"
         what = f" field '{field}'" if field else ""
-        super().__init__(f"{where}:{what} {message}".replace(": ", ": ", 1))
+        super().__init__(f"{where}:{what} {message}")
         self.path, self.line, self.field = path, line, field

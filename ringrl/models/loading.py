@@ -49,7 +49,7 @@ def load_tokenizer(path: str | Path):
 
 
 def load_policy(path: str | Path, device: str | None = None, dtype: str | None = None) -> tuple[Any, Any]:
-    """(model, tokenizer) from a local HF directory; the model in train mode on ``device``."""
+    """(model, tokenizer) from a local HF directory; the model on ``device``, in the mode ``from_pretrained`` leaves it (eval)."""
     from transformers import AutoConfig, AutoModelForCausalLM
 
     p = Path(path)

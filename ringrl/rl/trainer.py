@@ -33,7 +33,7 @@ import torch
 
 from ringrl.algorithms import assign_advantages, get_batch_former, informative_groups
 from ringrl.algorithms.types import FormedBatch, Sample, ScoredGroup, SelectedSample
-from ringrl.common_config import make_optimizer
+from ringrl.common_config import make_optimizer, optimizer_step
 from ringrl.config import save_config
 from ringrl.errors import UserError
 from ringrl.models.loading import is_moe, load_policy, load_tokenizer, moe_top_k
@@ -177,21 +177,12 @@ class RLTrainer:
                 # the former's weights sum over the whole batch; each mini-batch step keeps that scale
                 mbs = build_micro_batches(part, self.tokenizer.pad_token_id, cfg.micro_batch_tokens, weight_scale=len(parts))
                 metrics = accumulate_gradients(self.model, self.ref_model, mbs, cfg.loss, cfg.rollout.temperature, self.moe_top_k)
-                norm, ok = self._optimizer_step(metrics["train/loss"])
+                norm, ok = optimizer_step(self.model, self.optimizer, cfg.optim.grad_clip, metrics["train/loss"])
                 norms.append(norm)
                 finite = finite and ok
         self.scheduler.step()  # the schedule counts RL steps (cfg.steps), not PPO epochs x mini-batches
         return metrics, norms[-1] if norms else 0.0, finite
 
-    def _optimizer_step(self, loss: float) -> tuple[float, bool]:
-        params = [p for p in self.model.parameters() if p.grad is not None]
-        clip = self.cfg.optim.grad_clip if self.cfg.optim.grad_clip > 0 else float("inf")
-        norm = float(torch.nn.utils.clip_grad_norm_(params, clip)) if params else 0.0
-        ok = bool(torch.isfinite(torch.tensor([loss, norm])).all())
-        if ok:
-            self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)
-        return norm, ok
 
     def _step_metrics(self, ro, batch, m, grad_norm, finite, t0, t1, t2) -> dict[str, Any]:
         t3 = time.perf_counter()

@@ -33,7 +33,7 @@ from ringrl.utils.checkpoint import quiet_transformers, save_checkpoint, seed_ev
 from ringrl.utils.io import write_json
 from ringrl.utils.metrics import MetricsLogger
 from ringrl.utils.progress import Progress
-from ringrl.common_config import make_optimizer
+from ringrl.common_config import make_optimizer, optimizer_step
 from ringrl.errors import UserError
 
 
@@ -172,14 +172,10 @@ def train_step(model, group: list[dict[str, torch.Tensor]], denominator: int, cf
 
 
 def clip_and_step(model, optimizer, scheduler, grad_clip: float) -> float:
-    """Clip (when enabled), step and zero; returns the norm before clipping. Non-finite: skip the update."""
-    params = [p for p in model.parameters() if p.grad is not None]
-    norm = torch.nn.utils.clip_grad_norm_(params, grad_clip if grad_clip > 0 else float("inf"))
-    if torch.isfinite(norm):
-        optimizer.step()
+    """One optimizer step (skipped when non-finite) and one schedule step; the norm before clipping."""
+    norm, _ = optimizer_step(model, optimizer, grad_clip)
     scheduler.step()
-    optimizer.zero_grad(set_to_none=True)
-    return float(norm)
+    return norm
 
 
 def finish_epoch(cfg, run_dir, model, tokenizer, held_rows, grader, epoch, step, tokens_seen, bar) -> dict[str, Any]:
