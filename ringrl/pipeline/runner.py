@@ -104,7 +104,7 @@ def _run_sft(spec: PipelineSpec, stage: Stage, outputs, overrides: list[str]) ->
 
 def _run_select(spec: PipelineSpec, stage: Stage, outputs, overrides: list[str]) -> dict[str, Any]:
     from ringrl.sft.select import PAPER_BAND
-    from ringrl.sft.selectcli import print_checkpoints, select_run
+    from ringrl.sft.selectcli import print_checkpoints, select_run, selection_record
 
     band = stage.options.get("band", list(PAPER_BAND))
     sft_dir = Path(outputs[stage.source]["dir"])
@@ -113,9 +113,7 @@ def _run_select(spec: PipelineSpec, stage: Stage, outputs, overrides: list[str])
         chosen = next((c for c in ckpts if c.get("epoch") == stage.options["epoch"]), None)
         if chosen is None:
             raise UserError(f"stage '{stage.name}': {sft_dir} has no checkpoint for epoch {stage.options['epoch']}")
-        record = {"chosen": chosen["name"], "path": str((sft_dir / chosen["path"]).resolve()),
-                  "entropy": chosen["entropy"], "tokens_seen": chosen.get("tokens_seen"), "epoch": chosen.get("epoch"),
-                  "band": None, "in_band": None, "reason": f"epoch {stage.options['epoch']} as configured"}
+        record = selection_record(sft_dir, chosen, None, None, f"epoch {stage.options['epoch']} as configured")
         write_json(Path(spec.out) / stage.name / "selection.json", record)
         return {"model": record["path"], "selection": record}
     sel, record = select_run(sft_dir, float(band[0]), float(band[1]))

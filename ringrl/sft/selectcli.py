@@ -38,9 +38,14 @@ def select_run(run_dir: Path, low: float, high: float) -> tuple[Selection, dict[
     if low > high:
         raise UserError(f"--band: LOW {low} is above HIGH {high}")
     sel = select_checkpoint(ckpts, low, high)
-    path = (Path(run_dir) / sel.chosen["path"]).resolve()
-    record = {"chosen": sel.chosen["name"], "path": str(path), "entropy": sel.chosen["entropy"],
-              "tokens_seen": sel.chosen.get("tokens_seen"), "epoch": sel.chosen.get("epoch"),
-              "band": list(sel.band), "in_band": sel.in_band, "reason": sel.reason}
+    record = selection_record(run_dir, sel.chosen, list(sel.band), sel.in_band, sel.reason)
     write_json(Path(run_dir) / "selection.json", record)
     return sel, record
+
+
+def selection_record(run_dir: Path, chosen: dict[str, Any], band: list[float] | None, in_band: bool | None,
+                     reason: str) -> dict[str, Any]:
+    """The ``selection.json`` record naming ``chosen`` (a checkpoint of RUN_DIR/summary.json)."""
+    return {"chosen": chosen["name"], "path": str((Path(run_dir) / chosen["path"]).resolve()),
+            "entropy": chosen["entropy"], "tokens_seen": chosen.get("tokens_seen"), "epoch": chosen.get("epoch"),
+            "band": band, "in_band": in_band, "reason": reason}

@@ -113,3 +113,26 @@ def test_finished_stages_are_skipped_and_an_interrupted_one_runs_again(tmp_path,
     calls.clear()
     run_pipeline(spec)
     assert calls == []  # everything done
+
+
+def test_select_stage_with_a_fixed_epoch(tmp_path):
+    import json
+
+    from ringrl.pipeline.runner import _run_select
+    from ringrl.pipeline.spec import parse_pipeline
+
+    sft = tmp_path / "run" / "sft"
+    sft.mkdir(parents=True)
+    ckpts = [{"name": f"epoch-{e}", "path": f"checkpoints/epoch-{e}", "epoch": e, "tokens_seen": 100 * e,
+              "entropy": 1.0 / e} for e in (1, 2, 3)]
+    (sft / "summary.json").write_text(json.dumps({"kind": "sft", "checkpoints": ckpts}))
+    spec = parse_pipeline({"out": str(tmp_path / "run"), "stages": [
+        {"name": "sft", "kind": "sft"}, {"name": "e2", "kind": "select", "from": "sft", "epoch": 2}]}, "t")
+    out = _run_select(spec, spec.stage("e2"), {"sft": {"dir": str(sft)}}, [])
+    assert out["model"] == str((sft / "checkpoints" / "epoch-2").resolve())
+    assert out["selection"]["entropy"] == 0.5 and out["selection"]["in_band"] is None
+    assert json.loads((tmp_path / "run" / "e2" / "selection.json").read_text()) == out["selection"]
+    spec3 = parse_pipeline({"out": str(tmp_path / "run"), "stages": [
+        {"name": "sft", "kind": "sft"}, {"name": "e9", "kind": "select", "from": "sft", "epoch": 9}]}, "t")
+    with pytest.raises(UserError, match="no checkpoint for epoch 9"):
+        _run_select(spec3, spec3.stage("e9"), {"sft": {"dir": str(sft)}}, [])
