@@ -111,3 +111,16 @@ def test_bad_split_and_domain_are_user_errors():
         make_split("math", "valid", 3)
     with pytest.raises(UserError, match="unknown task or domain 'chess'"):
         make_split("chess", "train", 3)
+
+
+def test_embedded_rows_per_task_levels():
+    from ringrl.tasks import embedded_rows
+
+    rows = embedded_rows(["math", "logic", "code"], "train", 300, levels={"math": [1, 2], "logic": [1]})
+    levels = {d: {r["level"] for r in rows if r["domain"] == d} for d in ("math", "logic", "code")}
+    assert levels == {"math": {1, 2}, "logic": {1}, "code": {1, 2, 3}}  # code is left out: every level
+    assert {r["level"] for r in embedded_rows(["math", "logic"], "train", 40, levels=[2])} == {2}
+    with pytest.raises(UserError, match="'science' is not one of the tasks"):
+        embedded_rows(["math"], "train", 10, levels={"science": [1]})
+    with pytest.raises(UserError, match="no level 7"):
+        make_split("logic", "train", 5, levels=(7,))

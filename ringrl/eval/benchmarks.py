@@ -13,13 +13,15 @@ directory and of the installed package is tried in turn (``<ancestor>/shared/dat
 a checkout at ``/work/main`` finds ``/work/shared/data``.
 
 Other sources: ``synthetic-<domain>`` is the test split of an embedded synthetic task
-(``ringrl.tasks.make_split``), and ``NAME=PATH`` is any user file of rows (JSONL,
+(``ringrl.tasks.make_split``, every level), ``synthetic-<domain>-l<N>`` its level N only
+(fewer problems where a level's space is small), and ``NAME=PATH`` is any user file of rows (JSONL,
 Parquet or a ``datasets`` folder) validated like every other dataset.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -125,7 +127,7 @@ class Benchmark:
 
 def known_names() -> list[str]:
     """Names accepted by :func:`load_benchmark` (``synthetic-<domain>`` shown as a pattern)."""
-    return [*BENCHMARKS, f"{SYNTHETIC_PREFIX}<domain>", "NAME=PATH"]
+    return [*BENCHMARKS, f"{SYNTHETIC_PREFIX}<domain>", f"{SYNTHETIC_PREFIX}<domain>-l<level>", "NAME=PATH"]
 
 
 def data_dir_candidates(cwd: Path | None = None) -> list[Path]:
@@ -180,19 +182,25 @@ def _load_known(spec: BenchmarkSpec, data_dir: str | Path | None, limit: int | N
 
 
 def _load_synthetic(name: str, limit: int | None) -> Benchmark:
-    domain = name[len(SYNTHETIC_PREFIX) :]
+    domain, levels = name[len(SYNTHETIC_PREFIX) :], None
+    level = re.fullmatch(r"(.+)-l(\d+)", domain)
+    if level:
+        domain, levels = level.group(1), (int(level.group(2)),)
     try:
         from ringrl.tasks import make_split  # type: ignore[attr-defined]
     except ImportError:
         raise UserError(f"benchmark '{name}': the embedded synthetic tasks (ringrl.tasks) are not available") from None
     n = limit or SYNTHETIC_TEST_SIZE
     try:
-        raw_rows = make_split(domain, "test", n, SYNTHETIC_TEST_SEED)
+        raw_rows = make_split(domain, "test", n, SYNTHETIC_TEST_SEED, levels=levels, strict=levels is None)
     except (KeyError, ValueError, UserError) as e:
         raise UserError(f"benchmark '{name}': {e}") from None
+    if not raw_rows:
+        raise UserError(f"benchmark '{name}': level {levels[0]} of '{domain}' has no test problems")  # type: ignore[index]
     rows = [{**r, "id": str(r.get("id", f"{name}-{i}"))} for i, r in enumerate(raw_rows)]
     _check_unique(rows, name)
-    return Benchmark(name, rows[:n], f"ringrl.tasks.make_split({domain!r}, 'test', {n}, {SYNTHETIC_TEST_SEED})")
+    args = f"{domain!r}, 'test', {n}, {SYNTHETIC_TEST_SEED}" + (f", levels={levels}" if levels else "")
+    return Benchmark(name, rows[:n], f"ringrl.tasks.make_split({args})")
 
 
 def _load_user(name: str, path: str, limit: int | None) -> Benchmark:

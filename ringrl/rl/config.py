@@ -18,7 +18,8 @@ class RLDataConfig:
     train: str | None = doc("JSONL/Parquet/`datasets` folder of rows (prompt, domain, answer/tests); null: embedded tasks", None)
     tasks: list[str] = doc("embedded task domains used when train is null", default_factory=lambda: ["math"])
     train_size: int = doc("embedded training prompts (split evenly across tasks)", 4000)
-    levels: list[int] | None = doc("embedded difficulty levels to draw (null: every level of each task)", None)
+    levels: list[int] | dict[str, list[int]] | None = doc(
+        "embedded difficulty levels: one list for every task, or {task: [levels]} (null or a task left out: every level)", None)
     seed: int = doc("seed of the embedded data and of the prompt order", 0)
 
     def validate(self) -> None:

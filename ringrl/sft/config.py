@@ -17,7 +17,8 @@ class SFTDataConfig:
     eval: str | None = doc("held-out rows (prompt, domain, answer) for entropy and accuracy; null: embedded test split", None)
     tasks: list[str] = doc("embedded task domains used when train is null", default_factory=lambda: ["math", "logic"])
     train_size: int = doc("embedded training rows (split evenly across tasks)", 6000)
-    levels: list[int] | None = doc("embedded difficulty levels to draw (null: every level of each task)", None)
+    levels: list[int] | dict[str, list[int]] | None = doc(
+        "embedded difficulty levels: one list for every task, or {task: [levels]} (null or a task left out: every level)", None)
     eval_size: int = doc("held-out problems scored at each checkpoint", 96)
     max_length: int = doc("longest prompt+response in tokens; longer rows are skipped and counted", 1024)
     seed: int = doc("seed of the embedded data", 0)

@@ -55,6 +55,10 @@ def make_split(
     rows: list[Row] = []
     seen: set[str] = set()
     # (task, level) slots in rotation; a slot whose problem space is used up leaves it
+    for name in names:
+        bad = sorted(set(levels or ()) - set(TASKS[name][2]))
+        if bad:
+            raise UserError(f"task '{name}' has no level {bad[0]} (levels: {', '.join(map(str, TASKS[name][2]))})")
     slots = [(name, lvl) for name in names for lvl in (levels or TASKS[name][2])]
     misses = {slot: 0 for slot in slots}
     k = 0
@@ -78,13 +82,24 @@ def make_split(
     return rows
 
 
-def embedded_rows(
-    tasks: list[str], split: str, size: int, seed: int = 0, levels: list[int] | None = None
-) -> list[Row]:
-    """About ``size`` rows split evenly across ``tasks`` (fewer when small levels run out)."""
+Levels = list[int] | dict[str, list[int]] | None
+
+
+def embedded_rows(tasks: list[str], split: str, size: int, seed: int = 0, levels: Levels = None) -> list[Row]:
+    """About ``size`` rows split evenly across ``tasks`` (fewer when small levels run out).
+
+    ``levels`` is one list for every task, or a mapping from a task (as named in
+    ``tasks``) to its own list; a task the mapping leaves out draws every level."""
+    if isinstance(levels, dict):
+        unknown = sorted(set(levels) - set(tasks))
+        if unknown:
+            raise UserError(f"levels: '{unknown[0]}' is not one of the tasks ({', '.join(tasks)})")
     per = math.ceil(size / len(tasks))
-    lv = tuple(levels) if levels else None
-    return [r for t in tasks for r in make_split(t, split, per, seed=seed, levels=lv, strict=False)][:size]
+    out: list[Row] = []
+    for t in tasks:
+        lv = levels.get(t) if isinstance(levels, dict) else levels
+        out += make_split(t, split, per, seed=seed, levels=tuple(lv) if lv else None, strict=False)
+    return out[:size]
 
 
 def corpus(rows: list[Row]) -> list[str]:

@@ -109,14 +109,18 @@ def test_parse_benchmark_list() -> None:
 
 
 def test_synthetic_split() -> None:
-    tasks = pytest.importorskip("ringrl.tasks", reason="embedded synthetic tasks not built yet")
-    if not hasattr(tasks, "make_split"):
-        pytest.skip("ringrl.tasks.make_split not built yet")
+    from ringrl import tasks
+
     b = load_benchmark("synthetic-math", limit=5)
     assert len(b.rows) == 5 and len(set(b.ids())) == 5
     assert load_benchmark("synthetic-math", limit=5).rows == b.rows  # a fixed test split
     with pytest.raises(UserError, match="synthetic-nosuchdomain"):
         load_benchmark("synthetic-nosuchdomain", limit=2)
+    one = load_benchmark("synthetic-math-l1")  # level 1 only; its space is small, so fewer than 200
+    assert 0 < len(one.rows) < 200 and {r["level"] for r in one.rows} == {1}
+    assert all(tasks.split_of(r["prompt"]) == "test" for r in one.rows)
+    with pytest.raises(UserError, match="no level 9"):
+        load_benchmark("synthetic-math-l9")
 
 
 @pytest.mark.skipif(real_data_dir() is None, reason="shared/data not beside this checkout")
