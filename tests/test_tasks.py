@@ -124,3 +124,17 @@ def test_embedded_rows_per_task_levels():
         embedded_rows(["math"], "train", 10, levels={"science": [1]})
     with pytest.raises(UserError, match="no level 7"):
         make_split("logic", "train", 5, levels=(7,))
+
+
+def test_embedded_rows_weights_share_the_size():
+    from ringrl.tasks import embedded_rows
+
+    rows = embedded_rows(["math", "logic", "code"], "train", 600, levels=[2], weights={"math": 4})
+    counts = {d: sum(r["domain"] == d for r in rows) for d in ("math", "logic", "code")}
+    assert counts == {"math": 400, "logic": 100, "code": 100}  # 4 : 1 : 1 of 600
+    assert len(embedded_rows(["math", "logic"], "train", 50, weights={"logic": 0})) == 50
+    assert {r["domain"] for r in embedded_rows(["math", "logic"], "train", 50, weights={"logic": 0})} == {"math"}
+    with pytest.raises(UserError, match="weights: 'code' is not one of the tasks"):
+        embedded_rows(["math"], "train", 10, weights={"code": 1})
+    with pytest.raises(UserError, match="weights"):
+        embedded_rows(["math"], "train", 10, weights={"math": 0})

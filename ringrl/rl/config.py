@@ -17,9 +17,10 @@ class RLDataConfig:
 
     train: str | None = doc("JSONL/Parquet/`datasets` folder of rows (prompt, domain, answer/tests); null: embedded tasks", None)
     tasks: list[str] = doc("embedded task domains used when train is null", default_factory=lambda: ["math"])
-    train_size: int = doc("embedded training prompts (split evenly across tasks)", 4000)
+    train_size: int = doc("embedded training prompts (shared across tasks by weights)", 4000)
     levels: list[int] | dict[str, list[int]] | None = doc(
         "embedded difficulty levels: one list for every task, or {task: [levels]} (null or a task left out: every level)", None)
+    weights: dict[str, float] | None = doc("embedded rows per task in proportion, e.g. {math: 4} (a task left out: 1; null: even split)", None)
     seed: int = doc("seed of the embedded data and of the prompt order", 0)
 
     def validate(self) -> None:

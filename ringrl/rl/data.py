@@ -42,4 +42,4 @@ def load_rl_rows(cfg: RLDataConfig) -> list[dict[str, Any]]:
         return load_rows(cfg.train, "rl")
     from ringrl.tasks import embedded_rows
 
-    return embedded_rows(cfg.tasks, "train", cfg.train_size, cfg.seed, cfg.levels)
+    return embedded_rows(cfg.tasks, "train", cfg.train_size, cfg.seed, cfg.levels, cfg.weights)

@@ -45,11 +45,11 @@ def load_sft_data(cfg: SFTConfig) -> tuple[list[dict[str, Any]], list[dict[str, 
     if d.train:
         train = load_rows(d.train, "sft")
     else:
-        train = embedded_rows(d.tasks, "train", d.train_size, d.seed, d.levels)
+        train = embedded_rows(d.tasks, "train", d.train_size, d.seed, d.levels, d.weights)
     if d.eval:
         held = load_rows(d.eval, "eval", limit=d.eval_size)
     else:
-        held = embedded_rows(d.tasks, "test", d.eval_size, d.seed, d.levels)
+        held = embedded_rows(d.tasks, "test", d.eval_size, d.seed, d.levels, d.weights)
     return train, held
 
 

@@ -85,20 +85,29 @@ def make_split(
 Levels = list[int] | dict[str, list[int]] | None
 
 
-def embedded_rows(tasks: list[str], split: str, size: int, seed: int = 0, levels: Levels = None) -> list[Row]:
-    """About ``size`` rows split evenly across ``tasks`` (fewer when small levels run out).
+def embedded_rows(
+    tasks: list[str], split: str, size: int, seed: int = 0, levels: Levels = None,
+    weights: dict[str, float] | None = None,
+) -> list[Row]:
+    """About ``size`` rows shared across ``tasks`` (fewer when small levels run out).
 
     ``levels`` is one list for every task, or a mapping from a task (as named in
-    ``tasks``) to its own list; a task the mapping leaves out draws every level."""
-    if isinstance(levels, dict):
-        unknown = sorted(set(levels) - set(tasks))
+    ``tasks``) to its own list; a task the mapping leaves out draws every level.
+    ``weights`` gives a task's relative share of ``size`` (a task left out: 1); without
+    it the rows are split evenly."""
+    for name, mapping in (("levels", levels), ("weights", weights)):
+        unknown = sorted(set(mapping) - set(tasks)) if isinstance(mapping, dict) else []
         if unknown:
-            raise UserError(f"levels: '{unknown[0]}' is not one of the tasks ({', '.join(tasks)})")
-    per = math.ceil(size / len(tasks))
+            raise UserError(f"{name}: '{unknown[0]}' is not one of the tasks ({', '.join(tasks)})")
+    share = [float((weights or {}).get(t, 1.0)) for t in tasks]
+    if any(w < 0 for w in share) or sum(share) <= 0:
+        raise UserError(f"weights: expected shares >= 0 with a positive sum, got {weights}")
     out: list[Row] = []
-    for t in tasks:
+    for t, w in zip(tasks, share):
         lv = levels.get(t) if isinstance(levels, dict) else levels
-        out += make_split(t, split, per, seed=seed, levels=tuple(lv) if lv else None, strict=False)
+        n = math.ceil(size * w / sum(share))
+        if n:
+            out += make_split(t, split, n, seed=seed, levels=tuple(lv) if lv else None, strict=False)
     return out[:size]
 
 
