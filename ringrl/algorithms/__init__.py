@@ -11,7 +11,7 @@ algorithm. Where things are:
 - ``formers.py``     the formers by name (``BATCH_FORMERS``), per-token weights.
 - ``losses.py``      token log-probs, entropy, KL k3, the PPO-clip policy loss (Eq. 1, 2, 4).
 - ``moe.py``         MoE router terms: load balance (Eq. 5), router z-loss (Eq. 6), expert load.
-- ``microbatch.py``  token-count micro-batches and data-parallel balancing.
+- ``microbatch.py``  token-count micro-batches (padded or packed) and data-parallel balancing.
 
 See docs/algorithms.md for how the trainer strings them together.
 """
@@ -23,7 +23,7 @@ from ringrl.algorithms.dapo import form_dapo_batch, informative_groups
 from ringrl.algorithms.formers import BATCH_FORMERS, BatchFormer, get_batch_former, token_weights
 from ringrl.algorithms.grpo import form_grpo_batch
 from ringrl.algorithms.losses import kl_k3, policy_loss, token_entropy, token_logprobs
-from ringrl.algorithms.microbatch import balance_across_ranks, split_by_tokens
+from ringrl.algorithms.microbatch import balance_across_ranks, pack_by_tokens, split_by_tokens
 from ringrl.algorithms.moe import expert_load, load_balance_loss, moe_aux_loss, router_z_loss
 from ringrl.algorithms.types import FormedBatch, Sample, ScoredGroup, SelectedSample
 
@@ -32,6 +32,6 @@ __all__ = [
     "SelectedSample", "assign_advantages", "balance_across_ranks", "expert_load",
     "form_c3po_batch", "form_dapo_batch", "form_grpo_batch", "get_batch_former",
     "grpo_advantages", "informative_groups", "kl_k3", "load_balance_loss", "moe_aux_loss",
-    "policy_loss", "router_z_loss", "select_budget", "split_by_tokens", "token_entropy",
+    "pack_by_tokens", "policy_loss", "router_z_loss", "select_budget", "split_by_tokens", "token_entropy",
     "token_logprobs", "token_weights",
 ]

@@ -34,6 +34,28 @@ def split_by_tokens(lengths: Sequence[int], max_tokens: int) -> list[list[int]]:
     return batches
 
 
+def pack_by_tokens(lengths: Sequence[int], max_tokens: int) -> list[list[int]]:
+    """Packs of indices whose *summed* length is <= ``max_tokens`` (first fit, longest first).
+
+    For a packed loss pass: the sequences of a pack are laid end to end in one row with
+    no padding, so a pack costs its real tokens. Responses stay whole; a sequence longer
+    than ``max_tokens`` forms a pack of its own. Deterministic (ties by index).
+    """
+    if max_tokens < 1:
+        raise ValueError(f"max_tokens must be >= 1, got {max_tokens}")
+    packs: list[list[int]] = []
+    room: list[int] = []
+    for i in sorted(range(len(lengths)), key=lambda i: (-lengths[i], i)):
+        k = next((k for k, r in enumerate(room) if lengths[i] <= r), None)
+        if k is None:
+            packs.append([i])
+            room.append(max_tokens - lengths[i])
+        else:
+            packs[k].append(i)
+            room[k] -= lengths[i]
+    return packs
+
+
 def balance_across_ranks(lengths: Sequence[int], world_size: int) -> list[list[int]]:
     """Greedy longest-first: each index goes to the rank with the fewest tokens so far.
 

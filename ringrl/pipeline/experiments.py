@@ -49,6 +49,22 @@ def _rl(name: str, source: str, base: dict[str, Any], **config: Any) -> dict[str
     return {"name": name, "kind": "rl", "from": source, "config": merge(copy.deepcopy(base["config"]), config)}
 
 
+def _mixed_data(*stages: dict[str, Any]) -> dict[str, Any]:
+    """One data section drawing every task of ``stages`` at the levels each stage used."""
+    tasks: list[str] = []
+    levels: dict[str, list[int]] = {}
+    for st in stages:
+        data = st["config"].get("data", {})
+        lv = data.get("levels")
+        for t in data.get("tasks", ["math"]):
+            if t not in tasks:
+                tasks.append(t)
+            own = lv.get(t) if isinstance(lv, dict) else lv
+            if own:
+                levels[t] = sorted({*levels.get(t, []), *own})
+    return {"tasks": tasks, "levels": levels or None, "weights": None}
+
+
 def experiment_spec(name: str, out: str, seeds: list[int], smoke: bool = False) -> PipelineSpec:
     if name not in EXPERIMENTS:
         raise UserError(f"unknown experiment '{name}' (known: {', '.join(EXPERIMENTS)})")
@@ -76,7 +92,7 @@ def experiment_spec(name: str, out: str, seeds: list[int], smoke: bool = False) 
             stages.append(_rl(f"stage1-seed{s}", "select", q["rl-math"], seed=s))
             stages.append(_rl(f"stage2-seed{s}", f"stage1-seed{s}", q["rl-code"], seed=s))
             stages.append(_rl(f"mixed-seed{s}", "select", q["rl-math"], seed=s, steps=steps1 + steps2,
-                              data={"tasks": ["math", "code", "logic"]}))
+                              data=_mixed_data(q["rl-math"], q["rl-code"])))
             evals += [f"stage2-seed{s}", f"mixed-seed{s}"]
     if evals:
         stages.append({"name": "eval", "kind": "eval", "models": evals, "benchmarks": BENCHMARKS,

@@ -85,7 +85,11 @@ class RLConfig:
     optim: OptimConfig = doc("optimizer (paper: lr 3e-6, constant after warm-up)", default_factory=_rl_optim)
     data: RLDataConfig = doc("prompts", default_factory=RLDataConfig)
     steps: int = doc("optimizer steps", 50)
-    micro_batch_tokens: int = doc("padded tokens per micro-batch in the loss pass", 16384)
+    micro_batch_tokens: int = doc("tokens per micro-batch in the loss pass (padded count, or the packed row's length)", 16384)
+    pack_sequences: bool = doc(
+        "pack each micro-batch's sequences end to end in one row (no padding, so C3PO's loss pass costs exactly its "
+        "Phi trained tokens plus prompts); attention then spans the packed row, so keep micro_batch_tokens a few "
+        "times the longest sequence", False)
     ppo_epochs: int = doc("passes over each step's batch (1 = on-policy)", 1)
     mini_batches: int = doc("optimizer steps per pass (the formed batch split in token-balanced parts)", 1)
     c3po_fill: Literal["sample_more", "train_fewer"] = doc(

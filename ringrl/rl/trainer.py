@@ -175,7 +175,8 @@ class RLTrainer:
         for _ in range(cfg.ppo_epochs):
             for part in parts:
                 # the former's weights sum over the whole batch; each mini-batch step keeps that scale
-                mbs = build_micro_batches(part, self.tokenizer.pad_token_id, cfg.micro_batch_tokens, weight_scale=len(parts))
+                mbs = build_micro_batches(part, self.tokenizer.pad_token_id, cfg.micro_batch_tokens,
+                                          weight_scale=len(parts), pack=cfg.pack_sequences)
                 metrics = accumulate_gradients(self.model, self.ref_model, mbs, cfg.loss, cfg.rollout.temperature, self.moe_top_k)
                 norm, ok = optimizer_step(self.model, self.optimizer, cfg.optim.grad_clip, metrics["train/loss"])
                 norms.append(norm)

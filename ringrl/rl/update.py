@@ -12,7 +12,9 @@ from typing import Any
 
 import torch
 
-from ringrl.algorithms import balance_across_ranks, moe_aux_loss, policy_loss, split_by_tokens, token_entropy, token_logprobs
+from ringrl.algorithms import (
+    balance_across_ranks, moe_aux_loss, pack_by_tokens, policy_loss, split_by_tokens, token_entropy, token_logprobs,
+)
 from ringrl.algorithms.types import SelectedSample
 from ringrl.models.forward import forward
 from ringrl.rl.config import LossConfig
@@ -20,40 +22,59 @@ from ringrl.rl.config import LossConfig
 
 @dataclass
 class MicroBatch:
-    """Right-padded sequences; the ``_BT`` tensors are aligned with the shifted targets ``input_ids[:, 1:]``."""
+    """Sequences as rows; the ``_BT`` tensors are aligned with the shifted targets ``input_ids[:, 1:]``.
+
+    Padded: one sequence per row, right-padded. Packed: one row holding several sequences
+    end to end, ``position_ids_BT`` restarting at 0 for each, and no padding at all."""
 
     input_ids_BT: torch.Tensor  # [B, T]
     attention_mask_BT: torch.Tensor  # [B, T]
     weights_BT: torch.Tensor  # [B, T-1] the former's per-token weight, 0 off the trained tokens
-    advantages_B: torch.Tensor  # [B]
+    advantages: torch.Tensor  # [B] one per response (padded), or [B, T-1] per token (packed)
     rollout_logprobs_BT: torch.Tensor  # [B, T-1] the engine's log-probs (0 where unknown)
     old_logprobs_BT: torch.Tensor | None  # [B, T-1] pi_old when known before the update
     n_tokens: int  # trained tokens
+    position_ids_BT: torch.Tensor | None = None  # [B, T] packed rows only
 
 
-def build_micro_batches(selected: list[SelectedSample], pad_id: int, max_tokens: int, weight_scale: float = 1.0) -> list[MicroBatch]:
+def build_micro_batches(
+    selected: list[SelectedSample], pad_id: int, max_tokens: int, weight_scale: float = 1.0, pack: bool = False,
+) -> list[MicroBatch]:
+    """Token-count micro-batches: padded (``count * longest <= max_tokens``) or packed
+    (``sum of lengths <= max_tokens``, one row each, so a micro-batch costs its real tokens)."""
     lengths = [len(s.sample.prompt_ids) + s.n_tokens for s in selected]
+    groups = pack_by_tokens(lengths, max_tokens) if pack else split_by_tokens(lengths, max_tokens)
     out = []
-    for idx in split_by_tokens(lengths, max_tokens):
+    for idx in groups:
         part = [selected[i] for i in idx]
-        B, T = len(part), max(lengths[i] for i in idx)
+        rows = [[k] for k in range(len(part))] if not pack else [list(range(len(part)))]
+        B = len(rows)
+        T = max(sum(lengths[idx[k]] for k in row) for row in rows)
         ids = torch.full((B, T), pad_id, dtype=torch.long)
         attn = torch.zeros((B, T), dtype=torch.long)
-        w = torch.zeros((B, T - 1))
-        roll = torch.zeros((B, T - 1))
+        pos = torch.zeros((B, T), dtype=torch.long) if pack else None
+        w, adv_tok, roll = torch.zeros((B, T - 1)), torch.zeros((B, T - 1)), torch.zeros((B, T - 1))
         has_old = all(s.sample.old_logprobs is not None for s in part)
         old = torch.zeros((B, T - 1)) if has_old else None
-        for b, s in enumerate(part):
-            p, n = len(s.sample.prompt_ids), s.n_tokens
-            ids[b, : p + n] = torch.tensor(s.sample.prompt_ids + s.response_ids)
-            attn[b, : p + n] = 1
-            w[b, p - 1 : p - 1 + n] = s.token_weight * weight_scale
-            if s.sample.rollout_logprobs is not None:
-                roll[b, p - 1 : p - 1 + n] = torch.tensor(s.sample.rollout_logprobs[:n])
-            if old is not None:
-                old[b, p - 1 : p - 1 + n] = torch.tensor(s.sample.old_logprobs[:n])
-        adv = torch.tensor([s.sample.advantage for s in part], dtype=torch.float32)
-        out.append(MicroBatch(ids, attn, w, adv, roll, old, sum(s.n_tokens for s in part)))
+        for b, row in enumerate(rows):
+            at = 0  # where the next sequence starts in this row
+            for k in row:
+                s = part[k]
+                p, n = len(s.sample.prompt_ids), s.n_tokens
+                ids[b, at : at + p + n] = torch.tensor(s.sample.prompt_ids + s.response_ids)
+                attn[b, at : at + p + n] = 1
+                if pos is not None:
+                    pos[b, at : at + p + n] = torch.arange(p + n)
+                t = slice(at + p - 1, at + p - 1 + n)  # targets: the n trained response tokens
+                w[b, t] = s.token_weight * weight_scale
+                adv_tok[b, t] = s.sample.advantage
+                if s.sample.rollout_logprobs is not None:
+                    roll[b, t] = torch.tensor(s.sample.rollout_logprobs[:n])
+                if old is not None:
+                    old[b, t] = torch.tensor(s.sample.old_logprobs[:n])
+                at += p + n
+        adv = adv_tok if pack else torch.tensor([s.sample.advantage for s in part], dtype=torch.float32)
+        out.append(MicroBatch(ids, attn, w, adv, roll, old, sum(s.n_tokens for s in part), pos))
     return out
 
 
@@ -65,11 +86,15 @@ def split_mini_batches(selected: list[SelectedSample], mini_batches: int) -> lis
     return [[selected[i] for i in p] for p in parts if p]
 
 
+def _to(t: torch.Tensor | None, dev: Any) -> torch.Tensor | None:
+    return None if t is None else t.to(dev)
+
+
 @torch.no_grad()
 def sequence_logprobs(model: Any, mb: MicroBatch, temperature: float) -> torch.Tensor:
     """Log-probs of the targets under ``model`` (no grad), [B, T-1]."""
     dev = next(model.parameters()).device
-    logits, _ = forward(model, mb.input_ids_BT.to(dev), mb.attention_mask_BT.to(dev))
+    logits, _ = forward(model, mb.input_ids_BT.to(dev), mb.attention_mask_BT.to(dev), _to(mb.position_ids_BT, dev))
     return token_logprobs(logits[:, :-1].float() / temperature, mb.input_ids_BT[:, 1:].to(dev))
 
 
@@ -86,13 +111,13 @@ def accumulate_gradients(
         share = mb.n_tokens / total
         ids, attn = mb.input_ids_BT.to(dev), mb.attention_mask_BT.to(dev)
         ref = sequence_logprobs(ref_model, mb, temperature) if ref_model is not None and loss_cfg.beta > 0 else None
-        logits, router = forward(model, ids, attn)
+        logits, router = forward(model, ids, attn, _to(mb.position_ids_BT, dev))
         logits_BTV = logits[:, :-1].float() / temperature
         lp_BT = token_logprobs(logits_BTV, ids[:, 1:])
         ent_BT = token_entropy(logits_BTV) if loss_cfg.alpha_entropy > 0 else None
         old_BT = mb.old_logprobs_BT.to(dev) if mb.old_logprobs_BT is not None else lp_BT.detach()
         w_BT = mb.weights_BT.to(dev)
-        loss, m = policy_loss(lp_BT, old_BT, mb.advantages_B.to(dev), w_BT, eps_low=loss_cfg.eps_low,
+        loss, m = policy_loss(lp_BT, old_BT, mb.advantages.to(dev), w_BT, eps_low=loss_cfg.eps_low,
                               eps_high=loss_cfg.eps_high, beta=loss_cfg.beta if ref is not None else 0.0,
                               ref_logprobs_BT=ref, entropy_BT=ent_BT, alpha_entropy=loss_cfg.alpha_entropy)
         if router and moe_top_k:

@@ -1,6 +1,8 @@
 import random
 
-from ringrl.algorithms.microbatch import balance_across_ranks, split_by_tokens
+import pytest
+
+from ringrl.algorithms.microbatch import balance_across_ranks, pack_by_tokens, split_by_tokens
 
 
 def test_split_by_tokens_by_hand():
@@ -24,3 +26,24 @@ def test_balance_across_ranks_by_hand():
     # 8 -> r0; 5 -> r1; 3 -> r1 (8 vs 8); 2 -> r0 (tie, lowest rank); 2 -> r1
     assert balance_across_ranks([5, 3, 8, 2, 2], 2) == [[2, 3], [0, 1, 4]]
     assert balance_across_ranks([4, 4], 3) == [[0], [1], []]
+
+
+def test_pack_by_tokens_first_fit_longest_first():
+    # longest first: 7 opens pack 0 (room 3), 5 opens pack 1 (room 5), 4 -> pack 1 (room 1),
+    # 3 -> pack 0 (room 0), 2 opens pack 2 (room 8), 1 -> pack 1 (room 0)
+    lengths = [3, 7, 2, 5, 1, 4]
+    assert pack_by_tokens(lengths, 10) == [[1, 0], [3, 5, 4], [2]]
+
+
+def test_pack_by_tokens_covers_every_index_within_the_limit():
+
+
+    rng = random.Random(0)
+    for _ in range(50):
+        lengths = [rng.randint(1, 30) for _ in range(rng.randint(1, 40))]
+        packs = pack_by_tokens(lengths, 40)
+        assert sorted(i for p in packs for i in p) == list(range(len(lengths)))
+        assert all(sum(lengths[i] for i in p) <= 40 for p in packs)
+    assert pack_by_tokens([50, 3], 40) == [[0], [1]]  # too long: a pack of its own
+    with pytest.raises(ValueError):
+        pack_by_tokens([1], 0)

@@ -29,7 +29,14 @@ def test_two_stage_and_mixed_train_the_same_number_of_steps():
     steps = {s.name: s.config["steps"] for s in spec.stages if s.kind == "rl"}
     assert steps["stage1-seed0"] + steps["stage2-seed0"] == steps["mixed-seed0"]
     assert spec.stage("stage2-seed0").source == "stage1-seed0"
-    assert set(spec.stage("mixed-seed0").config["data"]["tasks"]) == {"math", "code", "logic"}
+    mixed = spec.stage("mixed-seed0").config["data"]
+    assert set(mixed["tasks"]) == {"math", "code", "logic"}
+    # each task at the levels its own stage trained on, so only the schedule differs
+    for st in ("stage1-seed0", "stage2-seed0"):
+        data = spec.stage(st).config["data"]
+        for task in data["tasks"]:
+            own = data["levels"][task] if isinstance(data.get("levels"), dict) else data.get("levels")
+            assert (mixed["levels"] or {}).get(task) == (sorted(own) if own else None)
 
 
 def test_sft_epochs_starts_rl_from_every_epoch():

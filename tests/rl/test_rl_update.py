@@ -76,6 +76,29 @@ def test_micro_batch_split_gives_the_one_batch_gradient(models, algo):
     assert m1["train/logprob_mismatch"] > 0
 
 
+@pytest.mark.parametrize("algo", ["c3po", "grpo", "dapo"])
+def test_packed_micro_batches_give_the_padded_gradient(models, algo):
+    """Packed rows (sequences end to end, positions restarting) match one padded batch:
+    the block-diagonal mask keeps every sequence to itself, and the MoE terms see no pads."""
+    model, ref, tok = models
+    loss_cfg = LossConfig(eps_low=0.2, eps_high=0.28, beta=0.1, alpha_entropy=1e-2, alpha_balance=0.0, alpha_zloss=0.0)
+    batch = get_batch_former(algo)(make_groups(1, len(tok)), [], FormerConfig(budget_tokens=60), random.Random(0))
+    padded = build_micro_batches(batch.selected, tok.pad_token_id, max_tokens=1 << 20)
+    longest = max(len(s.sample.prompt_ids) + s.n_tokens for s in batch.selected)
+    packed = build_micro_batches(batch.selected, tok.pad_token_id, max_tokens=2 * longest, pack=True)
+    assert len(packed) >= 2 and all(mb.input_ids_BT.shape[0] == 1 for mb in packed)
+    assert all(bool(mb.attention_mask_BT.all()) for mb in packed)  # no padding at all
+    assert sum(mb.input_ids_BT.shape[1] for mb in packed) == sum(
+        len(s.sample.prompt_ids) + s.n_tokens for s in batch.selected)
+    assert any(int((mb.position_ids_BT == 0).sum()) >= 2 for mb in packed)  # several sequences in one row
+    g1, m1 = grads_for(model, ref, padded, loss_cfg)
+    g2, m2 = grads_for(model, ref, packed, loss_cfg)
+    for n in g1:
+        torch.testing.assert_close(g2[n], g1[n], atol=1e-6, rtol=1e-4, msg=n)
+    for k in ("train/loss", "train/entropy", "train/kl", "train/clip_fraction", "train/logprob_mismatch"):
+        assert m2[k] == pytest.approx(m1[k], rel=1e-4, abs=1e-6), k
+
+
 def test_micro_batch_weights_sit_on_the_response_tokens(models):
     """Weights align with the shifted targets: position p-1+t predicts response token t."""
     _, _, tok = models
@@ -86,4 +109,4 @@ def test_micro_batch_weights_sit_on_the_response_tokens(models):
     assert mb.input_ids_BT.tolist() == [[7, 8, 9, 10, 11, 12]]  # the cut token 13 is not fed
     assert mb.weights_BT.tolist() == [[0.0, 0.0, 0.25, 0.25, 0.25]]
     assert mb.rollout_logprobs_BT.tolist() == [[0.0, 0.0, -1.0, -2.0, -3.0]]
-    assert mb.advantages_B.tolist() == [0.5] and mb.n_tokens == 3 and mb.old_logprobs_BT is None
+    assert mb.advantages.tolist() == [0.5] and mb.n_tokens == 3 and mb.old_logprobs_BT is None
