@@ -19,6 +19,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="RL seeds (default: 0 1 2)")
     p.add_argument("--out", default=None, help="output directory (default: runs/experiment-NAME)")
     p.add_argument("--smoke", action="store_true", help="shrink every stage (for checks)")
+    p.add_argument("--sft", default=None, metavar="RUN_DIR",
+                   help="start from this finished SFT run (e.g. runs/quickstart/sft) instead of training one")
     p.set_defaults(func=run)
 
 
@@ -30,6 +32,13 @@ def run(args: argparse.Namespace) -> int:
     from ringrl.pipeline.summary import print_summary
 
     spec = experiment_spec(args.name, args.out or f"runs/experiment-{args.name}", args.seeds, args.smoke)
+    if args.sft:
+        from pathlib import Path
+
+        from ringrl.pipeline.runner import adopt_sft_run
+
+        if not adopt_sft_run(Path(spec.out), "sft", Path(args.sft)):
+            print(f"--sft: {spec.out}/sft already has a result; keeping it")
     t0 = time.perf_counter()
     result = run_pipeline(spec)
     print_summary(result, time.perf_counter() - t0)

@@ -30,7 +30,6 @@ from ringrl.errors import UserError
 from ringrl.pipeline.spec import PipelineSpec, parse_pipeline
 
 EXPERIMENTS = ("c3po-vs-grpo", "sft-epochs", "two-stage-vs-mixed")
-BENCHMARKS = ["synthetic-math", "synthetic-logic", "synthetic-code"]
 
 
 def _quickstart_stages(smoke: bool) -> dict[str, dict[str, Any]]:
@@ -95,7 +94,7 @@ def experiment_spec(name: str, out: str, seeds: list[int], smoke: bool = False) 
                               data=_mixed_data(q["rl-math"], q["rl-code"])))
             evals += [f"stage2-seed{s}", f"mixed-seed{s}"]
     if evals:
-        stages.append({"name": "eval", "kind": "eval", "models": evals, "benchmarks": BENCHMARKS,
+        stages.append({"name": "eval", "kind": "eval", "models": evals, "benchmarks": q["eval"]["benchmarks"],
                        "config": q["eval"].get("config", {})})
     stages.append({"name": "report", "kind": "report"})
     return parse_pipeline({"out": out, "stages": stages}, f"experiment {name}", out)

@@ -102,6 +102,24 @@ def _run_sft(spec: PipelineSpec, stage: Stage, outputs, overrides: list[str]) ->
             "tokens_seen": summary["tokens_seen"]}
 
 
+def adopt_sft_run(out: Path, name: str, sft_dir: Path) -> bool:
+    """Mark stage ``name`` of the pipeline in ``out`` as done by the finished SFT run in
+    ``sft_dir`` (its ``summary.json`` lists the checkpoints), so that a re-run trains no
+    SFT. Returns False, changing nothing, when that stage already has a result."""
+    if (out / name / "stage.json").is_file():
+        return False
+    try:
+        summary = read_json(sft_dir / "summary.json")
+        last = summary["checkpoints"][-1]
+    except (UserError, OSError, ValueError, KeyError, IndexError, TypeError):
+        raise UserError(f"--sft {sft_dir}: not a finished SFT run (no summary.json with checkpoints)") from None
+    result = {"model": str((sft_dir / last["path"]).resolve()), "checkpoints": summary["checkpoints"],
+              "tokens_seen": summary.get("tokens_seen"), "name": name, "kind": "sft", "dir": str(sft_dir.resolve()),
+              "seconds": 0.0, "adopted": True}
+    write_json(out / name / "stage.json", result)
+    return True
+
+
 def _run_select(spec: PipelineSpec, stage: Stage, outputs, overrides: list[str]) -> dict[str, Any]:
     from ringrl.sft.select import PAPER_BAND
     from ringrl.sft.selectcli import print_checkpoints, select_run, selection_record

@@ -136,3 +136,25 @@ def test_select_stage_with_a_fixed_epoch(tmp_path):
         {"name": "sft", "kind": "sft"}, {"name": "e9", "kind": "select", "from": "sft", "epoch": 9}]}, "t")
     with pytest.raises(UserError, match="no checkpoint for epoch 9"):
         _run_select(spec3, spec3.stage("e9"), {"sft": {"dir": str(sft)}}, [])
+
+
+def test_an_adopted_sft_run_is_not_trained_again(tmp_path, fake_runners):
+    """``ringrl experiment --sft DIR``: the pipeline's sft stage is the finished run in DIR."""
+    import json
+
+    from ringrl.pipeline.runner import adopt_sft_run
+
+    calls, _ = fake_runners
+    done = tmp_path / "done-sft"
+    done.mkdir()
+    ckpts = [{"name": f"epoch-{e}", "path": f"checkpoints/epoch-{e}", "epoch": e, "entropy": 0.1} for e in (1, 2)]
+    (done / "summary.json").write_text(json.dumps({"checkpoints": ckpts, "tokens_seen": 200}))
+    spec = load_pipeline(write(tmp_path, GOOD), out=str(tmp_path / "run"))
+    assert adopt_sft_run(tmp_path / "run", "sft", done)
+    assert not adopt_sft_run(tmp_path / "run", "sft", done)  # already has a result: unchanged
+    result = run_pipeline(spec)
+    assert calls == ["select", "rl", "eval"]
+    sft = next(s for s in result["stages"] if s["name"] == "sft")
+    assert sft["dir"] == str(done.resolve()) and sft["model"] == str((done / "checkpoints" / "epoch-2").resolve())
+    with pytest.raises(UserError, match="not a finished SFT run"):
+        adopt_sft_run(tmp_path / "other", "sft", tmp_path / "nowhere")
