@@ -88,7 +88,7 @@ def rl_config(model_dir: Path, out: Path, algo: str, budget: int, args):
         f"rollout.max_new_tokens={args.max_new_tokens}", f"rollout.batch_size={args.L * args.K}",
         f"former.budget_tokens={budget}", f"c3po_fill={args.fill}", f"optim.lr={args.lr}",
         f"reward_workers={args.reward_workers}", f"micro_batch_tokens={args.micro_batch_tokens}",
-        "tensorboard=false", "progress=false", "expert_load_per_layer=false",
+        f"pack_sequences={str(args.pack).lower()}", "tensorboard=false", "progress=false", "expert_load_per_layer=false",
     ])
 
 
@@ -129,6 +129,8 @@ def main() -> None:
     ap.add_argument("--fill", default="sample_more", choices=["sample_more", "train_fewer"])
     ap.add_argument("--micro-batch-tokens", type=int, default=16384,
                     help="RLConfig.micro_batch_tokens: padded tokens per micro-batch (ringrl's default 16384)")
+    ap.add_argument("--pack", action="store_true",
+                    help="RLConfig.pack_sequences: packed micro-batches (no padding) in the loss pass")
     ap.add_argument("--sft-rows", type=int, default=400)
     ap.add_argument("--sft-epochs", type=int, default=2)
     ap.add_argument("--threads", type=int, default=1)
@@ -161,7 +163,7 @@ def main() -> None:
                   f"({args.budget_frac:.0%} of it)")
         print(f"settings: L={args.L} K={args.K} max_new_tokens={args.max_new_tokens} levels {args.levels} "
               f"lr {args.lr} steps {args.steps} seed {args.seed} c3po_fill={args.fill} "
-              f"micro_batch_tokens={args.micro_batch_tokens} threads {args.threads}")
+              f"micro_batch_tokens={args.micro_batch_tokens} pack={args.pack} threads {args.threads}")
 
         algos = ("grpo", "c3po")
         score = parity_score if args.reward == "parity" else None  # None: RLTrainer's own RewardPool
