@@ -81,6 +81,7 @@ def experiment_spec(name: str, out: str, seeds: list[int], smoke: bool = False) 
         stages = [q["sft"]]
         for e in range(1, epochs + 1):
             stages.append({"name": f"epoch{e}", "kind": "select", "from": "sft", "epoch": e})
+            evals.append(f"epoch{e}")  # the start point, so the eval shows each run's gain
             for s in seeds:
                 stages.append(_rl(f"rl-epoch{e}-seed{s}", f"epoch{e}", q["rl-math"], seed=s))
                 evals.append(f"rl-epoch{e}-seed{s}")
@@ -93,6 +94,7 @@ def experiment_spec(name: str, out: str, seeds: list[int], smoke: bool = False) 
             stages.append(_rl(f"mixed-seed{s}", "select", q["rl-math"], seed=s, steps=steps1 + steps2,
                               data=_mixed_data(q["rl-math"], q["rl-code"])))
             evals += [f"stage2-seed{s}", f"mixed-seed{s}"]
+        evals.insert(0, "select")  # the common start point
     if evals:
         stages.append({"name": "eval", "kind": "eval", "models": evals, "benchmarks": q["eval"]["benchmarks"],
                        "config": q["eval"].get("config", {})})

@@ -43,6 +43,8 @@ def test_sft_epochs_starts_rl_from_every_epoch():
     spec = experiment_spec("sft-epochs", "out", seeds=[0])
     epochs = spec.stage("sft").config["epochs"]
     assert [s.options["epoch"] for s in spec.stages if s.kind == "select"] == list(range(1, epochs + 1))
+    evaluated = spec.stage("eval").options["models"]
+    assert all(f"epoch{e}" in evaluated and f"rl-epoch{e}-seed0" in evaluated for e in range(1, epochs + 1))
 
 
 def test_unknown_experiment():
