@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from ringrl.config import doc
 from ringrl.errors import ConfigError
@@ -95,3 +96,13 @@ def optimizer_step(model, optimizer, grad_clip: float, loss: float | None = None
         optimizer.step()
     optimizer.zero_grad(set_to_none=True)
     return norm, ok
+
+
+def validate_task_mix(tasks: list[str], levels: Any, weights: dict[str, float] | None) -> None:
+    """Config check of an embedded data section: per-task ``levels``/``weights`` name only ``tasks``."""
+    for key, mapping in (("levels", levels), ("weights", weights)):
+        unknown = sorted(set(mapping) - set(tasks)) if isinstance(mapping, dict) else []
+        if unknown:
+            raise ConfigError(f"data.{key}", f"'{unknown[0]}' is not one of data.tasks ({', '.join(tasks)})")
+    if weights and (min(weights.values()) < 0 or sum(weights.get(t, 1.0) for t in tasks) <= 0):
+        raise ConfigError("data.weights", "shares must be >= 0 with a positive sum")

@@ -119,3 +119,21 @@ def test_saved_config_loads_back_identically(tmp_path):
                                            "data.tasks=[math, logic]", "model.path=/x"])
     save_config(cfg, tmp_path / "config.yaml")
     assert load_config(RLConfig, path=tmp_path / "config.yaml") == cfg
+
+
+@pytest.mark.parametrize("cls_path", ["ringrl.sft.config:SFTConfig", "ringrl.rl.config:RLConfig"])
+@pytest.mark.parametrize("override, key", [
+    ("data.weights={physics: 2}", "data.weights"),
+    ("data.levels={physics: [1]}", "data.levels"),
+    ("data.weights={math: -1}", "data.weights"),
+])
+def test_task_mix_errors_name_the_key(cls_path, override, key):
+    import importlib
+
+    from ringrl.config import load_config
+    from ringrl.errors import ConfigError
+
+    module, name = cls_path.split(":")
+    cls = getattr(importlib.import_module(module), name)
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        load_config(cls, overrides=["data.tasks=[math]", override])

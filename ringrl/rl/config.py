@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from ringrl.algorithms.config import FormerConfig
-from ringrl.common_config import ModelConfig, OptimConfig
+from ringrl.common_config import ModelConfig, OptimConfig, validate_task_mix
 from ringrl.config import doc
 from ringrl.errors import ConfigError
 
@@ -26,6 +26,7 @@ class RLDataConfig:
     def validate(self) -> None:
         if self.train_size < 1:
             raise ConfigError("data.train_size", "must be >= 1")
+        validate_task_mix(self.tasks, self.levels, self.weights)
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ringrl.common_config import ModelConfig, OptimConfig
+from ringrl.common_config import ModelConfig, OptimConfig, validate_task_mix
 from ringrl.config import doc
 from ringrl.errors import ConfigError
 
@@ -27,6 +27,7 @@ class SFTDataConfig:
     def validate(self) -> None:
         if self.train_size < 1:
             raise ConfigError("data.train_size", "must be >= 1")
+        validate_task_mix(self.tasks, self.levels, self.weights)
         if self.eval_size < 1:
             raise ConfigError("data.eval_size", "must be >= 1")
         if self.max_length < 8:
