@@ -85,8 +85,9 @@ def load_policy(path: str | Path, device: str | None = None, dtype: str | None =
 
 
 def is_moe(model: Any) -> bool:
-    """True when the model's config describes routed experts (its forward can return router logits)."""
-    cfg = model.config
+    """True when the model's config describes routed experts (its forward can return router logits).
+    A DDP wrapper is looked through."""
+    cfg = getattr(model, "module", model).config
     n = getattr(cfg, "num_experts", None) or getattr(cfg, "num_local_experts", None) or getattr(cfg, "n_routed_experts", None)
     return bool(n) and n > 1
 

@@ -9,6 +9,7 @@ from typing import Any
 
 from ringrl.algorithms.types import Sample, ScoredGroup
 from ringrl.data.prompts import render_prompt
+from ringrl.distributed import Dist, gather_objects
 from ringrl.rl.config import RolloutConfig
 
 Scorer = Callable[[Sequence[dict[str, Any]], Sequence[str]], list[float]]
@@ -59,3 +60,17 @@ def merge(results: list[RolloutResult]) -> RolloutResult:
         rollout_seconds=sum(r.rollout_seconds for r in results),
         reward_seconds=sum(r.reward_seconds for r in results),
     )
+
+
+def gather_rollouts(mine: RolloutResult, dist: Dist) -> RolloutResult:
+    """Every rank's slice of a rollout, in rank order, on every rank (``mine`` on one process).
+
+    The ranks sampled in parallel, so the step waited for the slowest: seconds are the
+    maximum over ranks, not the sum."""
+    if not dist.enabled:
+        return mine
+    parts = gather_objects(mine, dist)
+    out = merge(parts)
+    out.rollout_seconds = max(r.rollout_seconds for r in parts)
+    out.reward_seconds = max(r.reward_seconds for r in parts)
+    return out

@@ -17,6 +17,10 @@ Defaults and policies (see docs/rl.md):
   until L informative groups are collected or ``max_fill_rounds`` extra rounds ran.
 - A non-finite loss or gradient skips the update and is logged; after
   ``max_nonfinite`` skips the run stops. No checkpoint is written with non-finite weights.
+- Under ``torchrun`` (:mod:`ringrl.distributed`) every rank draws the same prompts and
+  generates its slice of them; the scored groups are gathered so every rank forms the
+  same batch (C3PO: the same Phi tokens), trains its token-balanced part of it through
+  DDP, and rank 0 alone writes the run directory.
 """
 
 from __future__ import annotations
@@ -35,14 +39,16 @@ from ringrl.algorithms import assign_advantages, get_batch_former, informative_g
 from ringrl.algorithms.types import FormedBatch, Sample, ScoredGroup, SelectedSample
 from ringrl.common_config import make_optimizer, optimizer_step
 from ringrl.config import save_config
+from ringrl.distributed import (barrier, broadcast_object, close_distributed, init_distributed, replicas_agree,
+                                wrap_ddp)
 from ringrl.errors import UserError
 from ringrl.models.loading import is_moe, load_policy, load_tokenizer, moe_top_k
 from ringrl.rl.config import RLConfig
 from ringrl.rl.data import PromptStream, load_rl_rows
-from ringrl.rl.rollout import RolloutResult, collect_groups, merge
+from ringrl.rl.rollout import RolloutResult, collect_groups, gather_rollouts, merge
 from ringrl.rl.state import (TrainerState, latest_checkpoint, load_rl_state, prune_checkpoints,
                              save_rl_checkpoint, truncate_metrics)
-from ringrl.rl.update import accumulate_gradients, build_micro_batches, sequence_logprobs, split_mini_batches
+from ringrl.rl.update import build_micro_batches, rank_gradients, sequence_logprobs, split_mini_batches
 from ringrl.rollout import HFEngine
 from ringrl.utils.checkpoint import quiet_transformers, seed_everything, set_threads
 from ringrl.utils.io import read_json, write_json
@@ -63,7 +69,9 @@ class RLTrainer:
         seed_everything(cfg.seed)
         self.cfg = cfg
         self.run_dir = Path(cfg.out)
-        self.model, self.tokenizer = load_policy(cfg.model.path, cfg.model.device, cfg.model.dtype)
+        self.dist, self.device = init_distributed(cfg.model.device)
+        self.model, self.tokenizer = load_policy(cfg.model.path, self.device, cfg.model.dtype)
+        self.train_model = wrap_ddp(self.model, self.dist)  # the model itself on one process
         self.ref_model = self._load_reference() if cfg.loss.beta > 0 else None
         self.engine = engine or HFEngine(self.model, self.tokenizer, batch_size=cfg.rollout.batch_size)
         self.stream = PromptStream(load_rl_rows(cfg.data), seed=cfg.data.seed)
@@ -75,7 +83,10 @@ class RLTrainer:
         if score is None:
             from ringrl.rewards import RewardPool
 
-            self._own_pool = RewardPool(workers=cfg.reward_workers or None)
+            import os
+
+            workers = cfg.reward_workers or max(1, (os.cpu_count() or 1) // self.dist.local_world_size)
+            self._own_pool = RewardPool(workers=workers)
             score = lambda rows, responses: [v.reward for v in self._own_pool.score(rows, responses)]  # noqa: E731
         self.score = score
 
@@ -83,7 +94,7 @@ class RLTrainer:
         if self.cfg.ref_model is None:
             ref = copy.deepcopy(self.model)
         else:
-            ref, ref_tok = load_policy(self.cfg.ref_model, self.cfg.model.device, self.cfg.model.dtype)
+            ref, ref_tok = load_policy(self.cfg.ref_model, self.device, self.cfg.model.dtype)
             if ref_tok.get_vocab() != self.tokenizer.get_vocab():
                 raise UserError(f"config key 'ref_model': {self.cfg.ref_model} has a different tokenizer from the policy")
         ref.eval()
@@ -136,9 +147,13 @@ class RLTrainer:
         return ro
 
     def _collect(self, n: int, round_: int) -> RolloutResult:
+        """n prompts from the stream; under data parallelism each rank samples its slice and all get the whole."""
         rows = self.stream.take(n)
-        seed = (self.cfg.seed * 1_000_003 + self.state.step) * 16 + round_
-        return collect_groups(self.engine, self.tokenizer, rows, self.score, self.cfg.rollout, seed, f"s{self.state.step}r{round_}")
+        rank, world = self.dist.rank, self.dist.world_size
+        seed = ((self.cfg.seed * 1_000_003 + self.state.step) * 16 + round_) * world + rank
+        tag = f"s{self.state.step}r{round_}" + (f"p{rank}" if world > 1 else "")
+        mine = collect_groups(self.engine, self.tokenizer, rows[rank::world], self.score, self.cfg.rollout, seed, tag)
+        return gather_rollouts(mine, self.dist)
 
     def _with_old_logprobs(self, batch: FormedBatch) -> FormedBatch:
         """Store pi_old (the trainer's forward under the pre-update weights) where it is needed.
@@ -175,9 +190,9 @@ class RLTrainer:
         for _ in range(cfg.ppo_epochs):
             for part in parts:
                 # the former's weights sum over the whole batch; each mini-batch step keeps that scale
-                mbs = build_micro_batches(part, self.tokenizer.pad_token_id, cfg.micro_batch_tokens,
-                                          weight_scale=len(parts), pack=cfg.pack_sequences)
-                metrics = accumulate_gradients(self.model, self.ref_model, mbs, cfg.loss, cfg.rollout.temperature, self.moe_top_k)
+                metrics = rank_gradients(self.train_model, self.ref_model, part, self.tokenizer.pad_token_id,
+                                         cfg.micro_batch_tokens, cfg.loss, cfg.rollout.temperature, self.moe_top_k,
+                                         self.dist, weight_scale=len(parts), pack=cfg.pack_sequences)
                 norm, ok = optimizer_step(self.model, self.optimizer, cfg.optim.grad_clip, metrics["train/loss"])
                 norms.append(norm)
                 finite = finite and ok
@@ -225,34 +240,43 @@ class RLTrainer:
 
     # ------------------------------------------------------------------ the loop
     def fit(self) -> dict[str, Any]:
-        cfg = self.cfg
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+        cfg, main = self.cfg, self.dist.is_main
         resumed_from = self._maybe_resume()
-        save_config(cfg, self.run_dir / "config.yaml")
-        logger = MetricsLogger(self.run_dir, tensorboard=cfg.tensorboard, append=resumed_from is not None, t0=self.state.elapsed)
-        history: list[dict[str, Any]] = []
+        if main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            save_config(cfg, self.run_dir / "config.yaml")
+        logger = MetricsLogger(self.run_dir, tensorboard=cfg.tensorboard, append=resumed_from is not None,
+                               t0=self.state.elapsed, write=main)
         try:
-            with Progress(cfg.steps, f"rl {cfg.algo}", enabled=cfg.progress) as bar:
+            with Progress(cfg.steps, f"rl {cfg.algo}", enabled=cfg.progress and main) as bar:
                 bar.update("", advance=self.state.step)
                 while self.state.step < cfg.steps:
                     m = self.step()
                     self.state.elapsed = logger.elapsed()
-                    rec = logger.log(self.state.step, m)
-                    history.append(rec)
+                    logger.log(self.state.step, m)
                     bar.update(f"reward {m['reward/mean']:.3f} len {m['response_length/mean']:.0f} "
                                f"tokens {m['train/tokens']} {m['time/step']:.1f}s/step")
                     if self.state.nonfinite_skips >= cfg.max_nonfinite:
                         raise NonFiniteStop(f"{self.state.nonfinite_skips} updates skipped for a non-finite loss or gradient "
                                             f"(max_nonfinite={cfg.max_nonfinite}); stopping at step {self.state.step}")
                     if cfg.save_every and self.state.step % cfg.save_every == 0 and self.state.step < cfg.steps:
-                        save_rl_checkpoint(self.run_dir, f"step-{self.state.step}", self.model, self.tokenizer,
-                                           self.state, self.optimizer, self.scheduler)
-                        prune_checkpoints(self.run_dir, cfg.keep_checkpoints)
-            save_rl_checkpoint(self.run_dir, "final", self.model, self.tokenizer, self.state, self.optimizer, self.scheduler)
+                        self._save(f"step-{self.state.step}")
+            self._save("final")
+            summary = broadcast_object(self._write_summary(resumed_from) if main else None, self.dist)
         finally:
             logger.close()
             self.close()
-        return self._write_summary(resumed_from)
+        return summary
+
+    def _save(self, name: str) -> None:
+        """Rank 0 writes the checkpoint (the weights are the same on every rank); the others wait for it."""
+        if not replicas_agree(self.model, self.dist):
+            raise RuntimeError(f"data-parallel ranks hold different weights at step {self.state.step}; not writing {name}")
+        if self.dist.is_main:
+            save_rl_checkpoint(self.run_dir, name, self.model, self.tokenizer, self.state, self.optimizer, self.scheduler)
+            if name != "final":
+                prune_checkpoints(self.run_dir, self.cfg.keep_checkpoints)
+        barrier(self.dist)
 
     def _maybe_resume(self) -> str | None:
         if not self.cfg.resume:
@@ -260,11 +284,12 @@ class RLTrainer:
         ckpt = latest_checkpoint(self.run_dir)
         if ckpt is None:
             return None
-        model, _ = load_policy(ckpt, self.cfg.model.device, self.cfg.model.dtype)
+        model, _ = load_policy(ckpt, self.device, self.cfg.model.dtype)
         self.model.load_state_dict(model.state_dict())
         self.state = load_rl_state(ckpt, self.optimizer, self.scheduler)
         self.stream.position = self.state.position
-        truncate_metrics(self.run_dir, self.state.step)
+        if self.dist.is_main:
+            truncate_metrics(self.run_dir, self.state.step)
         return str(ckpt)
 
     def _write_summary(self, resumed_from: str | None) -> dict[str, Any]:
@@ -291,6 +316,8 @@ class RLTrainer:
         if self._own_pool is not None:
             self._own_pool.close()
             self._own_pool = None
+        close_distributed(self.dist)
+        self.dist = replace(self.dist, owns_group=False)  # closed once
 
 
 def train_rl(cfg: RLConfig, score=None) -> dict[str, Any]:

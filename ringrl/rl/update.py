@@ -2,12 +2,14 @@
 
 The batch former fixed every token's weight before this runs (1/Phi for C3PO, the
 step's token count for token-mean, 1/(N |y_i|) for GRPO), so each micro-batch's loss
-is a plain weighted sum and the accumulated gradient is the same for any split.
+is a plain weighted sum and the accumulated gradient is the same for any split: into
+micro-batches on one process, or into token-balanced parts across data-parallel ranks
+(:func:`rank_gradients`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -16,6 +18,7 @@ from ringrl.algorithms import (
     balance_across_ranks, moe_aux_loss, pack_by_tokens, policy_loss, split_by_tokens, token_entropy, token_logprobs,
 )
 from ringrl.algorithms.types import SelectedSample
+from ringrl.distributed import Dist, all_reduce_sum, sync_unless
 from ringrl.models.forward import forward
 from ringrl.rl.config import LossConfig
 
@@ -98,50 +101,90 @@ def sequence_logprobs(model: Any, mb: MicroBatch, temperature: float) -> torch.T
     return token_logprobs(logits[:, :-1].float() / temperature, mb.input_ids_BT[:, 1:].to(dev))
 
 
+def rank_gradients(
+    model: Any, ref_model: Any | None, selected: list[SelectedSample], pad_id: int, max_tokens: int,
+    loss_cfg: LossConfig, temperature: float, moe_top_k: int | None, dist: Dist,
+    weight_scale: float = 1.0, pack: bool = False,
+) -> dict[str, float]:
+    """This rank's token-balanced share of ``selected`` -> micro-batches -> gradients; metrics over all ranks.
+
+    ``model`` is the DDP wrapper under data parallelism (gradients all-reduced in the last
+    micro-batch's backward), the model itself on one process. The share comes from
+    :func:`balance_across_ranks` on prompt + trained tokens; every token keeps its global
+    weight, so the ranks' gradients sum to the one-process gradient of ``selected``.
+    """
+    total = sum(s.n_tokens for s in selected)
+    mine = selected
+    if dist.enabled:
+        lengths = [len(s.sample.prompt_ids) + s.n_tokens for s in selected]
+        mine = [selected[i] for i in balance_across_ranks(lengths, dist.world_size)[dist.rank]]
+    mbs = build_micro_batches(mine, pad_id, max_tokens, weight_scale=weight_scale, pack=pack)
+    if dist.enabled and not mine and selected:
+        # no sequence for this rank: one zero-weight pass keeps the gradient all-reduce in step
+        mbs = [replace(mb, n_tokens=0) for mb in build_micro_batches([replace(selected[0], token_weight=0.0)], pad_id, max_tokens)]
+    metrics = accumulate_gradients(model, ref_model, mbs, loss_cfg, temperature, moe_top_k,
+                                   total_tokens=total, loss_scale=float(dist.world_size))
+    return all_reduce_sum(metrics, dist)
+
+
 def accumulate_gradients(
     model: Any, ref_model: Any | None, micro_batches: list[MicroBatch], loss_cfg: LossConfig,
-    temperature: float, moe_top_k: int | None,
+    temperature: float, moe_top_k: int | None, total_tokens: int | None = None, loss_scale: float = 1.0,
 ) -> dict[str, float]:
-    """Forward/backward every micro-batch; returns token-weighted metrics over trained tokens."""
+    """Forward/backward every micro-batch; returns token-weighted metrics over trained tokens.
+
+    ``total_tokens``: the trained tokens of the whole batch (default: these micro-batches'),
+    the denominator of the metrics and of the MoE terms' per-micro-batch shares.
+    ``loss_scale`` multiplies what is back-propagated, not the metrics (DDP averages
+    gradients over ranks: the world size turns that average back into the sum).
+    Under DDP only the last micro-batch's backward all-reduces the gradients.
+    """
     dev = next(model.parameters()).device
-    total = sum(mb.n_tokens for mb in micro_batches) or 1
+    total = total_tokens or sum(mb.n_tokens for mb in micro_batches) or 1
     sums: dict[str, float] = {}
     loss_sum = 0.0
-    for mb in micro_batches:
-        share = mb.n_tokens / total
-        ids, attn = mb.input_ids_BT.to(dev), mb.attention_mask_BT.to(dev)
-        ref = sequence_logprobs(ref_model, mb, temperature) if ref_model is not None and loss_cfg.beta > 0 else None
-        logits, router = forward(model, ids, attn, _to(mb.position_ids_BT, dev))
-        logits_BTV = logits[:, :-1].float() / temperature
-        lp_BT = token_logprobs(logits_BTV, ids[:, 1:])
-        ent_BT = token_entropy(logits_BTV) if loss_cfg.alpha_entropy > 0 else None
-        old_BT = mb.old_logprobs_BT.to(dev) if mb.old_logprobs_BT is not None else lp_BT.detach()
-        w_BT = mb.weights_BT.to(dev)
-        loss, m = policy_loss(lp_BT, old_BT, mb.advantages.to(dev), w_BT, eps_low=loss_cfg.eps_low,
-                              eps_high=loss_cfg.eps_high, beta=loss_cfg.beta if ref is not None else 0.0,
-                              ref_logprobs_BT=ref, entropy_BT=ent_BT, alpha_entropy=loss_cfg.alpha_entropy)
-        if router and moe_top_k:
-            aux, mm = moe_aux_loss(router, moe_top_k, attn, alpha_balance=loss_cfg.alpha_balance, alpha_zloss=loss_cfg.alpha_zloss)
-            loss = loss + share * aux
-            for k in ("moe/balance_loss", "moe/z_loss", "moe/max_expert_load"):
-                sums[k] = sums.get(k, 0.0) + share * float(mm[k])
-            sums["_expert_load"] = sums.get("_expert_load", 0) + share * mm["moe/expert_load"].cpu()  # type: ignore[operator]
-        loss.backward()
-        loss_sum += float(loss.detach())
-        mask = w_BT != 0
-        with torch.no_grad():
-            if ent_BT is None:
-                ent_BT = token_entropy(logits_BTV.detach())
-            sums["train/entropy"] = sums.get("train/entropy", 0.0) + float(ent_BT[mask].sum())
-            sums["train/logprob_mismatch"] = sums.get("train/logprob_mismatch", 0.0) + float(
-                (mb.rollout_logprobs_BT.to(dev) - lp_BT.detach())[mask].abs().sum())
-            n = int(mask.sum())
-            for k in ("clip_fraction", "kl", "ratio"):
-                if k in m:
-                    sums[f"train/{k}"] = sums.get(f"train/{k}", 0.0) + float(m[k]) * n
+    for i, mb in enumerate(micro_batches):
+        with sync_unless(model, skip=i < len(micro_batches) - 1):
+            loss_sum += _micro_batch_backward(model, ref_model, mb, loss_cfg, temperature, moe_top_k, mb.n_tokens / total,
+                                              loss_scale, dev, sums)
     out = {k: v / total for k, v in sums.items() if k.startswith("train/")}
     out.update({k: v for k, v in sums.items() if k.startswith("moe/")})
     out["train/loss"] = loss_sum
     if "_expert_load" in sums:
         out["_expert_load"] = sums["_expert_load"]  # type: ignore[assignment]
     return out
+
+
+def _micro_batch_backward(model, ref_model, mb: MicroBatch, loss_cfg: LossConfig, temperature: float,
+                          moe_top_k: int | None, share: float, loss_scale: float, dev: Any, sums: dict[str, Any]) -> float:
+    """One micro-batch: forward, loss, backward; adds its metric sums to ``sums``; returns its loss."""
+    ids, attn = mb.input_ids_BT.to(dev), mb.attention_mask_BT.to(dev)
+    ref = sequence_logprobs(ref_model, mb, temperature) if ref_model is not None and loss_cfg.beta > 0 else None
+    logits, router = forward(model, ids, attn, _to(mb.position_ids_BT, dev))
+    logits_BTV = logits[:, :-1].float() / temperature
+    lp_BT = token_logprobs(logits_BTV, ids[:, 1:])
+    ent_BT = token_entropy(logits_BTV) if loss_cfg.alpha_entropy > 0 else None
+    old_BT = mb.old_logprobs_BT.to(dev) if mb.old_logprobs_BT is not None else lp_BT.detach()
+    w_BT = mb.weights_BT.to(dev)
+    loss, m = policy_loss(lp_BT, old_BT, mb.advantages.to(dev), w_BT, eps_low=loss_cfg.eps_low,
+                          eps_high=loss_cfg.eps_high, beta=loss_cfg.beta if ref is not None else 0.0,
+                          ref_logprobs_BT=ref, entropy_BT=ent_BT, alpha_entropy=loss_cfg.alpha_entropy)
+    if router and moe_top_k:
+        aux, mm = moe_aux_loss(router, moe_top_k, attn, alpha_balance=loss_cfg.alpha_balance, alpha_zloss=loss_cfg.alpha_zloss)
+        loss = loss + share * aux
+        for k in ("moe/balance_loss", "moe/z_loss", "moe/max_expert_load"):
+            sums[k] = sums.get(k, 0.0) + share * float(mm[k])
+        sums["_expert_load"] = sums.get("_expert_load", 0) + share * mm["moe/expert_load"].cpu()  # type: ignore[operator]
+    (loss * loss_scale if loss_scale != 1.0 else loss).backward()
+    mask = w_BT != 0
+    with torch.no_grad():
+        if ent_BT is None:
+            ent_BT = token_entropy(logits_BTV.detach())
+        sums["train/entropy"] = sums.get("train/entropy", 0.0) + float(ent_BT[mask].sum())
+        sums["train/logprob_mismatch"] = sums.get("train/logprob_mismatch", 0.0) + float(
+            (mb.rollout_logprobs_BT.to(dev) - lp_BT.detach())[mask].abs().sum())
+        n = int(mask.sum())
+        for k in ("clip_fraction", "kl", "ratio"):
+            if k in m:
+                sums[f"train/{k}"] = sums.get(f"train/{k}", 0.0) + float(m[k]) * n
+    return float(loss.detach())

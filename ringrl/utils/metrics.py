@@ -15,13 +15,17 @@ from typing import Any
 
 
 class MetricsLogger:
-    def __init__(self, run_dir: Path, tensorboard: bool = True, append: bool = False, t0: float = 0.0):
+    """``write=False`` (data-parallel ranks other than 0) keeps the clock and builds the records, writing nothing."""
+
+    def __init__(self, run_dir: Path, tensorboard: bool = True, append: bool = False, t0: float = 0.0, write: bool = True):
         self.path = Path(run_dir) / "metrics.jsonl"
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = self.path.open("a" if append else "w", encoding="utf-8")
+        self._file = None
+        if write:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._file = self.path.open("a" if append else "w", encoding="utf-8")
         self._start = time.perf_counter() - t0
         self._tb = None
-        if tensorboard:
+        if tensorboard and write:
             try:
                 from torch.utils.tensorboard import SummaryWriter
             except ImportError as e:  # tensorboard is a declared dependency
@@ -39,8 +43,9 @@ class MetricsLogger:
             if isinstance(v, float) and not math.isfinite(v):
                 v = str(v)  # JSON has no NaN/inf; keep it visible as a string
             record[k] = v
-        self._file.write(json.dumps(record) + "\n")
-        self._file.flush()
+        if self._file is not None:
+            self._file.write(json.dumps(record) + "\n")
+            self._file.flush()
         if self._tb is not None:
             for k, v in record.items():
                 if k not in ("step", "time") and isinstance(v, (int, float)) and not isinstance(v, bool):
@@ -48,7 +53,8 @@ class MetricsLogger:
         return record
 
     def close(self) -> None:
-        self._file.close()
+        if self._file is not None:
+            self._file.close()
         if self._tb is not None:
             self._tb.flush()
             self._tb.close()

@@ -1,0 +1,185 @@
+"""Data parallelism under ``torchrun``: the process group, DDP, and the collectives the trainers need.
+
+One process per device, launched with ``torchrun --nproc_per_node N -m ringrl rl ...``
+(or ``sft``): gloo on CPU, NCCL on CUDA, each rank on ``cuda:LOCAL_RANK``. Without
+torchrun's environment (``WORLD_SIZE`` unset or 1) nothing here starts a process group
+and every helper is the identity, so one code path serves one process and N.
+
+How N ranks train as one process on the whole batch (DESIGN.md, "Scale-out"):
+
+- the weights start equal (every rank loads the same directory; DDP also broadcasts
+  rank 0's at wrap time) and stay equal: gradients are all-reduced, so clipping, the
+  non-finite check and the optimizer step agree on every rank;
+- each rank's loss uses the *global* per-token weights fixed before any backward pass
+  (C3PO: 1/Phi), so the rank losses sum to the one-process loss; DDP averages
+  gradients over ranks, hence every rank's loss is multiplied by ``world_size``;
+- a rank may hold no sequence at all (fewer responses than ranks): it still runs one
+  backward pass, on a zero-weight sequence, so that the gradient all-reduce matches;
+- only rank 0 writes files (metrics, checkpoints, summaries).
+"""
+
+from __future__ import annotations
+
+import os
+from contextlib import nullcontext
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Dist:
+    """Where this process sits in the data-parallel group (rank 0 of 1 without torchrun)."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    local_world_size: int = 1
+    owns_group: bool = False  # this object's init_distributed started the process group
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def init_distributed(device: str, timeout_minutes: float = 60.0) -> tuple[Dist, str]:
+    """Join torchrun's process group when ``WORLD_SIZE > 1``; returns (dist, this rank's device).
+
+    ``device`` is the config's (``auto``, ``cpu``, ``cuda``, ``cuda:N``): under torchrun
+    ``auto``/``cuda`` become ``cuda:LOCAL_RANK``. The timeout covers the longest stretch one
+    rank may wait for another (rank 0 writing a checkpoint, say)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return Dist(), device
+    import torch
+    import torch.distributed as td
+
+    from ringrl.models.loading import resolve_device
+
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    local_world = int(os.environ.get("LOCAL_WORLD_SIZE", str(world)))
+    dev = resolve_device(device)
+    if dev == "cuda":
+        dev = f"cuda:{local}"
+    if dev.startswith("cuda"):
+        torch.cuda.set_device(dev)
+    owns = not td.is_initialized()
+    if owns:
+        td.init_process_group("nccl" if dev.startswith("cuda") else "gloo", timeout=timedelta(minutes=timeout_minutes))
+    return Dist(td.get_rank(), td.get_world_size(), local, local_world, owns), dev
+
+
+def close_distributed(dist: Dist) -> None:
+    if dist.owns_group:
+        import torch.distributed as td
+
+        if td.is_initialized():
+            td.barrier()
+            td.destroy_process_group()
+
+
+def wrap_ddp(model: Any, dist: Dist) -> Any:
+    """``model`` itself on one process; otherwise a ``DistributedDataParallel`` view of it.
+
+    No buffer sync in the forward (``forward_sync_buffers=False``, formerly
+    ``broadcast_buffers``): ranks run different numbers of forward passes per step (their
+    micro-batch counts differ), so no collective may hide in the forward; HF buffers
+    (rotary tables) are equal on every rank anyway. ``find_unused_parameters=True``: a
+    routed expert kept in its own module gets no gradient on a rank that routed it no
+    token (and HF models may carry parameters a forward never uses); with fused expert
+    tensors torch notes once that it found none, which costs one graph traversal."""
+    if not dist.enabled:
+        return model
+    import inspect
+
+    from torch.nn.parallel import DistributedDataParallel
+
+    dev = next(model.parameters()).device
+    ids = [dev] if dev.type == "cuda" else None
+    no_sync_key = ("forward_sync_buffers" if "forward_sync_buffers" in inspect.signature(DistributedDataParallel).parameters
+                   else "broadcast_buffers")
+    return DistributedDataParallel(model, device_ids=ids, find_unused_parameters=True, **{no_sync_key: False})
+
+
+def unwrap(model: Any) -> Any:
+    """The module inside a DDP wrapper (the model itself otherwise)."""
+    return getattr(model, "module", model)
+
+
+def sync_unless(model: Any, skip: bool):
+    """Context of one micro-batch's forward and backward: DDP's ``no_sync`` when ``skip``
+    (gradients only accumulate locally), a no-op otherwise or without DDP."""
+    return model.no_sync() if skip and hasattr(model, "no_sync") else nullcontext()
+
+
+def gather_objects(obj: Any, dist: Dist) -> list[Any]:
+    """``[obj of rank 0, obj of rank 1, ...]`` on every rank (``[obj]`` on one process)."""
+    if not dist.enabled:
+        return [obj]
+    import torch.distributed as td
+
+    out: list[Any] = [None] * dist.world_size
+    td.all_gather_object(out, obj)
+    return out
+
+
+def broadcast_object(obj: Any, dist: Dist) -> Any:
+    """Rank 0's ``obj`` on every rank."""
+    if not dist.enabled:
+        return obj
+    import torch.distributed as td
+
+    box = [obj]
+    td.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def all_reduce_sum(values: dict[str, Any], dist: Dist) -> dict[str, Any]:
+    """Sum every float and tensor value of ``values`` over ranks (same keys on every rank)."""
+    if not dist.enabled:
+        return values
+    import torch
+    import torch.distributed as td
+
+    out = dict(values)
+    keys = sorted(k for k, v in values.items() if not isinstance(v, torch.Tensor))
+    dev = torch.device("cuda", torch.cuda.current_device()) if td.get_backend() == "nccl" else torch.device("cpu")
+    if keys:
+        flat = torch.tensor([float(values[k]) for k in keys], dtype=torch.float64, device=dev)
+        td.all_reduce(flat)
+        out.update(zip(keys, flat.tolist()))
+    for k in sorted(k for k, v in values.items() if isinstance(v, torch.Tensor)):
+        t = values[k].detach().to(dev, torch.float64).clone()
+        td.all_reduce(t)
+        out[k] = t.to(values[k].dtype).cpu()
+    return out
+
+
+def barrier(dist: Dist) -> None:
+    if dist.enabled:
+        import torch.distributed as td
+
+        td.barrier()
+
+
+def max_over_ranks(value: float, dist: Dist) -> float:
+    return max(gather_objects(value, dist))
+
+
+def replicas_agree(model: Any, dist: Dist) -> bool:
+    """True when every rank holds the same weights (per-tensor fp64 sums and absolute sums, compared).
+
+    The trainers check this before writing a checkpoint: rank 0 writes for all, so a
+    divergence would otherwise go unseen."""
+    if not dist.enabled:
+        return True
+    import torch
+
+    with torch.no_grad():
+        sig = [(float(p.double().sum()), float(p.double().abs().sum())) for p in unwrap(model).parameters()]
+    first, *rest = gather_objects(sig, dist)
+    return all(r == first for r in rest)

@@ -1,0 +1,74 @@
+"""The loss pass of fixed formed batches, on one process (``python dp_worker.py``) or on N data-parallel
+ranks (``torchrun --nproc_per_node N dp_worker.py``); tests/rl/test_rl_distributed.py compares them.
+
+Usage: ``dp_worker.py MODEL_DIR OUT_DIR``. For every case it writes ``OUT_DIR/CASE-rankR.pt`` with the
+gradients after the step's backward (under DDP: after the all-reduce), the metrics, and how many
+sequences this rank trained.
+"""
+
+from __future__ import annotations
+
+import copy
+import random
+import sys
+from pathlib import Path
+
+import torch
+
+from ringrl.algorithms import FormerConfig, assign_advantages, balance_across_ranks, get_batch_former
+from ringrl.algorithms.types import Sample, ScoredGroup
+from ringrl.distributed import close_distributed, init_distributed, wrap_ddp
+from ringrl.models import load_policy
+from ringrl.rl.config import LossConfig
+from ringrl.rl.update import rank_gradients
+
+# router terms are per micro-batch statistics, not sums over tokens: off, so any split is exact
+LOSS = LossConfig(eps_low=0.2, eps_high=0.28, beta=0.1, alpha_entropy=1e-2, alpha_balance=0.0, alpha_zloss=0.0)
+# name -> (algo, budget Phi): "lone" keeps a single (cut) response, so one of two ranks has none
+CASES = {"c3po": ("c3po", 60), "grpo": ("grpo", 60), "dapo": ("dapo", 60), "lone": ("c3po", 3)}
+
+
+def make_groups(seed: int, vocab: int) -> list[ScoredGroup]:
+    """Three prompts x four random responses with mixed rewards and off-policy pi_old (ratios clip)."""
+    rng = random.Random(seed)
+    groups = []
+    for g in range(3):
+        prompt = [rng.randrange(4, vocab) for _ in range(rng.randint(5, 12))]
+        samples = []
+        for i in range(4):
+            n = rng.randint(3, 14)
+            resp = [rng.randrange(4, vocab) for _ in range(n)]
+            old = [-5.7 + rng.uniform(-0.6, 0.6) for _ in range(n)]
+            samples.append(Sample(f"g{g}", i, prompt, resp, rollout_logprobs=[x + 0.01 for x in old],
+                                  reward=float(rng.random() < 0.5), old_logprobs=old))
+        groups.append(ScoredGroup(f"g{g}", samples))
+    return assign_advantages(groups)
+
+
+def main(model_dir: str, out: str) -> None:
+    torch.set_num_threads(1)
+    dist, device = init_distributed("cpu")
+    model, tok = load_policy(model_dir, device=device)
+    ref = copy.deepcopy(model)
+    torch.manual_seed(0)
+    with torch.no_grad():  # a reference that differs, so the KL term has a gradient
+        for p in ref.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    ref.requires_grad_(False)
+    model.train()
+    train_model = wrap_ddp(model, dist)
+    for name, (algo, budget) in CASES.items():
+        batch = get_batch_former(algo)(make_groups(1, len(tok)), [], FormerConfig(budget_tokens=budget), random.Random(0))
+        model.zero_grad(set_to_none=True)
+        metrics = rank_gradients(train_model, ref, batch.selected, tok.pad_token_id, 40, LOSS, 1.0, 2, dist)
+        lengths = [len(s.sample.prompt_ids) + s.n_tokens for s in batch.selected]
+        mine = balance_across_ranks(lengths, dist.world_size)[dist.rank]
+        grads = {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.grad is not None}
+        torch.save({"grads": grads, "metrics": {k: v for k, v in metrics.items() if not k.startswith("_")},
+                    "sequences": len(mine), "batch_tokens": batch.n_tokens, "world_size": dist.world_size},
+                   Path(out) / f"{name}-rank{dist.rank}.pt")
+    close_distributed(dist)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2])
