@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 
 from ringrl.cli.common import add_config_args, split_overrides
 from ringrl.sft.config import SFTConfig
@@ -11,7 +12,8 @@ from ringrl.sft.config import SFTConfig
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("sft", help="long-CoT SFT with a checkpoint, entropy and accuracy per epoch",
                        description="Long chain-of-thought SFT (loss on response tokens only). Without data.train it "
-                       "trains the embedded tiny MoE on the embedded synthetic tasks.")
+                       "trains the embedded tiny MoE on the embedded synthetic tasks. Data parallel: torchrun --nproc_per_node N "
+                       "-m ringrl sft ... (an optimizer step then takes grad_accum x N batches).")
     add_config_args(p, SFTConfig)
     p.set_defaults(func=run)
 
@@ -23,6 +25,8 @@ def run(args: argparse.Namespace) -> int:
 
     cfg = load_config(SFTConfig, args.config, split_overrides(args))
     summary = train_sft(cfg)
+    if int(os.environ.get("RANK", "0")) != 0:  # under torchrun rank 0 speaks for all
+        return 0
     print_checkpoints(summary["checkpoints"], chosen=None)
     print(f"run directory: {cfg.out}")
     return 0

@@ -7,6 +7,12 @@ Run directory: ``config.yaml``, ``metrics.jsonl`` (one line per optimizer step),
 ``tb/``, ``checkpoints/epoch-N/`` (HF format) and ``summary.json`` whose
 ``checkpoints`` list records ``epoch``, ``step``, ``tokens_seen``, ``entropy`` and
 ``accuracy`` of each checkpoint (read by ``ringrl select-checkpoint``).
+
+Under ``torchrun`` (:mod:`ringrl.distributed`) an optimizer step takes ``grad_accum x
+world_size`` length-bucketed batches; every rank counts the target tokens of all of
+them (the denominator) and back-propagates its own through DDP, so N ranks give the
+gradient of one process with N times the accumulation. Rank 0 alone measures entropy
+and writes files.
 """
 
 from __future__ import annotations
@@ -22,6 +28,8 @@ import torch
 
 from ringrl.algorithms.moe import moe_aux_loss
 from ringrl.config import save_config
+from ringrl.distributed import (Dist, all_reduce_sum, barrier, broadcast_object, close_distributed, init_distributed,
+                                sync_unless, wrap_ddp)
 from ringrl.data.rows import load_rows
 from ringrl.models.forward import forward
 from ringrl.models.loading import is_moe, load_policy, moe_top_k
@@ -53,17 +61,20 @@ def load_sft_data(cfg: SFTConfig) -> tuple[list[dict[str, Any]], list[dict[str, 
     return train, held
 
 
-def prepare_model(cfg: SFTConfig, run_dir: Path, train_rows: list[dict[str, Any]]) -> tuple[Any, Any, str]:
-    """Load ``model.path``, or build the embedded tiny MoE (tokenizer trained on the rows) under RUN_DIR/base."""
+def prepare_model(cfg: SFTConfig, run_dir: Path, train_rows: list[dict[str, Any]], dist: Dist = Dist(),
+                  device: str | None = None) -> tuple[Any, Any, str]:
+    """Load ``model.path``, or build the embedded tiny MoE (tokenizer trained on the rows) under RUN_DIR/base
+    (rank 0 builds it, the other ranks load what it wrote)."""
     path = cfg.model.path
     if path is None:
         from ringrl.models.tiny import build_tiny
         from ringrl.tasks import corpus
 
         path = str(run_dir / "base")
-        if not (Path(path) / "config.json").is_file():
+        if dist.is_main and not (Path(path) / "config.json").is_file():
             build_tiny(Path(path), corpus(train_rows), cfg.model.tiny)
-    model, tokenizer = load_policy(path, cfg.model.device, cfg.model.dtype)
+        barrier(dist)
+    model, tokenizer = load_policy(path, device or cfg.model.device, cfg.model.dtype)
     return model, tokenizer, path
 
 
@@ -85,12 +96,24 @@ def train_sft(cfg: SFTConfig, grader=None) -> dict[str, Any]:
     quiet_transformers()
     set_threads(cfg.threads)
     seed_everything(cfg.seed)
+    dist, device = init_distributed(cfg.model.device)
+    try:
+        summary = _train_sft(cfg, grader, dist, device)
+        return broadcast_object(summary if dist.is_main else None, dist)  # rank 0's, which has the checkpoints
+    finally:
+        close_distributed(dist)
+
+
+def _train_sft(cfg: SFTConfig, grader, dist: Dist, device: str) -> dict[str, Any]:
     run_dir = Path(cfg.out)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, run_dir / "config.yaml")
+    main = dist.is_main
+    if main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, run_dir / "config.yaml")
 
     train_rows, held_rows = load_sft_data(cfg)
-    model, tokenizer, model_path = prepare_model(cfg, run_dir, train_rows)
+    model, tokenizer, model_path = prepare_model(cfg, run_dir, train_rows, dist, device)
+    train_model = wrap_ddp(model, dist)  # the model itself on one process
     examples, skipped = encode_rows(tokenizer, train_rows, cfg.data.max_length)
     if not examples:
         raise UserError(f"no training row fits data.max_length={cfg.data.max_length} tokens")
@@ -99,13 +122,14 @@ def train_sft(cfg: SFTConfig, grader=None) -> dict[str, Any]:
         raise UserError(f"config key 'batch_tokens': {cfg.batch_tokens} is smaller than the longest example ({max(lengths)} tokens)")
     rng = random.Random(cfg.seed)
     epoch_batches = [bucket_batches(lengths, cfg.batch_tokens, rng) for _ in range(cfg.epochs)]
-    steps_per_epoch = [math.ceil(len(b) / cfg.grad_accum) for b in epoch_batches]
+    per_step = cfg.grad_accum * dist.world_size  # batches per optimizer step, over all ranks
+    steps_per_epoch = [math.ceil(len(b) / per_step) for b in epoch_batches]
     total_steps = sum(steps_per_epoch)
     optimizer, scheduler = make_optimizer(model, cfg.optim, total_steps)
     device = next(model.parameters()).device
     moe, top_k = is_moe(model), moe_top_k(model)
-    own_grader = grader is None
-    grader = grader or make_grader()
+    own_grader = grader is None and main
+    grader = grader or (make_grader() if main else None)
 
     summary: dict[str, Any] = {
         "kind": "sft", "model": model_path, "train_rows": len(examples), "skipped_too_long": skipped,
@@ -113,21 +137,26 @@ def train_sft(cfg: SFTConfig, grader=None) -> dict[str, Any]:
     }
     step, tokens_seen = 0, 0
     model.train()
-    logger = MetricsLogger(run_dir, tensorboard=cfg.tensorboard)
+    logger = MetricsLogger(run_dir, tensorboard=cfg.tensorboard, write=main)
     try:
-        with Progress(total_steps, "sft", enabled=cfg.progress) as bar:
+        with Progress(total_steps, "sft", enabled=cfg.progress and main) as bar:
             for epoch, batches in enumerate(epoch_batches, start=1):
                 for s in range(steps_per_epoch[epoch - 1]):
                     t0 = time.perf_counter()
+                    step_batches = batches[s * per_step : (s + 1) * per_step]
+                    # every rank counts every batch of the step: one global denominator, fixed before backward
+                    denominator = sum(_targets(examples[i]) for b in step_batches for i in b)
                     group = [collate([examples[i] for i in b], tokenizer.pad_token_id)
-                             for b in batches[s * cfg.grad_accum : (s + 1) * cfg.grad_accum]]
-                    denominator = sum(int(g["loss_mask"][:, 1:].sum()) for g in group)  # fixed before backward
-                    metrics = train_step(model, group, denominator, cfg, moe, top_k, device)
+                             for b in step_batches[dist.rank :: dist.world_size]]
+                    if not group:  # fewer batches than ranks at the end of an epoch: one zero-loss pass
+                        group = [_zero_mask(collate([examples[i] for i in step_batches[0]], tokenizer.pad_token_id))]
+                    metrics = all_reduce_sum(train_step(train_model, group, denominator, cfg, moe, top_k, device,
+                                                        loss_scale=float(dist.world_size)), dist)
                     grad_norm = clip_and_step(model, optimizer, scheduler, cfg.optim.grad_clip)
                     step += 1
                     tokens_seen += denominator
                     dt = time.perf_counter() - t0
-                    n_input = sum(int(g["attention_mask"].sum()) for g in group)
+                    n_input = sum(sum(len(examples[i].input_ids) for i in b) for b in step_batches)
                     rec = logger.log(step, {
                         "train/loss": metrics["nll"] / denominator,
                         "train/lr": scheduler.get_last_lr()[0],
@@ -141,10 +170,12 @@ def train_sft(cfg: SFTConfig, grader=None) -> dict[str, Any]:
                     })
                     bar.update(f"epoch {epoch} loss {rec['train/loss']:.3f} {rec['throughput/tokens_per_s']:.0f} tok/s")
                 summary["tokens_seen"] = tokens_seen
-                summary["checkpoints"].append(
-                    finish_epoch(cfg, run_dir, model, tokenizer, held_rows, grader, epoch, step, tokens_seen, bar)
-                )
-                write_json(run_dir / "summary.json", summary)
+                if main:  # the checkpoint and the entropy measurement; the other ranks wait
+                    summary["checkpoints"].append(
+                        finish_epoch(cfg, run_dir, model, tokenizer, held_rows, grader, epoch, step, tokens_seen, bar)
+                    )
+                    write_json(run_dir / "summary.json", summary)
+                barrier(dist)
     finally:
         logger.close()
         if own_grader and hasattr(grader, "close"):
@@ -152,23 +183,38 @@ def train_sft(cfg: SFTConfig, grader=None) -> dict[str, Any]:
     return summary
 
 
-def train_step(model, group: list[dict[str, torch.Tensor]], denominator: int, cfg: SFTConfig, moe: bool, top_k: int, device) -> dict[str, float]:
-    """Forward/backward over the micro-batches of one optimizer step (gradients accumulate)."""
+def train_step(model, group: list[dict[str, torch.Tensor]], denominator: int, cfg: SFTConfig, moe: bool, top_k: int, device,
+               loss_scale: float = 1.0) -> dict[str, float]:
+    """Forward/backward over the micro-batches of one optimizer step (gradients accumulate).
+
+    ``loss_scale`` multiplies what is back-propagated (the world size under DDP, which
+    averages over ranks); under DDP only the last micro-batch's backward all-reduces."""
     nll, out = 0.0, {}
-    for g in group:
+    for i, g in enumerate(group):
         g = {k: v.to(device) for k, v in g.items()}
-        logits, router = forward(model, g["input_ids"], g["attention_mask"])
-        loss, m = sft_loss(logits, g["input_ids"], g["loss_mask"], denominator)
-        if moe and router:
-            share = float(m["tokens"]) / denominator  # token-weighted mean of the per-micro-batch router terms
-            aux, mm = moe_aux_loss(router, top_k, g["attention_mask"], alpha_balance=cfg.alpha_balance, alpha_zloss=cfg.alpha_zloss)
-            loss = loss + share * aux
-            for k in ("moe/balance_loss", "moe/z_loss", "moe/max_expert_load"):
-                out[k] = out.get(k, 0.0) + share * float(mm[k])
-        loss.backward()
+        with sync_unless(model, skip=i < len(group) - 1):
+            logits, router = forward(model, g["input_ids"], g["attention_mask"])
+            loss, m = sft_loss(logits, g["input_ids"], g["loss_mask"], denominator)
+            if moe and router:
+                share = float(m["tokens"]) / denominator  # token-weighted mean of the per-micro-batch router terms
+                aux, mm = moe_aux_loss(router, top_k, g["attention_mask"], alpha_balance=cfg.alpha_balance, alpha_zloss=cfg.alpha_zloss)
+                loss = loss + share * aux
+                for k in ("moe/balance_loss", "moe/z_loss", "moe/max_expert_load"):
+                    out[k] = out.get(k, 0.0) + share * float(mm[k])
+            (loss * loss_scale if loss_scale != 1.0 else loss).backward()
         nll += float(m["nll_sum"])
     out["nll"] = nll
     return out
+
+
+def _targets(e) -> int:
+    """Target tokens of one example in the loss (``loss_mask[1:]``: the first position is never a target)."""
+    return len(e.input_ids) - max(e.n_prompt, 1)
+
+
+def _zero_mask(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The batch with no target token: its backward gives zero gradients (and keeps DDP's all-reduce in step)."""
+    return {**batch, "loss_mask": torch.zeros_like(batch["loss_mask"])}
 
 
 def clip_and_step(model, optimizer, scheduler, grad_clip: float) -> float:

@@ -1,4 +1,4 @@
-"""Data parallelism under torchrun on CPU (gloo, 2 processes).
+"""Data parallelism under torchrun on CPU (gloo, 2 processes), RL and SFT.
 
 - The loss pass of a formed batch split over 2 ranks gives the one-process gradient and
   metrics, for every batch former, also when one rank has no sequence at all (DESIGN.md,
@@ -26,7 +26,7 @@ _spec = importlib.util.spec_from_file_location("ringrl_dp_worker", WORKER)
 _worker = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(_worker)
 CASES = _worker.CASES
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 
 pytestmark = pytest.mark.skipif(not torch.distributed.is_available() or shutil.which("torchrun") is None,
                                 reason="torch.distributed / torchrun not available")
@@ -98,3 +98,28 @@ def test_torchrun_rl_trains_on_two_ranks(tmp_path, ringrl_moe_dir):
     final = AutoModelForCausalLM.from_pretrained(out / "checkpoints" / "final")
     assert all(torch.isfinite(p).all() for p in final.parameters())
     assert json.loads((out / "summary.json").read_text())["steps"] == 2
+
+
+def test_torchrun_sft_matches_one_process_with_the_same_accumulation(tmp_path, ringrl_moe_dir):
+    """2 ranks x grad_accum 1 take the same batches per optimizer step as 1 process x grad_accum 2:
+    the same denominators, losses and (router terms off, so exactly) the same weights."""
+    common = [f"model.path={ringrl_moe_dir}", "model.device=cpu", "data.train_size=24", "data.eval_size=2", "epochs=2",
+              "batch_tokens=600", "optim.lr=1e-2", "optim.warmup_ratio=0", "alpha_balance=0", "alpha_zloss=0",
+              "entropy.max_new_tokens=4", "progress=false", "tensorboard=false", "threads=1"]
+    one, two = tmp_path / "one", tmp_path / "two"
+    _run([sys.executable, "-m", "ringrl", "sft", *common, f"out={one}", "grad_accum=2"])
+    res = _run(_torchrun(2, "-m", "ringrl", "sft", *common, f"out={two}", "grad_accum=1"))
+    assert res.stdout.count("run directory") == 1, res.stdout
+    m1, m2 = ([json.loads(line) for line in (d / "metrics.jsonl").read_text().splitlines()] for d in (one, two))
+    assert len(m1) == len(m2) >= 4
+    for a, b in zip(m1, m2):
+        assert a["train/tokens"] == b["train/tokens"] and a["train/input_tokens"] == b["train/input_tokens"]
+        assert b["train/loss"] == pytest.approx(a["train/loss"], rel=1e-4)
+    from safetensors.torch import load_file
+
+    w1, w2 = (load_file(d / "checkpoints" / "epoch-2" / "model.safetensors") for d in (one, two))
+    assert w1.keys() == w2.keys()
+    for n in w1:
+        torch.testing.assert_close(w2[n], w1[n], atol=1e-4, rtol=1e-4, msg=n)
+    s1, s2 = (json.loads((d / "summary.json").read_text()) for d in (one, two))
+    assert s1["tokens_seen"] == s2["tokens_seen"] and len(s2["checkpoints"]) == 2

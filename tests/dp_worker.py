@@ -1,5 +1,5 @@
 """The loss pass of fixed formed batches, on one process (``python dp_worker.py``) or on N data-parallel
-ranks (``torchrun --nproc_per_node N dp_worker.py``); tests/rl/test_rl_distributed.py compares them.
+ranks (``torchrun --nproc_per_node N dp_worker.py``); tests/test_distributed.py compares them.
 
 Usage: ``dp_worker.py MODEL_DIR OUT_DIR``. For every case it writes ``OUT_DIR/CASE-rankR.pt`` with the
 gradients after the step's backward (under DDP: after the all-reduce), the metrics, and how many
