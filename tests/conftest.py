@@ -43,12 +43,35 @@ def zero_grader(rows, responses):
     return [0.0] * len(rows)
 
 
+def random_groups(seed: int, vocab: int):
+    """Three prompts x four random responses (3 to 14 tokens) with mixed rewards, advantages
+    assigned, and pi_old off the current policy so that PPO ratios clip."""
+    import random
+
+    from ringrl.algorithms import assign_advantages
+    from ringrl.algorithms.types import Sample, ScoredGroup
+
+    rng = random.Random(seed)
+    groups = []
+    for g in range(3):
+        prompt = [rng.randrange(4, vocab) for _ in range(rng.randint(5, 12))]
+        samples = []
+        for i in range(4):
+            n = rng.randint(3, 14)
+            resp = [rng.randrange(4, vocab) for _ in range(n)]
+            old = [-5.7 + rng.uniform(-0.6, 0.6) for _ in range(n)]
+            samples.append(Sample(f"g{g}", i, prompt, resp, rollout_logprobs=[x + 0.01 for x in old],
+                                  reward=float(rng.random() < 0.5), old_logprobs=old))
+        groups.append(ScoredGroup(f"g{g}", samples))
+    return assign_advantages(groups)
+
+
 @pytest.fixture(scope="session")
 def ringrl_util():
-    """The helpers of this module: ``parity_score``, ``zero_grader``, ``load_weights``, ``unchanged_params``
-    (``sys.modules["conftest"]`` may be another folder's conftest by now)."""
-    return SimpleNamespace(parity_score=parity_score, zero_grader=zero_grader, load_weights=load_weights,
-                           unchanged_params=unchanged_params)
+    """The helpers of this module: ``parity_score``, ``zero_grader``, ``random_groups``, ``load_weights``,
+    ``unchanged_params`` (``sys.modules["conftest"]`` may be another folder's conftest by now)."""
+    return SimpleNamespace(parity_score=parity_score, zero_grader=zero_grader, random_groups=random_groups,
+                           load_weights=load_weights, unchanged_params=unchanged_params)
 
 
 @pytest.fixture(scope="session")

@@ -9,40 +9,28 @@ sequences this rank trained.
 from __future__ import annotations
 
 import copy
+import importlib.util
 import random
 import sys
 from pathlib import Path
 
 import torch
 
-from ringrl.algorithms import FormerConfig, assign_advantages, balance_across_ranks, get_batch_former
-from ringrl.algorithms.types import Sample, ScoredGroup
+from ringrl.algorithms import FormerConfig, balance_across_ranks, get_batch_former
 from ringrl.distributed import close_distributed, init_distributed, wrap_ddp
 from ringrl.models import load_policy
 from ringrl.rl.config import LossConfig
 from ringrl.rl.update import rank_gradients
 
+_spec = importlib.util.spec_from_file_location("ringrl_tests_conftest", Path(__file__).with_name("conftest.py"))
+_conftest = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_conftest)
+random_groups = _conftest.random_groups  # the same batches as tests/rl/test_rl_update.py
+
 # router terms are per micro-batch statistics, not sums over tokens: off, so any split is exact
 LOSS = LossConfig(eps_low=0.2, eps_high=0.28, beta=0.1, alpha_entropy=1e-2, alpha_balance=0.0, alpha_zloss=0.0)
 # name -> (algo, budget Phi): "lone" keeps a single (cut) response, so one of two ranks has none
 CASES = {"c3po": ("c3po", 60), "grpo": ("grpo", 60), "dapo": ("dapo", 60), "lone": ("c3po", 3)}
-
-
-def make_groups(seed: int, vocab: int) -> list[ScoredGroup]:
-    """Three prompts x four random responses with mixed rewards and off-policy pi_old (ratios clip)."""
-    rng = random.Random(seed)
-    groups = []
-    for g in range(3):
-        prompt = [rng.randrange(4, vocab) for _ in range(rng.randint(5, 12))]
-        samples = []
-        for i in range(4):
-            n = rng.randint(3, 14)
-            resp = [rng.randrange(4, vocab) for _ in range(n)]
-            old = [-5.7 + rng.uniform(-0.6, 0.6) for _ in range(n)]
-            samples.append(Sample(f"g{g}", i, prompt, resp, rollout_logprobs=[x + 0.01 for x in old],
-                                  reward=float(rng.random() < 0.5), old_logprobs=old))
-        groups.append(ScoredGroup(f"g{g}", samples))
-    return assign_advantages(groups)
 
 
 def main(model_dir: str, out: str) -> None:
@@ -58,7 +46,7 @@ def main(model_dir: str, out: str) -> None:
     model.train()
     train_model = wrap_ddp(model, dist)
     for name, (algo, budget) in CASES.items():
-        batch = get_batch_former(algo)(make_groups(1, len(tok)), [], FormerConfig(budget_tokens=budget), random.Random(0))
+        batch = get_batch_former(algo)(random_groups(1, len(tok)), [], FormerConfig(budget_tokens=budget), random.Random(0))
         model.zero_grad(set_to_none=True)
         metrics = rank_gradients(train_model, ref, batch.selected, tok.pad_token_id, 40, LOSS, 1.0, 2, dist)
         lengths = [len(s.sample.prompt_ids) + s.n_tokens for s in batch.selected]

@@ -33,16 +33,14 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from ringrl.algorithms import assign_advantages, get_batch_former, informative_groups
-from ringrl.algorithms.types import FormedBatch, Sample, ScoredGroup, SelectedSample
+from ringrl.algorithms.types import FormedBatch, Sample, SelectedSample
 from ringrl.common_config import make_optimizer, optimizer_step
 from ringrl.config import save_config
 from ringrl.distributed import (barrier, broadcast_object, close_distributed, init_distributed, replicas_agree,
                                 wrap_ddp)
 from ringrl.errors import UserError
-from ringrl.models.loading import is_moe, load_policy, load_tokenizer, moe_top_k
+from ringrl.models.loading import is_moe, load_policy, moe_top_k
 from ringrl.rl.config import RLConfig
 from ringrl.rl.data import PromptStream, load_rl_rows
 from ringrl.rl.rollout import RolloutResult, collect_groups, gather_rollouts, merge

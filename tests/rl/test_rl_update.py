@@ -9,8 +9,8 @@ import random
 import pytest
 import torch
 
-from ringrl.algorithms import FormerConfig, assign_advantages, get_batch_former
-from ringrl.algorithms.types import Sample, ScoredGroup
+from ringrl.algorithms import FormerConfig, get_batch_former
+from ringrl.algorithms.types import Sample
 from ringrl.rl.config import LossConfig
 from ringrl.rl.update import accumulate_gradients, build_micro_batches
 
@@ -29,22 +29,6 @@ def models(ringrl_moe_dir):
     return model, ref, tok
 
 
-def make_groups(seed, vocab):
-    rng = random.Random(seed)
-    groups = []
-    for g in range(3):
-        prompt = [rng.randrange(4, vocab) for _ in range(rng.randint(5, 12))]
-        samples = []
-        for i in range(4):
-            n = rng.randint(3, 14)
-            resp = [rng.randrange(4, vocab) for _ in range(n)]
-            old = [-5.7 + rng.uniform(-0.6, 0.6) for _ in range(n)]  # pi_old off the current policy: ratios clip
-            samples.append(Sample(f"g{g}", i, prompt, resp, rollout_logprobs=[x + 0.01 for x in old],
-                                  reward=float(rng.random() < 0.5), old_logprobs=old))
-        groups.append(ScoredGroup(f"g{g}", samples))
-    return assign_advantages(groups)
-
-
 def grads_for(model, ref, mbs, loss_cfg):
     model.zero_grad(set_to_none=True)
     m = accumulate_gradients(model, ref, mbs, loss_cfg, temperature=1.0, moe_top_k=2)
@@ -52,11 +36,11 @@ def grads_for(model, ref, mbs, loss_cfg):
 
 
 @pytest.mark.parametrize("algo", ["c3po", "grpo", "dapo"])
-def test_micro_batch_split_gives_the_one_batch_gradient(models, algo):
+def test_micro_batch_split_gives_the_one_batch_gradient(models, algo, ringrl_util):
     model, ref, tok = models
     # router terms are per micro-batch statistics (not a sum over tokens): off here, so the split is exact
     loss_cfg = LossConfig(eps_low=0.2, eps_high=0.28, beta=0.1, alpha_entropy=1e-2, alpha_balance=0.0, alpha_zloss=0.0)
-    batch = get_batch_former(algo)(make_groups(1, len(tok)), [], FormerConfig(budget_tokens=60), random.Random(0))
+    batch = get_batch_former(algo)(ringrl_util.random_groups(1, len(tok)), [], FormerConfig(budget_tokens=60), random.Random(0))
     assert batch.n_tokens > 0
     if algo == "c3po":
         assert batch.n_tokens == 60
@@ -77,12 +61,12 @@ def test_micro_batch_split_gives_the_one_batch_gradient(models, algo):
 
 
 @pytest.mark.parametrize("algo", ["c3po", "grpo", "dapo"])
-def test_packed_micro_batches_give_the_padded_gradient(models, algo):
+def test_packed_micro_batches_give_the_padded_gradient(models, algo, ringrl_util):
     """Packed rows (sequences end to end, positions restarting) match one padded batch:
     the block-diagonal mask keeps every sequence to itself, and the MoE terms see no pads."""
     model, ref, tok = models
     loss_cfg = LossConfig(eps_low=0.2, eps_high=0.28, beta=0.1, alpha_entropy=1e-2, alpha_balance=0.0, alpha_zloss=0.0)
-    batch = get_batch_former(algo)(make_groups(1, len(tok)), [], FormerConfig(budget_tokens=60), random.Random(0))
+    batch = get_batch_former(algo)(ringrl_util.random_groups(1, len(tok)), [], FormerConfig(budget_tokens=60), random.Random(0))
     padded = build_micro_batches(batch.selected, tok.pad_token_id, max_tokens=1 << 20)
     longest = max(len(s.sample.prompt_ids) + s.n_tokens for s in batch.selected)
     packed = build_micro_batches(batch.selected, tok.pad_token_id, max_tokens=2 * longest, pack=True)
