@@ -89,7 +89,7 @@ def _sections(runs: Sequence[Run]) -> list[Section]:
     sections.append(Section(
         "sft_entropy", "SFT entropy per epoch",
         "entropy and accuracy of each SFT checkpoint (summary.json); the paper's Figure 5, "
-        "selection band 0.3-0.5 shaded",
+        "its selection band 0.3-0.5 shaded grey; a run's own band (selection.json) hatched, its chosen checkpoint starred",
         sft_entropy_plot(runs, run_colors), "no run's summary.json lists checkpoints with entropy"))
     sections.append(Section(
         "token_efficiency", "Token efficiency",

@@ -115,9 +115,17 @@ def _num(value: object) -> float:
     return float(value)
 
 
+def _selection_band(run: Run) -> tuple[float, float] | None:
+    band = run.selection.get("band")
+    if isinstance(band, list) and len(band) == 2 and all(math.isfinite(_num(v)) for v in band):
+        return _num(band[0]), _num(band[1])
+    return None
+
+
 def sft_entropy_plot(runs: Sequence[Run], run_colors: Sequence) -> bytes | None:
     """Entropy (left) and accuracy (right) of each SFT checkpoint against epoch, with the
-    paper's selection band 0.3-0.5 shaded (Figure 5)."""
+    paper's selection band 0.3-0.5 shaded grey (Figure 5); a run with a ``selection.json``
+    also gets its own band hatched in its color and its chosen checkpoint starred."""
     present = []
     for run, color in zip(runs, run_colors):
         points = [(_num(c.get("epoch", i + 1)), _num(c.get("entropy")), _num(c.get("accuracy")))
@@ -129,11 +137,19 @@ def sft_entropy_plot(runs: Sequence[Run], run_colors: Sequence) -> bytes | None:
         return None
     fig = Figure(figsize=(10.0, 4.0))
     ax_h, ax_a = fig.subplots(1, 2)
-    ax_h.axhspan(*ENTROPY_BAND, color="0.5", alpha=0.15, label="selection band 0.3-0.5")
+    ax_h.axhspan(*ENTROPY_BAND, color="0.5", alpha=0.15, label="paper's band 0.3-0.5")
     has_acc = False
     for run, color, points in present:
         epochs, ent, acc = (np.array(v) for v in zip(*sorted(points)))
         ax_h.plot(epochs, ent, marker="o", color=color, label=run.label)
+        band = _selection_band(run)
+        if band is not None and band != ENTROPY_BAND:
+            ax_h.axhspan(*band, facecolor="none", edgecolor=color, hatch="//", alpha=0.5,
+                         label=f"{run.label}: selection band {band[0]:g}-{band[1]:g}")
+        chosen = _num(run.selection.get("epoch"))
+        if math.isfinite(chosen) and chosen in epochs:
+            ax_h.plot([chosen], [ent[list(epochs).index(chosen)]], marker="*", markersize=14, color=color,
+                      linestyle="none", label=f"{run.label}: chosen (epoch {chosen:g})")
         if np.isfinite(acc).any():
             ax_a.plot(epochs, acc, marker="o", color=color, label=run.label)
             has_acc = True

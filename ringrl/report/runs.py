@@ -34,6 +34,8 @@ class Run:
     summary: dict[str, Any] = field(default_factory=dict)
     metrics: list[dict[str, float]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    selection: dict[str, Any] = field(default_factory=dict)
+    """``selection.json`` of an SFT run (``select-checkpoint``): band, chosen epoch."""
 
     @property
     def kind(self) -> str:
@@ -107,6 +109,14 @@ def load_run(path: Path, label: str) -> Run:
     if metrics_path.is_file():
         run.metrics, warnings = read_metrics_tolerant(metrics_path)
         run.warnings.extend(warnings)
+    selection_path = path / "selection.json"
+    if selection_path.is_file():
+        try:
+            selection = json.loads(selection_path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as e:
+            run.warnings.append(f"{selection_path}: unreadable ({e.msg}); ignored")
+            selection = {}
+        run.selection = selection if isinstance(selection, dict) else {}
     return run
 
 

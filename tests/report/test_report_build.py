@@ -212,3 +212,23 @@ def test_rl_curves_leave_out_sft_runs(tmp_path):
     assert curve_plot(only_sft, spec["sft_loss"], colors(1)) is not None
     both, _ = load_runs([sft, rl])
     assert curve_plot(both, spec["tokens"], colors(2)) is not None
+
+
+def test_sft_entropy_plot_marks_the_runs_own_band_and_chosen_checkpoint(runs, tmp_path, monkeypatch):
+    """selection.json beside an SFT run (select-checkpoint's output): its band and chosen epoch enter Figure 5."""
+    import matplotlib.axes
+
+    (runs["sft"] / "selection.json").write_text(json.dumps({"chosen": "epoch-3", "epoch": 3, "band": [0.2, 0.3]}))
+    loaded, _ = load_runs([runs["sft"]], labels=["s"])
+    assert loaded[0].selection["band"] == [0.2, 0.3]
+    seen: list[list[str]] = []
+    original = matplotlib.axes.Axes.legend
+
+    def spy(self, *args, **kwargs):
+        legend = original(self, *args, **kwargs)
+        seen.append([t.get_text() for t in legend.get_texts()])
+        return legend
+
+    monkeypatch.setattr(matplotlib.axes.Axes, "legend", spy)
+    build_report([runs["sft"]], tmp_path / "r.html", labels=["s"])
+    assert ["paper's band 0.3-0.5", "s", "s: selection band 0.2-0.3", "s: chosen (epoch 3)"] in seen
