@@ -106,3 +106,14 @@ def validate_task_mix(tasks: list[str], levels: Any, weights: dict[str, float] |
             raise ConfigError(f"data.{key}", f"'{unknown[0]}' is not one of data.tasks ({', '.join(tasks)})")
     if weights and (min(weights.values()) < 0 or sum(weights.get(t, 1.0) for t in tasks) <= 0):
         raise ConfigError("data.weights", "shares must be >= 0 with a positive sum")
+
+
+def schedule_step(scheduler) -> None:
+    """Advance the learning-rate schedule by one step, also after an update that was skipped
+    for a non-finite gradient: the schedule counts steps, not applied updates. (torch warns
+    when the optimizer has not stepped yet; here that is intended, so the warning is muted.)"""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler\.step\(\)` before `optimizer\.step\(\)`")
+        scheduler.step()

@@ -35,7 +35,7 @@ from typing import Any
 
 from ringrl.algorithms import assign_advantages, get_batch_former, informative_groups
 from ringrl.algorithms.types import FormedBatch, Sample, SelectedSample
-from ringrl.common_config import make_optimizer, optimizer_step
+from ringrl.common_config import make_optimizer, optimizer_step, schedule_step
 from ringrl.config import save_config
 from ringrl.distributed import (barrier, broadcast_object, close_distributed, init_distributed, replicas_agree,
                                 wrap_ddp)
@@ -194,7 +194,7 @@ class RLTrainer:
                 norm, ok = optimizer_step(self.model, self.optimizer, cfg.optim.grad_clip, metrics["train/loss"])
                 norms.append(norm)
                 finite = finite and ok
-        self.scheduler.step()  # the schedule counts RL steps (cfg.steps), not PPO epochs x mini-batches
+        schedule_step(self.scheduler)  # the schedule counts RL steps (cfg.steps), not PPO epochs x mini-batches
         return metrics, norms[-1] if norms else 0.0, finite
 
 

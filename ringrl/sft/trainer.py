@@ -41,7 +41,7 @@ from ringrl.utils.checkpoint import quiet_transformers, save_checkpoint, seed_ev
 from ringrl.utils.io import write_json
 from ringrl.utils.metrics import MetricsLogger
 from ringrl.utils.progress import Progress
-from ringrl.common_config import make_optimizer, optimizer_step
+from ringrl.common_config import make_optimizer, optimizer_step, schedule_step
 from ringrl.errors import UserError
 
 
@@ -220,7 +220,7 @@ def _zero_mask(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 def clip_and_step(model, optimizer, scheduler, grad_clip: float) -> float:
     """One optimizer step (skipped when non-finite) and one schedule step; the norm before clipping."""
     norm, _ = optimizer_step(model, optimizer, grad_clip)
-    scheduler.step()
+    schedule_step(scheduler)
     return norm
 
 
