@@ -11,8 +11,9 @@ and then a report over all its runs:
   the start point against RL gain, and token efficiency = RL tokens / SFT tokens
   (Figures 5 and 9).
 - ``two-stage-vs-mixed``: from the selected checkpoint, math RL then code+logic RL,
-  against one mixed run with the same total steps, for every seed, evaluated on the
-  synthetic test splits (the paper's domain-conflict finding).
+  against one mixed run with the same total steps drawing the domains in the same
+  proportion (math 40 x 16 prompts : code and logic 10 x 16 between them), for every
+  seed, evaluated on the synthetic test splits (the paper's domain-conflict finding).
 
 ``--smoke`` shrinks every stage as the quickstart's smoke mode does.
 """
@@ -49,19 +50,27 @@ def _rl(name: str, source: str, base: dict[str, Any], **config: Any) -> dict[str
 
 
 def _mixed_data(*stages: dict[str, Any]) -> dict[str, Any]:
-    """One data section drawing every task of ``stages`` at the levels each stage used."""
+    """One data section drawing every task of ``stages`` at the levels each stage used, and in
+    the proportion the stages drew it: a stage's prompts (steps x L) shared by its tasks by
+    their weights. So the mixed run sees the same mix of domains, only not in sequence."""
     tasks: list[str] = []
     levels: dict[str, list[int]] = {}
+    weights: dict[str, float] = {}
     for st in stages:
-        data = st["config"].get("data", {})
-        lv = data.get("levels")
-        for t in data.get("tasks", ["math"]):
+        cfg = st["config"]
+        data = cfg.get("data", {})
+        lv, own_w = data.get("levels"), data.get("weights") or {}
+        stage_tasks = data.get("tasks", ["math"])
+        prompts = cfg.get("steps", 50) * cfg.get("rollout", {}).get("prompts_per_step", 16)
+        total_w = sum(own_w.get(t, 1.0) for t in stage_tasks)
+        for t in stage_tasks:
             if t not in tasks:
                 tasks.append(t)
             own = lv.get(t) if isinstance(lv, dict) else lv
             if own:
                 levels[t] = sorted({*levels.get(t, []), *own})
-    return {"tasks": tasks, "levels": levels or None, "weights": None}
+            weights[t] = weights.get(t, 0.0) + prompts * own_w.get(t, 1.0) / total_w
+    return {"tasks": tasks, "levels": levels or None, "weights": weights}
 
 
 def experiment_spec(name: str, out: str, seeds: list[int], smoke: bool = False) -> PipelineSpec:

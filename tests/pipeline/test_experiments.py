@@ -37,6 +37,11 @@ def test_two_stage_and_mixed_train_the_same_number_of_steps():
         for task in data["tasks"]:
             own = data["levels"][task] if isinstance(data.get("levels"), dict) else data.get("levels")
             assert (mixed["levels"] or {}).get(task) == (sorted(own) if own else None)
+    # and in the proportion the stages drew them: steps x L prompts, a stage's share split by its tasks
+    s1, s2 = spec.stage("stage1-seed0").config, spec.stage("stage2-seed0").config
+    p1 = s1["steps"] * s1["rollout"]["prompts_per_step"]
+    p2 = s2["steps"] * s2["rollout"]["prompts_per_step"]
+    assert mixed["weights"] == pytest.approx({"math": p1, "code": p2 / 2, "logic": p2 / 2})
 
 
 def test_sft_epochs_starts_rl_from_every_epoch():
