@@ -15,7 +15,15 @@ How N ranks train as one process on the whole batch (DESIGN.md, "Scale-out"):
   gradients over ranks, hence every rank's loss is multiplied by ``world_size``;
 - a rank may hold no sequence at all (fewer responses than ranks): it still runs one
   backward pass, on a zero-weight sequence, so that the gradient all-reduce matches;
-- only rank 0 writes files (metrics, checkpoints, summaries).
+- only rank 0 writes files (metrics, checkpoints, summaries); every rank reads the same
+  run directory, so it must sit on a filesystem all ranks share.
+
+The process group is joined once per process and left to the end of the process
+(:func:`close_distributed`, called by the CLI on exit): trainers never destroy it, so
+several stages can run in one process, and a rank that fails exits without waiting in a
+collective its peers will never reach (torchrun then stops the others). The collective
+timeout is ``RINGRL_DIST_TIMEOUT_MINUTES`` (default 60): the longest one rank may wait
+for another, e.g. while rank 0 writes a checkpoint.
 """
 
 from __future__ import annotations
@@ -35,7 +43,6 @@ class Dist:
     world_size: int = 1
     local_rank: int = 0
     local_world_size: int = 1
-    owns_group: bool = False  # this object's init_distributed started the process group
 
     @property
     def enabled(self) -> bool:
@@ -46,40 +53,46 @@ class Dist:
         return self.rank == 0
 
 
-def init_distributed(device: str, timeout_minutes: float = 60.0) -> tuple[Dist, str]:
-    """Join torchrun's process group when ``WORLD_SIZE > 1``; returns (dist, this rank's device).
+def init_distributed(device: str) -> tuple[Dist, str]:
+    """Join torchrun's process group when ``WORLD_SIZE > 1`` (once per process; later calls
+    reuse it); returns (dist, this rank's device).
 
-    ``device`` is the config's (``auto``, ``cpu``, ``cuda``, ``cuda:N``): under torchrun
-    ``auto``/``cuda`` become ``cuda:LOCAL_RANK``. The timeout covers the longest stretch one
-    rank may wait for another (rank 0 writing a checkpoint, say)."""
+    ``device`` is the config's (``auto``, ``cpu``, ``cuda``): under torchrun ``auto`` and
+    ``cuda`` become ``cuda:LOCAL_RANK``; a fixed ``cuda:N`` would put every rank on one GPU
+    and is a config error."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return Dist(), device
     import torch
     import torch.distributed as td
 
+    from ringrl.errors import ConfigError
     from ringrl.models.loading import resolve_device
 
     local = int(os.environ.get("LOCAL_RANK", "0"))
     local_world = int(os.environ.get("LOCAL_WORLD_SIZE", str(world)))
     dev = resolve_device(device)
+    if dev.startswith("cuda:"):
+        raise ConfigError("model.device", f"'{dev}' under torchrun would put every rank on one GPU; "
+                          "use 'auto' or 'cuda' (each rank takes cuda:LOCAL_RANK)")
     if dev == "cuda":
         dev = f"cuda:{local}"
-    if dev.startswith("cuda"):
         torch.cuda.set_device(dev)
-    owns = not td.is_initialized()
-    if owns:
-        td.init_process_group("nccl" if dev.startswith("cuda") else "gloo", timeout=timedelta(minutes=timeout_minutes))
-    return Dist(td.get_rank(), td.get_world_size(), local, local_world, owns), dev
+    if not td.is_initialized():
+        minutes = float(os.environ.get("RINGRL_DIST_TIMEOUT_MINUTES", "60"))
+        kwargs: dict[str, Any] = {"timeout": timedelta(minutes=minutes)}
+        if dev.startswith("cuda"):
+            kwargs["device_id"] = torch.device(dev)
+        td.init_process_group("nccl" if dev.startswith("cuda") else "gloo", **kwargs)
+    return Dist(td.get_rank(), td.get_world_size(), local, local_world), dev
 
 
-def close_distributed(dist: Dist) -> None:
-    if dist.owns_group:
-        import torch.distributed as td
+def close_distributed() -> None:
+    """Leave the process group, if this process joined one (at the end of the process)."""
+    import torch.distributed as td
 
-        if td.is_initialized():
-            td.barrier()
-            td.destroy_process_group()
+    if td.is_available() and td.is_initialized():
+        td.destroy_process_group()
 
 
 def wrap_ddp(model: Any, dist: Dist) -> Any:
@@ -166,10 +179,6 @@ def barrier(dist: Dist) -> None:
         td.barrier()
 
 
-def max_over_ranks(value: float, dist: Dist) -> float:
-    return max(gather_objects(value, dist))
-
-
 def replicas_agree(model: Any, dist: Dist) -> bool:
     """True when every rank holds the same weights (per-tensor fp64 sums and absolute sums, compared).
 
@@ -180,6 +189,6 @@ def replicas_agree(model: Any, dist: Dist) -> bool:
     import torch
 
     with torch.no_grad():
-        sig = [(float(p.double().sum()), float(p.double().abs().sum())) for p in unwrap(model).parameters()]
+        sig = [(float(p.sum(dtype=torch.float64)), float(p.abs().sum(dtype=torch.float64))) for p in unwrap(model).parameters()]
     first, *rest = gather_objects(sig, dist)
     return all(r == first for r in rest)

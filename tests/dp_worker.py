@@ -55,7 +55,7 @@ def main(model_dir: str, out: str) -> None:
         torch.save({"grads": grads, "metrics": {k: v for k, v in metrics.items() if not k.startswith("_")},
                     "sequences": len(mine), "batch_tokens": batch.n_tokens, "world_size": dist.world_size},
                    Path(out) / f"{name}-rank{dist.rank}.pt")
-    close_distributed(dist)
+    close_distributed()
 
 
 if __name__ == "__main__":

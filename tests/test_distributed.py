@@ -123,3 +123,29 @@ def test_torchrun_sft_matches_one_process_with_the_same_accumulation(tmp_path, r
         torch.testing.assert_close(w2[n], w1[n], atol=1e-4, rtol=1e-4, msg=n)
     s1, s2 = (json.loads((d / "summary.json").read_text()) for d in (one, two))
     assert s1["tokens_seen"] == s2["tokens_seen"] and len(s2["checkpoints"]) == 2
+
+
+def test_commands_that_run_on_one_process_refuse_torchrun(monkeypatch, capsys):
+    from ringrl.cli import main
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert main(["pipeline", "nope.yaml"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "under torchrun only sft and rl" in err
+
+
+def test_pooled_entropy_is_token_weighted_and_accuracy_sample_weighted():
+    """Two ranks' shares of the held-out samples pooled into one measurement, by hand:
+    rank 0: 2 samples of 10 tokens, entropy 0.5, accuracy 1/2; rank 1: 1 sample of 30 tokens, entropy 0.1, accuracy 1."""
+    from ringrl.sft.evaluate import PolicyEval
+    from ringrl.sft.trainer import pool_evals
+
+    a = PolicyEval(entropy=0.5, accuracy=0.5, mean_length=10.0, problems=2, samples=2)
+    b = PolicyEval(entropy=0.1, accuracy=1.0, mean_length=30.0, problems=1, samples=1)
+    p = pool_evals([a, b])
+    assert p.entropy == pytest.approx((0.5 * 20 + 0.1 * 30) / 50)
+    assert p.accuracy == pytest.approx(2 / 3) and p.mean_length == pytest.approx(50 / 3)
+    assert (p.problems, p.samples) == (3, 3)
+    assert pool_evals([a]) is a
+    empty = PolicyEval(entropy=0.0, accuracy=0.0, mean_length=0.0, problems=0, samples=0)  # a rank with no row
+    assert pool_evals([a, empty]) == PolicyEval(entropy=0.5, accuracy=0.5, mean_length=10.0, problems=2, samples=2)

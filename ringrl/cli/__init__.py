@@ -15,6 +15,9 @@ import sys
 from ringrl import __version__
 from ringrl.errors import UserError
 
+# the commands that run data parallel under torchrun (ringrl.distributed); the others refuse to
+DATA_PARALLEL = ("sft", "rl")
+
 # sub-command name -> module under ringrl.cli (imported lazily: `ringrl --help` stays fast)
 COMMANDS: dict[str, str] = {
     "quickstart": "quickstart",
@@ -56,6 +59,11 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and args.command not in DATA_PARALLEL:
+        print(f"ringrl {args.command}: error: runs on one process; under torchrun only "
+              f"{' and '.join(DATA_PARALLEL)} (run a pipeline's sft and rl stages as their own torchrun commands)",
+              file=sys.stderr)
+        return 2
     try:
         code = args.func(args)
     except UserError as e:
@@ -64,6 +72,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"ringrl {args.command}: interrupted", file=sys.stderr)
         return 130
+    finally:
+        if "torch.distributed" in sys.modules:  # leave torchrun's process group, if this process joined it
+            from ringrl.distributed import close_distributed
+
+            close_distributed()
     return int(code or 0)
 
 

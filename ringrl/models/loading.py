@@ -93,5 +93,5 @@ def is_moe(model: Any) -> bool:
 
 
 def moe_top_k(model: Any) -> int:
-    cfg = model.config
+    cfg = getattr(model, "module", model).config
     return int(getattr(cfg, "num_experts_per_tok", None) or getattr(cfg, "moe_topk", None) or 1)

@@ -64,7 +64,7 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
 
 def load_rl_state(ckpt: Path, optimizer: Any, scheduler: Any) -> TrainerState:
     state = TrainerState.from_json(json.loads((ckpt / "trainer_state.json").read_text()))
-    blob = torch.load(ckpt / "optimizer.pt", weights_only=False)
+    blob = torch.load(ckpt / "optimizer.pt", weights_only=False, map_location="cpu")  # the optimizer moves its state to each parameter's device
     optimizer.load_state_dict(blob["optimizer"])
     scheduler.load_state_dict(blob["scheduler"])
     torch.set_rng_state(blob["torch_rng"])

@@ -29,6 +29,7 @@ import copy
 import random
 import statistics
 import time
+import warnings
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -37,8 +38,7 @@ from ringrl.algorithms import assign_advantages, get_batch_former, informative_g
 from ringrl.algorithms.types import FormedBatch, Sample, SelectedSample
 from ringrl.common_config import make_optimizer, optimizer_step, schedule_step
 from ringrl.config import save_config
-from ringrl.distributed import (barrier, broadcast_object, close_distributed, init_distributed, replicas_agree,
-                                wrap_ddp)
+from ringrl.distributed import barrier, broadcast_object, init_distributed, replicas_agree, wrap_ddp
 from ringrl.errors import UserError
 from ringrl.models.loading import is_moe, load_policy, moe_top_k
 from ringrl.rl.config import RLConfig
@@ -48,7 +48,7 @@ from ringrl.rl.state import (TrainerState, latest_checkpoint, load_rl_state, pru
                              save_rl_checkpoint, truncate_metrics)
 from ringrl.rl.update import build_micro_batches, rank_gradients, sequence_logprobs, split_mini_batches
 from ringrl.rollout import HFEngine
-from ringrl.utils.checkpoint import quiet_transformers, seed_everything, set_threads
+from ringrl.utils.checkpoint import NonFiniteWeights, all_finite, quiet_transformers, seed_everything, set_threads
 from ringrl.utils.io import read_json, write_json
 from ringrl.utils.metrics import MetricsLogger
 from ringrl.utils.progress import Progress
@@ -70,6 +70,9 @@ class RLTrainer:
         self.dist, self.device = init_distributed(cfg.model.device)
         self.model, self.tokenizer = load_policy(cfg.model.path, self.device, cfg.model.dtype)
         self.train_model = wrap_ddp(self.model, self.dist)  # the model itself on one process
+        if self.dist.is_main and cfg.rollout.prompts_per_step < self.dist.world_size:
+            warnings.warn(f"rollout.prompts_per_step={cfg.rollout.prompts_per_step} < {self.dist.world_size} ranks: "
+                          "some ranks sample nothing", stacklevel=2)
         self.ref_model = self._load_reference() if cfg.loss.beta > 0 else None
         self.engine = engine or HFEngine(self.model, self.tokenizer, batch_size=cfg.rollout.batch_size)
         self.stream = PromptStream(load_rl_rows(cfg.data), seed=cfg.data.seed)
@@ -268,6 +271,8 @@ class RLTrainer:
 
     def _save(self, name: str) -> None:
         """Rank 0 writes the checkpoint (the weights are the same on every rank); the others wait for it."""
+        if not all_finite(self.model):  # checked on every rank (the weights are equal), so all stop together
+            raise NonFiniteWeights(f"refusing to write {self.run_dir / 'checkpoints' / name}: the model has non-finite weights")
         if not replicas_agree(self.model, self.dist):
             raise RuntimeError(f"data-parallel ranks hold different weights at step {self.state.step}; not writing {name}")
         if self.dist.is_main:
@@ -279,10 +284,14 @@ class RLTrainer:
     def _maybe_resume(self) -> str | None:
         if not self.cfg.resume:
             return None
-        ckpt = latest_checkpoint(self.run_dir)
-        if ckpt is None:
+        found = broadcast_object(str(latest_checkpoint(self.run_dir) or "") if self.dist.is_main else None, self.dist)
+        if not found:  # rank 0 chose (every rank must resume from the same step)
             return None
-        model, _ = load_policy(ckpt, self.device, self.cfg.model.dtype)
+        ckpt = Path(found)
+        if not ckpt.is_dir():
+            raise UserError(f"resume: {ckpt} (rank 0's latest checkpoint) is not visible on rank {self.dist.rank}; "
+                            "the run directory must be on a filesystem every rank shares")
+        model, _ = load_policy(ckpt, "cpu", self.cfg.model.dtype)
         self.model.load_state_dict(model.state_dict())
         self.state = load_rl_state(ckpt, self.optimizer, self.scheduler)
         self.stream.position = self.state.position
@@ -314,8 +323,6 @@ class RLTrainer:
         if self._own_pool is not None:
             self._own_pool.close()
             self._own_pool = None
-        close_distributed(self.dist)
-        self.dist = replace(self.dist, owns_group=False)  # closed once
 
 
 def train_rl(cfg: RLConfig, score=None) -> dict[str, Any]:

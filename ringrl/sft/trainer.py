@@ -11,8 +11,9 @@ Run directory: ``config.yaml``, ``metrics.jsonl`` (one line per optimizer step),
 Under ``torchrun`` (:mod:`ringrl.distributed`) an optimizer step takes ``grad_accum x
 world_size`` length-bucketed batches; every rank counts the target tokens of all of
 them (the denominator) and back-propagates its own through DDP, so N ranks give the
-gradient of one process with N times the accumulation. Rank 0 alone measures entropy
-and writes files.
+gradient of one process with N times the accumulation. At the end of an epoch each rank
+samples its share of the held-out prompts and the entropy and accuracy are pooled;
+rank 0 alone writes files.
 """
 
 from __future__ import annotations
@@ -28,16 +29,17 @@ import torch
 
 from ringrl.algorithms.moe import moe_aux_loss
 from ringrl.config import save_config
-from ringrl.distributed import (Dist, all_reduce_sum, barrier, broadcast_object, close_distributed, init_distributed,
-                                sync_unless, wrap_ddp)
+from ringrl.distributed import (Dist, all_reduce_sum, barrier, broadcast_object, gather_objects, init_distributed,
+                                replicas_agree, sync_unless, wrap_ddp)
 from ringrl.data.rows import load_rows
 from ringrl.models.forward import forward
 from ringrl.models.loading import is_moe, load_policy, moe_top_k
 from ringrl.sft.config import SFTConfig
 from ringrl.sft.data import bucket_batches, collate, encode_rows
-from ringrl.sft.evaluate import evaluate_policy
+from ringrl.sft.evaluate import PolicyEval, evaluate_policy
 from ringrl.sft.loss import sft_loss
-from ringrl.utils.checkpoint import quiet_transformers, save_checkpoint, seed_everything, set_threads
+from ringrl.utils.checkpoint import (NonFiniteWeights, all_finite, quiet_transformers, save_checkpoint, seed_everything,
+                                     set_threads)
 from ringrl.utils.io import write_json
 from ringrl.utils.metrics import MetricsLogger
 from ringrl.utils.progress import Progress
@@ -78,11 +80,11 @@ def prepare_model(cfg: SFTConfig, run_dir: Path, train_rows: list[dict[str, Any]
     return model, tokenizer, path
 
 
-def make_grader():
+def make_grader(workers: int | None = None):
     """A function (rows, responses) -> rewards backed by the verifier registry's worker pool."""
     from ringrl.rewards import RewardPool
 
-    pool = RewardPool()
+    pool = RewardPool(workers=workers)
 
     def grade(rows, responses):
         return [v.reward for v in pool.score(rows, responses)]
@@ -97,11 +99,8 @@ def train_sft(cfg: SFTConfig, grader=None) -> dict[str, Any]:
     set_threads(cfg.threads)
     seed_everything(cfg.seed)
     dist, device = init_distributed(cfg.model.device)
-    try:
-        summary = _train_sft(cfg, grader, dist, device)
-        return broadcast_object(summary if dist.is_main else None, dist)  # rank 0's, which has the checkpoints
-    finally:
-        close_distributed(dist)
+    summary = _train_sft(cfg, grader, dist, device)
+    return broadcast_object(summary if dist.is_main else None, dist)  # rank 0's, which has the checkpoints
 
 
 def _train_sft(cfg: SFTConfig, grader, dist: Dist, device: str) -> dict[str, Any]:
@@ -128,8 +127,11 @@ def _train_sft(cfg: SFTConfig, grader, dist: Dist, device: str) -> dict[str, Any
     optimizer, scheduler = make_optimizer(model, cfg.optim, total_steps)
     device = next(model.parameters()).device
     moe, top_k = is_moe(model), moe_top_k(model)
-    own_grader = grader is None and main
-    grader = grader or (make_grader() if main else None)
+    own_grader = grader is None
+    if grader is None:  # every rank grades its share of the held-out samples
+        import os
+
+        grader = make_grader(max(1, (os.cpu_count() or 1) // dist.local_world_size))
 
     summary: dict[str, Any] = {
         "kind": "sft", "model": model_path, "train_rows": len(examples), "skipped_too_long": skipped,
@@ -170,12 +172,11 @@ def _train_sft(cfg: SFTConfig, grader, dist: Dist, device: str) -> dict[str, Any
                     })
                     bar.update(f"epoch {epoch} loss {rec['train/loss']:.3f} {rec['throughput/tokens_per_s']:.0f} tok/s")
                 summary["tokens_seen"] = tokens_seen
-                if main:  # the checkpoint and the entropy measurement; the other ranks wait
-                    summary["checkpoints"].append(
-                        finish_epoch(cfg, run_dir, model, tokenizer, held_rows, grader, epoch, step, tokens_seen, bar)
-                    )
+                summary["checkpoints"].append(
+                    finish_epoch(cfg, run_dir, model, tokenizer, held_rows, grader, epoch, step, tokens_seen, bar, dist)
+                )
+                if main:
                     write_json(run_dir / "summary.json", summary)
-                barrier(dist)
     finally:
         logger.close()
         if own_grader and hasattr(grader, "close"):
@@ -207,6 +208,22 @@ def train_step(model, group: list[dict[str, torch.Tensor]], denominator: int, cf
     return out
 
 
+def pool_evals(parts: list[PolicyEval]) -> PolicyEval:
+    """One measurement from several ranks' shares: entropy weighted by tokens, accuracy by samples
+    (the identity on one part)."""
+    if len(parts) == 1:
+        return parts[0]
+    tokens = [p.mean_length * p.samples for p in parts]
+    n_tok, n_samples = sum(tokens), sum(p.samples for p in parts)
+    return PolicyEval(
+        entropy=sum(p.entropy * t for p, t in zip(parts, tokens)) / max(1.0, n_tok),
+        accuracy=sum(p.accuracy * p.samples for p in parts) / max(1, n_samples),
+        mean_length=n_tok / max(1, n_samples),
+        problems=sum(p.problems for p in parts),
+        samples=n_samples,
+    )
+
+
 def _targets(e) -> int:
     """Target tokens of one example in the loss (``loss_mask[1:]``: the first position is never a target)."""
     return len(e.input_ids) - max(e.n_prompt, 1)
@@ -224,15 +241,27 @@ def clip_and_step(model, optimizer, scheduler, grad_clip: float) -> float:
     return norm
 
 
-def finish_epoch(cfg, run_dir, model, tokenizer, held_rows, grader, epoch, step, tokens_seen, bar) -> dict[str, Any]:
+def finish_epoch(cfg, run_dir, model, tokenizer, held_rows, grader, epoch, step, tokens_seen, bar,
+                 dist: Dist = Dist()) -> dict[str, Any]:
+    """Checkpoint ``epoch-N`` (rank 0 writes it) and measure the policy's entropy and accuracy on
+    the held-out rows (each rank samples its share of them; the measures are pooled)."""
     name = f"epoch-{epoch}"
-    ckpt = save_checkpoint(run_dir / "checkpoints" / name, model, tokenizer,
-                           {"epoch": epoch, "step": step, "tokens_seen": tokens_seen})
-    bar.note(f"epoch {epoch}: saved {ckpt}; measuring entropy on {len(held_rows)} held-out prompts")
-    ev = evaluate_policy(model, tokenizer, held_rows, grader, samples=cfg.entropy.samples,
-                         temperature=cfg.entropy.temperature, max_new_tokens=cfg.entropy.max_new_tokens,
-                         batch_size=cfg.entropy.batch_size, seed=cfg.seed + epoch)
+    path = run_dir / "checkpoints" / name
+    if not all_finite(model):  # on every rank (the weights are equal), so all stop together
+        raise NonFiniteWeights(f"refusing to write {path}: the model has non-finite weights")
+    if not replicas_agree(model, dist):
+        raise RuntimeError(f"data-parallel ranks hold different weights after epoch {epoch}; not writing {name}")
+    if dist.is_main:
+        save_checkpoint(path, model, tokenizer, {"epoch": epoch, "step": step, "tokens_seen": tokens_seen})
+    barrier(dist)
+    if dist.is_main:
+        bar.note(f"epoch {epoch}: saved {path}; measuring entropy on {len(held_rows)} held-out prompts")
+    mine = evaluate_policy(model, tokenizer, held_rows[dist.rank :: dist.world_size], grader, samples=cfg.entropy.samples,
+                           temperature=cfg.entropy.temperature, max_new_tokens=cfg.entropy.max_new_tokens,
+                           batch_size=cfg.entropy.batch_size, seed=(cfg.seed + epoch) * dist.world_size + dist.rank)
+    ev = pool_evals(gather_objects(mine, dist))
     model.train()
-    bar.note(f"epoch {epoch}: entropy {ev.entropy:.3f}  accuracy {ev.accuracy:.3f}  length {ev.mean_length:.0f}")
+    if dist.is_main:
+        bar.note(f"epoch {epoch}: entropy {ev.entropy:.3f}  accuracy {ev.accuracy:.3f}  length {ev.mean_length:.0f}")
     return {"name": name, "path": f"checkpoints/{name}", "epoch": epoch, "step": step, "tokens_seen": tokens_seen,
             **{k: v for k, v in asdict(ev).items() if k != "problems"}, "eval_problems": ev.problems}
