@@ -16,6 +16,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+CONFIGURED_KINDS = ("sft", "rl", "eval")  # the stage kinds whose config key=value overrides reach
+
+
 def split_stage_overrides(items: list[str]) -> dict[str, list[str]]:
     from ringrl.errors import UserError
 
@@ -34,10 +37,13 @@ def run(args: argparse.Namespace) -> int:
 
     spec = load_pipeline(args.config, out=args.out)
     overrides = split_stage_overrides(args.overrides)
-    names = {s.name for s in spec.stages}
+    kinds = {s.name: s.kind for s in spec.stages}
     for stage in overrides:
-        if stage not in names:
-            raise UserError(f"override for stage '{stage}': no such stage in {args.config} ({', '.join(sorted(names))})")
+        if stage not in kinds:
+            raise UserError(f"override for stage '{stage}': no such stage in {args.config} ({', '.join(sorted(kinds))})")
+        if kinds[stage] not in CONFIGURED_KINDS:
+            raise UserError(f"override for stage '{stage}': a {kinds[stage]} stage has no config to override; "
+                            f"edit its options in {args.config}")
     run_pipeline(spec, overrides)
     print(f"pipeline finished: {spec.out}")
     return 0

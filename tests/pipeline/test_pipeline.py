@@ -158,3 +158,17 @@ def test_an_adopted_sft_run_is_not_trained_again(tmp_path, fake_runners):
     assert sft["dir"] == str(done.resolve()) and sft["model"] == str((done / "checkpoints" / "epoch-2").resolve())
     with pytest.raises(UserError, match="not a finished SFT run"):
         adopt_sft_run(tmp_path / "other", "sft", tmp_path / "nowhere")
+
+
+@pytest.mark.parametrize("item, words", [
+    ("select.band=[0.1,0.2]", "a select stage has no config to override"),
+    ("nope.steps=1", "no such stage"),
+])
+def test_cli_overrides_that_would_not_apply_are_one_line_errors(tmp_path, capsys, item, words):
+    from ringrl.cli import main
+
+    cfg = write(tmp_path, GOOD.replace("OUT", str(tmp_path / "out")))
+    assert main(["pipeline", str(cfg), item]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and words in err
+    assert not (tmp_path / "out").exists()  # nothing ran
