@@ -43,6 +43,19 @@ def zero_grader(rows, responses):
     return [0.0] * len(rows)
 
 
+def perturbed_reference(model, scale: float = 0.05):
+    """A frozen copy of ``model`` with seeded noise on every weight: a reference that differs, so
+    the KL term has a gradient."""
+    import copy
+
+    ref = copy.deepcopy(model)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for p in ref.parameters():
+            p.add_(scale * torch.randn_like(p))
+    return ref.requires_grad_(False)
+
+
 def random_groups(seed: int, vocab: int):
     """Three prompts x four random responses (3 to 14 tokens) with mixed rewards, advantages
     assigned, and pi_old off the current policy so that PPO ratios clip."""
@@ -68,10 +81,11 @@ def random_groups(seed: int, vocab: int):
 
 @pytest.fixture(scope="session")
 def ringrl_util():
-    """The helpers of this module: ``parity_score``, ``zero_grader``, ``random_groups``, ``load_weights``,
-    ``unchanged_params`` (``sys.modules["conftest"]`` may be another folder's conftest by now)."""
+    """The helpers of this module: ``parity_score``, ``zero_grader``, ``random_groups``,
+    ``perturbed_reference``, ``load_weights``, ``unchanged_params`` (``sys.modules["conftest"]`` may be another folder's conftest by now)."""
     return SimpleNamespace(parity_score=parity_score, zero_grader=zero_grader, random_groups=random_groups,
-                           load_weights=load_weights, unchanged_params=unchanged_params)
+                           perturbed_reference=perturbed_reference, load_weights=load_weights,
+                           unchanged_params=unchanged_params)
 
 
 @pytest.fixture(scope="session")

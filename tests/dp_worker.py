@@ -8,7 +8,6 @@ sequences this rank trained.
 
 from __future__ import annotations
 
-import copy
 import importlib.util
 import random
 import sys
@@ -25,7 +24,7 @@ from ringrl.rl.update import rank_gradients
 _spec = importlib.util.spec_from_file_location("ringrl_tests_conftest", Path(__file__).with_name("conftest.py"))
 _conftest = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(_conftest)
-random_groups = _conftest.random_groups  # the same batches as tests/rl/test_rl_update.py
+random_groups = _conftest.random_groups  # the same batches and reference as tests/rl/test_rl_update.py
 
 # router terms are per micro-batch statistics, not sums over tokens: off, so any split is exact
 LOSS = LossConfig(eps_low=0.2, eps_high=0.28, beta=0.1, alpha_entropy=1e-2, alpha_balance=0.0, alpha_zloss=0.0)
@@ -37,12 +36,7 @@ def main(model_dir: str, out: str) -> None:
     torch.set_num_threads(1)
     dist, device = init_distributed("cpu")
     model, tok = load_policy(model_dir, device=device)
-    ref = copy.deepcopy(model)
-    torch.manual_seed(0)
-    with torch.no_grad():  # a reference that differs, so the KL term has a gradient
-        for p in ref.parameters():
-            p.add_(0.05 * torch.randn_like(p))
-    ref.requires_grad_(False)
+    ref = _conftest.perturbed_reference(model)
     model.train()
     train_model = wrap_ddp(model, dist)
     for name, (algo, budget) in CASES.items():

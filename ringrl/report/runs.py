@@ -99,25 +99,24 @@ def load_run(path: Path, label: str) -> Run:
     if not metrics_path.is_file() and not summary_path.is_file():
         raise UserError(f"{path}: not a run directory (no metrics.jsonl or summary.json)")
     run = Run(path=path, label=label)
-    if summary_path.is_file():
-        try:
-            summary = json.loads(summary_path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as e:
-            run.warnings.append(f"{summary_path}: unreadable ({e.msg}); ignored")
-            summary = {}
-        run.summary = summary if isinstance(summary, dict) else {}
+    run.summary = _json_object(summary_path, run.warnings)
     if metrics_path.is_file():
         run.metrics, warnings = read_metrics_tolerant(metrics_path)
         run.warnings.extend(warnings)
-    selection_path = path / "selection.json"
-    if selection_path.is_file():
-        try:
-            selection = json.loads(selection_path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as e:
-            run.warnings.append(f"{selection_path}: unreadable ({e.msg}); ignored")
-            selection = {}
-        run.selection = selection if isinstance(selection, dict) else {}
+    run.selection = _json_object(path / "selection.json", run.warnings)
     return run
+
+
+def _json_object(path: Path, warnings: list[str]) -> dict[str, Any]:
+    """The JSON object in ``path``; ``{}`` when the file is absent, or unreadable (said in ``warnings``)."""
+    if not path.is_file():
+        return {}
+    try:
+        obj = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        warnings.append(f"{path}: unreadable ({e.msg}); ignored")
+        return {}
+    return obj if isinstance(obj, dict) else {}
 
 
 def _default_labels(paths: Sequence[Path]) -> list[str]:

@@ -133,7 +133,9 @@ def test_report_is_self_contained_and_overlays_runs(runs, tmp_path):
     assert "pass@4" in page and "epoch-2" in page  # eval and checkpoint tables
 
 
-def test_legend_labels_are_drawn(runs, tmp_path, monkeypatch):
+@pytest.fixture
+def legends(monkeypatch) -> list[list[str]]:
+    """The texts of every legend drawn while the test runs, one list per legend."""
     import matplotlib.axes
 
     seen: list[list[str]] = []
@@ -145,8 +147,12 @@ def test_legend_labels_are_drawn(runs, tmp_path, monkeypatch):
         return legend
 
     monkeypatch.setattr(matplotlib.axes.Axes, "legend", spy)
+    return seen
+
+
+def test_legend_labels_are_drawn(runs, tmp_path, legends):
     build_report([runs["c3po"], runs["grpo"]], tmp_path / "r.html", labels=["alpha", "beta"])
-    assert ["alpha", "beta"] in seen  # reward, tokens, ... overlay both runs
+    assert ["alpha", "beta"] in legends  # reward, tokens, ... overlay both runs
 
 
 def test_eval_results_in_ringrl_eval_spelling(tmp_path):
@@ -214,21 +220,10 @@ def test_rl_curves_leave_out_sft_runs(tmp_path):
     assert curve_plot(both, spec["tokens"], colors(2)) is not None
 
 
-def test_sft_entropy_plot_marks_the_runs_own_band_and_chosen_checkpoint(runs, tmp_path, monkeypatch):
+def test_sft_entropy_plot_marks_the_runs_own_band_and_chosen_checkpoint(runs, tmp_path, legends):
     """selection.json beside an SFT run (select-checkpoint's output): its band and chosen epoch enter Figure 5."""
-    import matplotlib.axes
-
     (runs["sft"] / "selection.json").write_text(json.dumps({"chosen": "epoch-3", "epoch": 3, "band": [0.2, 0.3]}))
     loaded, _ = load_runs([runs["sft"]], labels=["s"])
     assert loaded[0].selection["band"] == [0.2, 0.3]
-    seen: list[list[str]] = []
-    original = matplotlib.axes.Axes.legend
-
-    def spy(self, *args, **kwargs):
-        legend = original(self, *args, **kwargs)
-        seen.append([t.get_text() for t in legend.get_texts()])
-        return legend
-
-    monkeypatch.setattr(matplotlib.axes.Axes, "legend", spy)
     build_report([runs["sft"]], tmp_path / "r.html", labels=["s"])
-    assert ["paper's band 0.3-0.5", "s", "s: selection band 0.2-0.3", "s: chosen (epoch 3)"] in seen
+    assert ["paper's band 0.3-0.5", "s", "s: selection band 0.2-0.3", "s: chosen (epoch 3)"] in legends

@@ -3,7 +3,6 @@ gives the one-batch gradient, for every batch former (the denominator is fixed b
 
 from __future__ import annotations
 
-import copy
 import random
 
 import pytest
@@ -16,17 +15,11 @@ from ringrl.rl.update import accumulate_gradients, build_micro_batches
 
 
 @pytest.fixture(scope="module")
-def models(ringrl_moe_dir):
+def models(ringrl_moe_dir, ringrl_util):
     from ringrl.models import load_policy
 
     model, tok = load_policy(ringrl_moe_dir, device="cpu")
-    ref = copy.deepcopy(model)
-    torch.manual_seed(0)
-    with torch.no_grad():  # a reference that differs, so the KL term has a gradient
-        for p in ref.parameters():
-            p.add_(0.05 * torch.randn_like(p))
-    ref.requires_grad_(False)
-    return model, ref, tok
+    return model, ringrl_util.perturbed_reference(model), tok
 
 
 def grads_for(model, ref, mbs, loss_cfg):
