@@ -26,6 +26,7 @@ Defaults and policies (see docs/rl.md):
 from __future__ import annotations
 
 import copy
+import os
 import random
 import statistics
 import time
@@ -83,8 +84,6 @@ class RLTrainer:
         self._own_pool = None
         if score is None:
             from ringrl.rewards import RewardPool
-
-            import os
 
             workers = cfg.reward_workers or max(1, (os.cpu_count() or 1) // self.dist.local_world_size)
             self._own_pool = RewardPool(workers=workers)

@@ -19,6 +19,7 @@ rank 0 alone writes files.
 from __future__ import annotations
 
 import math
+import os
 import random
 import time
 from dataclasses import asdict
@@ -129,8 +130,6 @@ def _train_sft(cfg: SFTConfig, grader, dist: Dist, device: str) -> dict[str, Any
     moe, top_k = is_moe(model), moe_top_k(model)
     own_grader = grader is None
     if grader is None:  # every rank grades its share of the held-out samples
-        import os
-
         grader = make_grader(max(1, (os.cpu_count() or 1) // dist.local_world_size))
 
     summary: dict[str, Any] = {
