@@ -129,9 +129,9 @@ def test_commands_that_run_on_one_process_refuse_torchrun(monkeypatch, capsys):
     from ringrl.cli import main
 
     monkeypatch.setenv("WORLD_SIZE", "2")
-    assert main(["pipeline", "nope.yaml"]) == 2
+    assert main(["eval", "--model", "nope", "--benchmarks", "gsm8k"]) == 2
     err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "under torchrun only sft and rl" in err
+    assert len(err.splitlines()) == 1 and "under torchrun only sft, rl, pipeline" in err
 
 
 def test_pooled_entropy_is_token_weighted_and_accuracy_sample_weighted():
@@ -149,3 +149,44 @@ def test_pooled_entropy_is_token_weighted_and_accuracy_sample_weighted():
     assert pool_evals([a]) is a
     empty = PolicyEval(entropy=0.0, accuracy=0.0, mean_length=0.0, problems=0, samples=0)  # a rank with no row
     assert pool_evals([a, empty]) == PolicyEval(entropy=0.5, accuracy=0.5, mean_length=10.0, problems=2, samples=2)
+
+
+def test_torchrun_pipeline_trains_on_every_rank_and_writes_once(tmp_path, ringrl_moe_dir):
+    """sft and rl stages data parallel, select/eval/report on rank 0; a re-run skips every stage."""
+    out = tmp_path / "pipe"
+    cfg = tmp_path / "p.yaml"
+    cfg.write_text(f"""\
+out: {out}
+stages:
+  - name: sft
+    kind: sft
+    config: {{model: {{path: {ringrl_moe_dir}, device: cpu}}, epochs: 1, data: {{train_size: 12, eval_size: 2}},
+             batch_tokens: 600, entropy: {{max_new_tokens: 4}}, progress: false, tensorboard: false, threads: 1}}
+  - name: select
+    kind: select
+    from: sft
+    band: [0.0, 100.0]
+  - name: rl
+    kind: rl
+    from: select
+    config: {{model: {{device: cpu}}, steps: 2, rollout: {{prompts_per_step: 2, samples_per_prompt: 2, max_new_tokens: 8}},
+             former: {{budget_tokens: 16}}, data: {{train_size: 8}}, reward_workers: 1, progress: false,
+             tensorboard: false, threads: 1}}
+  - name: eval
+    kind: eval
+    models: [rl]
+    benchmarks: [synthetic-math]
+    config: {{samples: 1, limit: 2, max_new_tokens: 8}}
+  - name: report
+    kind: report
+""")
+    res = _run(_torchrun(2, "-m", "ringrl", "pipeline", str(cfg)))
+    assert res.stdout.count("pipeline finished") == 1, res.stdout
+    summary = json.loads((out / "summary.json").read_text())
+    assert [s["name"] for s in summary["stages"]] == ["sft", "select", "rl", "eval", "report"]
+    assert all((out / n / "stage.json").is_file() for n in ("sft", "select", "rl", "eval", "report"))
+    rows = [json.loads(line) for line in (out / "rl" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2] and all(r["train/tokens"] == 16 for r in rows)
+    assert (out / "report" / "report.html").is_file()
+    again = _run(_torchrun(2, "-m", "ringrl", "pipeline", str(cfg)))
+    assert again.stderr.count("done, skipped") == 5, again.stderr[-2000:]  # rank 0 alone says so

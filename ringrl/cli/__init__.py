@@ -16,7 +16,7 @@ from ringrl import __version__
 from ringrl.errors import UserError
 
 # the commands that run data parallel under torchrun (ringrl.distributed); the others refuse to
-DATA_PARALLEL = ("sft", "rl")
+DATA_PARALLEL = ("sft", "rl", "pipeline")
 
 # sub-command name -> module under ringrl.cli (imported lazily: `ringrl --help` stays fast)
 COMMANDS: dict[str, str] = {
@@ -61,8 +61,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and args.command not in DATA_PARALLEL:
         print(f"ringrl {args.command}: error: runs on one process; under torchrun only "
-              f"{' and '.join(DATA_PARALLEL)} (run a pipeline's sft and rl stages as their own torchrun commands)",
-              file=sys.stderr)
+              f"{', '.join(DATA_PARALLEL)}", file=sys.stderr)
         return 2
     try:
         code = args.func(args)

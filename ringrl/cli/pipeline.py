@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -45,5 +46,6 @@ def run(args: argparse.Namespace) -> int:
             raise UserError(f"override for stage '{stage}': a {kinds[stage]} stage has no config to override; "
                             f"edit its options in {args.config}")
     run_pipeline(spec, overrides)
-    print(f"pipeline finished: {spec.out}")
+    if int(os.environ.get("RANK", "0")) == 0:  # under torchrun rank 0 speaks for all
+        print(f"pipeline finished: {spec.out}")
     return 0

@@ -4,6 +4,11 @@ A finished stage leaves ``OUT/NAME/stage.json`` (its outputs) and is skipped on 
 re-run; an RL stage that was interrupted resumes from its latest checkpoint; any other
 interrupted stage starts again (its outputs are only ever written atomically). The
 pipeline's ``OUT/summary.json`` lists the stages and their directories.
+
+Under ``torchrun`` the ``sft`` and ``rl`` stages train data parallel on every rank
+(:mod:`ringrl.distributed`); the other stages (curate, select, eval, report) run on
+rank 0 while the others wait, and every rank then holds the stage's outputs. Rank 0
+alone decides what is done and writes ``stage.json`` and ``summary.json``.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ringrl.config import merge
+from ringrl.distributed import broadcast_object, init_distributed
 from ringrl.errors import UserError
 from ringrl.pipeline.spec import PipelineSpec, Stage
 from ringrl.utils.io import read_json, write_json
@@ -40,25 +46,39 @@ def stage_done(out: Path, stage: Stage) -> dict[str, Any] | None:
     return read_json(f) if f.is_file() else None
 
 
+DATA_PARALLEL_KINDS = ("sft", "rl")  # run on every rank under torchrun; the other kinds on rank 0
+
+
 def run_pipeline(spec: PipelineSpec, extra_overrides: dict[str, list[str]] | None = None) -> dict[str, Any]:
+    dist, _ = init_distributed("auto")
+    main = dist.is_main
     out = Path(spec.out)
-    out.mkdir(parents=True, exist_ok=True)
+    if main:
+        out.mkdir(parents=True, exist_ok=True)
     outputs: dict[str, dict[str, Any]] = {}
     for stage in spec.stages:
-        done = stage_done(out, stage)
+        done = broadcast_object(stage_done(out, stage) if main else None, dist)
         if done is not None:
-            console.print(f"[dim]stage {stage.name} ({stage.kind}): done, skipped[/dim]")
+            if main:
+                console.print(f"[dim]stage {stage.name} ({stage.kind}): done, skipped[/dim]")
             outputs[stage.name] = done
             continue
-        console.rule(f"stage {stage.name} ({stage.kind})")
+        if main:
+            console.rule(f"stage {stage.name} ({stage.kind})")
         t0 = time.perf_counter()
-        result = RUNNERS[stage.kind](spec, stage, outputs, (extra_overrides or {}).get(stage.name, []))
+        args = (spec, stage, outputs, (extra_overrides or {}).get(stage.name, []))
+        if stage.kind in DATA_PARALLEL_KINDS:
+            result = RUNNERS[stage.kind](*args)
+        else:
+            result = broadcast_object(RUNNERS[stage.kind](*args) if main else None, dist)
         result.update({"name": stage.name, "kind": stage.kind, "dir": str(out / stage.name),
                        "seconds": round(time.perf_counter() - t0, 1)})
-        write_json(out / stage.name / "stage.json", result)
         outputs[stage.name] = result
+        if main:
+            write_json(out / stage.name / "stage.json", result)
+            _write_summary(spec, outputs)
+    if main:
         _write_summary(spec, outputs)
-    _write_summary(spec, outputs)
     return {"kind": "pipeline", "stages": [outputs[s.name] for s in spec.stages]}
 
 
