@@ -6,7 +6,8 @@ and then a report over all its runs:
 
 - ``c3po-vs-grpo``: one SFT and selection, then RL stage 1 with ``algo=c3po`` and with
   ``algo=grpo`` for every seed (same seeds, model and prompts): token-per-step, step-time
-  and gradient-norm stability, reward curves (the paper's Figures 7 and 8).
+  and gradient-norm stability, reward curves (the paper's Figures 7 and 8), and the
+  held-out scores of the start point and of every run.
 - ``sft-epochs``: RL from the checkpoint of every SFT epoch, for every seed: entropy of
   the start point against RL gain, and token efficiency = RL tokens / SFT tokens
   (Figures 5 and 9).
@@ -82,9 +83,11 @@ def experiment_spec(name: str, out: str, seeds: list[int], smoke: bool = False) 
     stages: list[dict[str, Any]] = [q["sft"], q["select"]]
     evals: list[str] = []
     if name == "c3po-vs-grpo":
+        evals.append("select")  # the common start point
         for s in seeds:
             for algo in ("c3po", "grpo"):
                 stages.append(_rl(f"rl-{algo}-seed{s}", "select", q["rl-math"], algo=algo, seed=s))
+                evals.append(f"rl-{algo}-seed{s}")
     elif name == "sft-epochs":
         epochs = q["sft"]["config"].get("epochs", 3)
         stages = [q["sft"]]
