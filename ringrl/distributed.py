@@ -179,6 +179,23 @@ def barrier(dist: Dist) -> None:
         td.barrier()
 
 
+def is_rank_zero() -> bool:
+    """True on one process and on torchrun's rank 0 (from the environment, before any group exists):
+    the process that speaks for all on the terminal."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def check_before_save(model: Any, dist: Dist, path: Any) -> None:
+    """Run on every rank before rank 0 writes the checkpoint ``path``: the weights are finite (the
+    ranks' weights are equal, so all of them stop together) and equal across ranks."""
+    from ringrl.utils.checkpoint import NonFiniteWeights, all_finite
+
+    if not all_finite(model):
+        raise NonFiniteWeights(f"refusing to write {path}: the model has non-finite weights")
+    if not replicas_agree(model, dist):
+        raise RuntimeError(f"refusing to write {path}: the data-parallel ranks hold different weights")
+
+
 def replicas_agree(model: Any, dist: Dist) -> bool:
     """True when every rank holds the same weights (per-tensor fp64 sums and absolute sums, compared).
 

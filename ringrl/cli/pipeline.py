@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -33,6 +32,7 @@ def split_stage_overrides(items: list[str]) -> dict[str, list[str]]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ringrl.distributed import is_rank_zero
     from ringrl.errors import UserError
     from ringrl.pipeline import load_pipeline, run_pipeline
 
@@ -46,6 +46,6 @@ def run(args: argparse.Namespace) -> int:
             raise UserError(f"override for stage '{stage}': a {kinds[stage]} stage has no config to override; "
                             f"edit its options in {args.config}")
     run_pipeline(spec, overrides)
-    if int(os.environ.get("RANK", "0")) == 0:  # under torchrun rank 0 speaks for all
+    if is_rank_zero():  # under torchrun rank 0 speaks for all
         print(f"pipeline finished: {spec.out}")
     return 0

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import os
 
 from ringrl.cli.common import add_config_args, split_overrides
+from ringrl.distributed import is_rank_zero
 from ringrl.rl.config import RLConfig
 
 
@@ -25,7 +25,7 @@ def run(args: argparse.Namespace) -> int:
 
     cfg = load_config(RLConfig, args.config, split_overrides(args))
     summary = train_rl(cfg)
-    if int(os.environ.get("RANK", "0")) != 0:  # under torchrun rank 0 speaks for all
+    if not is_rank_zero():  # under torchrun rank 0 speaks for all
         return 0
     print(f"reward {summary['reward_first']:.3f} -> {summary['reward_last']:.3f} over {summary['steps']} steps; "
           f"{summary['rl_tokens']:,} tokens trained; run directory: {cfg.out}")

@@ -39,7 +39,7 @@ from ringrl.algorithms import assign_advantages, get_batch_former, informative_g
 from ringrl.algorithms.types import FormedBatch, Sample, SelectedSample
 from ringrl.common_config import make_optimizer, optimizer_step, schedule_step
 from ringrl.config import save_config
-from ringrl.distributed import barrier, broadcast_object, init_distributed, replicas_agree, wrap_ddp
+from ringrl.distributed import barrier, broadcast_object, check_before_save, init_distributed, wrap_ddp
 from ringrl.errors import UserError
 from ringrl.models.loading import is_moe, load_policy, moe_top_k
 from ringrl.rl.config import RLConfig
@@ -49,7 +49,7 @@ from ringrl.rl.state import (TrainerState, latest_checkpoint, load_rl_state, pru
                              save_rl_checkpoint, truncate_metrics)
 from ringrl.rl.update import build_micro_batches, rank_gradients, sequence_logprobs, split_mini_batches
 from ringrl.rollout import HFEngine
-from ringrl.utils.checkpoint import NonFiniteWeights, all_finite, quiet_transformers, seed_everything, set_threads
+from ringrl.utils.checkpoint import quiet_transformers, seed_everything, set_threads
 from ringrl.utils.io import read_json, write_json
 from ringrl.utils.metrics import MetricsLogger
 from ringrl.utils.progress import Progress
@@ -270,10 +270,7 @@ class RLTrainer:
 
     def _save(self, name: str) -> None:
         """Rank 0 writes the checkpoint (the weights are the same on every rank); the others wait for it."""
-        if not all_finite(self.model):  # checked on every rank (the weights are equal), so all stop together
-            raise NonFiniteWeights(f"refusing to write {self.run_dir / 'checkpoints' / name}: the model has non-finite weights")
-        if not replicas_agree(self.model, self.dist):
-            raise RuntimeError(f"data-parallel ranks hold different weights at step {self.state.step}; not writing {name}")
+        check_before_save(self.model, self.dist, self.run_dir / "checkpoints" / name)
         if self.dist.is_main:
             save_rl_checkpoint(self.run_dir, name, self.model, self.tokenizer, self.state, self.optimizer, self.scheduler)
             if name != "final":

@@ -30,8 +30,8 @@ import torch
 
 from ringrl.algorithms.moe import moe_aux_loss
 from ringrl.config import save_config
-from ringrl.distributed import (Dist, all_reduce_sum, barrier, broadcast_object, gather_objects, init_distributed,
-                                replicas_agree, sync_unless, wrap_ddp)
+from ringrl.distributed import (Dist, all_reduce_sum, barrier, broadcast_object, check_before_save, gather_objects,
+                                init_distributed, sync_unless, wrap_ddp)
 from ringrl.data.rows import load_rows
 from ringrl.models.forward import forward
 from ringrl.models.loading import is_moe, load_policy, moe_top_k
@@ -39,8 +39,7 @@ from ringrl.sft.config import SFTConfig
 from ringrl.sft.data import bucket_batches, collate, encode_rows
 from ringrl.sft.evaluate import PolicyEval, evaluate_policy
 from ringrl.sft.loss import sft_loss
-from ringrl.utils.checkpoint import (NonFiniteWeights, all_finite, quiet_transformers, save_checkpoint, seed_everything,
-                                     set_threads)
+from ringrl.utils.checkpoint import quiet_transformers, save_checkpoint, seed_everything, set_threads
 from ringrl.utils.io import write_json
 from ringrl.utils.metrics import MetricsLogger
 from ringrl.utils.progress import Progress
@@ -246,10 +245,7 @@ def finish_epoch(cfg, run_dir, model, tokenizer, held_rows, grader, epoch, step,
     the held-out rows (each rank samples its share of them; the measures are pooled)."""
     name = f"epoch-{epoch}"
     path = run_dir / "checkpoints" / name
-    if not all_finite(model):  # on every rank (the weights are equal), so all stop together
-        raise NonFiniteWeights(f"refusing to write {path}: the model has non-finite weights")
-    if not replicas_agree(model, dist):
-        raise RuntimeError(f"data-parallel ranks hold different weights after epoch {epoch}; not writing {name}")
+    check_before_save(model, dist, path)
     if dist.is_main:
         save_checkpoint(path, model, tokenizer, {"epoch": epoch, "step": step, "tokens_seen": tokens_seen})
     barrier(dist)
