@@ -35,8 +35,10 @@ def machine_line() -> str:
         load = "load average " + " ".join(f"{x:.2f}" for x in os.getloadavg())
     except OSError:
         load = "load average n/a"
-    return (f"{platform.machine()} {platform.system()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
-            f"torch {torch.__version__}, {torch.get_num_threads()} torch thread(s), {load}")
+    return (
+        f"{platform.machine()} {platform.system()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
+        f"torch {torch.__version__}, {torch.get_num_threads()} torch thread(s), {load}"
+    )
 
 
 def code_version() -> str:
@@ -46,10 +48,12 @@ def code_version() -> str:
 
     root = Path(__file__).resolve().parent.parent
     try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True,
-                              timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "ringrl"], cwd=root, capture_output=True, text=True,
-                               timeout=10).stdout.split("\n")
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "ringrl"], cwd=root, capture_output=True, text=True, timeout=10
+        ).stdout.split("\n")
     except (OSError, subprocess.SubprocessError):
         return "unknown (no git)"
     n = sum(1 for line in dirty if line.strip())

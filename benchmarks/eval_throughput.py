@@ -132,8 +132,15 @@ def random_qwen2(root: Path) -> Path:
     tok.train_from_iterator(["What is 12 + 30? Please reason step by step \\boxed{42}"] * 8, trainer)
     hf = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<eos>", pad_token="<pad>")
     cfg = Qwen2Config(
-        vocab_size=len(hf), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-        num_key_value_heads=2, max_position_embeddings=1024, eos_token_id=hf.eos_token_id, pad_token_id=hf.pad_token_id,
+        vocab_size=len(hf),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=1024,
+        eos_token_id=hf.eos_token_id,
+        pad_token_id=hf.pad_token_id,
     )
     torch.manual_seed(0)
     out = root / "qwen2"
@@ -173,8 +180,14 @@ def bench_model(n: int, samples: int, max_new_tokens: int, batch_size: int, repe
                 torch.manual_seed(start)
                 with torch.no_grad():
                     out = model.generate(
-                        **enc, do_sample=True, temperature=1.0, top_p=0.95, top_k=0,
-                        max_new_tokens=max_new_tokens, num_return_sequences=samples, pad_token_id=pad,
+                        **enc,
+                        do_sample=True,
+                        temperature=1.0,
+                        top_p=0.95,
+                        top_k=0,
+                        max_new_tokens=max_new_tokens,
+                        num_return_sequences=samples,
+                        pad_token_id=pad,
                     )
                 count += int((out[:, enc["input_ids"].shape[1] :] != pad).sum())
             return count
@@ -197,13 +210,21 @@ def bench_model(n: int, samples: int, max_new_tokens: int, batch_size: int, repe
             e2e_s, _ = timed(lambda: run_eval(None, [bench.name], cfg, engine=gen, tokenizer=tok, grader=grader))
     params = sum(p.numel() for p in model.parameters())
     print(f"\n## model mode: {what}, {params / 1e6:.2f}M parameters")
-    print(f"{len(bench.rows)} {bench.name} prompts x {samples} samples, max_new_tokens {max_new_tokens}, "
-          f"batch {batch_size} prompts, temperature 1.0, top-p 0.95, {torch.get_num_threads()} threads")
-    print(f"baseline bare model.generate:    {max(base):8.1f} generated tokens/s ({base_tokens} tokens), best of {repeats}")
-    print(f"ringrl TransformersGenerator:    {max(mine):8.1f} generated tokens/s ({ours_tokens} tokens), best of {repeats}")
+    print(
+        f"{len(bench.rows)} {bench.name} prompts x {samples} samples, max_new_tokens {max_new_tokens}, "
+        f"batch {batch_size} prompts, temperature 1.0, top-p 0.95, {torch.get_num_threads()} threads"
+    )
+    print(
+        f"baseline bare model.generate:    {max(base):8.1f} generated tokens/s ({base_tokens} tokens), best of {repeats}"
+    )
+    print(
+        f"ringrl TransformersGenerator:    {max(mine):8.1f} generated tokens/s ({ours_tokens} tokens), best of {repeats}"
+    )
     print(f"ratio ringrl / baseline:         {max(mine) / max(base):8.2f}x")
-    print(f"run_eval end to end (prompts, generation, grading): {len(bench.rows) / e2e_s:.2f} problems/s, "
-          f"{e2e_s:.2f} s ({label}; the untrained model's responses have no boxed answer, so grading is cheap)")
+    print(
+        f"run_eval end to end (prompts, generation, grading): {len(bench.rows) / e2e_s:.2f} problems/s, "
+        f"{e2e_s:.2f} s ({label}; the untrained model's responses have no boxed answer, so grading is cheap)"
+    )
 
 
 def main() -> None:
@@ -215,7 +236,9 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--repeats", type=int, default=3, help="alternating timed repeats; the best is reported")
     ap.add_argument(
-        "--threads", type=int, default=1,
+        "--threads",
+        type=int,
+        default=1,
         help="torch threads; on a shared 2-core machine 2 threads ran a tiny model about 5x slower than 1",
     )
     args = ap.parse_args()

@@ -70,7 +70,9 @@ def main() -> None:
     ap.add_argument("--dtype", default="auto")
     ap.add_argument("--rows", type=int, default=600, help="embedded math training rows to encode")
     ap.add_argument("--max-length", type=int, default=1024)
-    ap.add_argument("--batch-tokens", type=int, default=2048, help="padded tokens per micro-batch (SFTConfig.batch_tokens)")
+    ap.add_argument(
+        "--batch-tokens", type=int, default=2048, help="padded tokens per micro-batch (SFTConfig.batch_tokens)"
+    )
     ap.add_argument("--grad-accum", type=int, default=1, help="micro-batches per optimizer step")
     ap.add_argument("--block", type=int, default=2, help="optimizer steps per timed block")
     ap.add_argument("--repeats", type=int, default=30, help="rounds (one block of each arm per round)")
@@ -103,8 +105,10 @@ def main() -> None:
     lengths = [len(e.input_ids) for e in examples]
     if max(lengths) > args.batch_tokens:
         raise SystemExit(f"--batch-tokens {args.batch_tokens} is smaller than the longest example ({max(lengths)})")
-    micro = [collate([examples[i] for i in b], tok.pad_token_id)
-             for b in bucket_batches(lengths, args.batch_tokens, random.Random(0))]
+    micro = [
+        collate([examples[i] for i in b], tok.pad_token_id)
+        for b in bucket_batches(lengths, args.batch_tokens, random.Random(0))
+    ]
     steps = [micro[i : i + args.grad_accum] for i in range(0, len(micro) - args.grad_accum + 1, args.grad_accum)]
     for group in steps:  # the bare loop's labels: -100 outside the loss mask (data preparation, not timed)
         for g in group:
@@ -112,15 +116,21 @@ def main() -> None:
     needed = args.warmup + args.repeats * args.block
     params = sum(p.numel() for p in model.parameters())
     print(f"model: {what}, {params / 1e6:.2f}M parameters, device {device}, dtype {next(model.parameters()).dtype}")
-    print(f"data: {len(examples)} math rows ({skipped} over max_length), {len(micro)} micro-batches of <= "
-          f"{args.batch_tokens} padded tokens, grad_accum {args.grad_accum}: {len(steps)} optimizer steps "
-          f"(the run uses {needed} per arm, cycling)")
-    print(f"timing: {args.warmup} warm-up steps per arm, then {args.repeats} rounds x {args.block} steps per arm, "
-          f"arm order alternating")
+    print(
+        f"data: {len(examples)} math rows ({skipped} over max_length), {len(micro)} micro-batches of <= "
+        f"{args.batch_tokens} padded tokens, grad_accum {args.grad_accum}: {len(steps)} optimizer steps "
+        f"(the run uses {needed} per arm, cycling)"
+    )
+    print(
+        f"timing: {args.warmup} warm-up steps per arm, then {args.repeats} rounds x {args.block} steps per arm, "
+        f"arm order alternating"
+    )
 
     moe, top_k = is_moe(model), moe_top_k(model)
     opt_r, sched_r = make_optimizer(model, cfg.optim, needed)
-    opt_b = torch.optim.AdamW(model.parameters(), lr=cfg.optim.lr, betas=cfg.optim.betas, weight_decay=cfg.optim.weight_decay)
+    opt_b = torch.optim.AdamW(
+        model.parameters(), lr=cfg.optim.lr, betas=cfg.optim.betas, weight_decay=cfg.optim.weight_decay
+    )
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
 
     def on_device(group):
@@ -136,8 +146,15 @@ def main() -> None:
         for g in group:
             g = {k: v.to(device) for k, v in g.items()}
             logits = model(input_ids=g["input_ids"], attention_mask=g["attention_mask"], use_cache=False).logits
-            loss = F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]).float(), g["labels"][:, 1:].reshape(-1),
-                                   ignore_index=-100, reduction="sum") / n
+            loss = (
+                F.cross_entropy(
+                    logits[:, :-1].reshape(-1, logits.shape[-1]).float(),
+                    g["labels"][:, 1:].reshape(-1),
+                    ignore_index=-100,
+                    reduction="sum",
+                )
+                / n
+            )
             loss.backward()
         opt_b.step()
         opt_b.zero_grad(set_to_none=True)
@@ -151,8 +168,15 @@ def main() -> None:
         logits, _ = forward(model, g["input_ids"], g["attention_mask"])
         n = int(g["loss_mask"][:, 1:].sum())
         ours = float(sft_loss(logits, g["input_ids"], g["loss_mask"], n)[0])
-        bare = float(F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]).float(), g["labels"][:, 1:].reshape(-1),
-                                     ignore_index=-100, reduction="sum") / n)
+        bare = float(
+            F.cross_entropy(
+                logits[:, :-1].reshape(-1, logits.shape[-1]).float(),
+                g["labels"][:, 1:].reshape(-1),
+                ignore_index=-100,
+                reduction="sum",
+            )
+            / n
+        )
     print(f"loss on the first batch before training: ringrl sft_loss {ours:.6f}, bare cross-entropy {bare:.6f}")
 
     cursor = 0
@@ -185,19 +209,29 @@ def main() -> None:
             sync()
             secs[name].append(time.perf_counter() - t0)
             cpu[name].append(time.process_time() - c0)
-        print(f"{r + 1:>5} {'/'.join(order):>12} {tokens:>7} {tokens / secs['ringrl'][-1]:>13.0f} "
-              f"{tokens / secs['bare'][-1]:>11.0f} {secs['bare'][-1] / secs['ringrl'][-1]:>6.3f}")
+        print(
+            f"{r + 1:>5} {'/'.join(order):>12} {tokens:>7} {tokens / secs['ringrl'][-1]:>13.0f} "
+            f"{tokens / secs['bare'][-1]:>11.0f} {secs['bare'][-1] / secs['ringrl'][-1]:>6.3f}"
+        )
 
     total = sum(block_tokens)
     ratios = [b / o for b, o in zip(secs["bare"], secs["ringrl"])]
     tps_r, tps_b = total / sum(secs["ringrl"]), total / sum(secs["bare"])
-    print(f"\nringrl train_step + clip_and_step: {tps_r:10.0f} input tokens/s ({total} tokens in {sum(secs['ringrl']):.1f} s)")
-    print(f"bare forward/backward/AdamW loop:  {tps_b:10.0f} input tokens/s ({total} tokens in {sum(secs['bare']):.1f} s)")
-    print(f"ratio ringrl / bare: overall {tps_r / tps_b:.3f}; per round median {statistics.median(ratios):.3f}, "
-          f"geomean {geomean(ratios):.3f}, range {min(ratios):.3f}-{max(ratios):.3f}")
+    print(
+        f"\nringrl train_step + clip_and_step: {tps_r:10.0f} input tokens/s ({total} tokens in {sum(secs['ringrl']):.1f} s)"
+    )
+    print(
+        f"bare forward/backward/AdamW loop:  {tps_b:10.0f} input tokens/s ({total} tokens in {sum(secs['bare']):.1f} s)"
+    )
+    print(
+        f"ratio ringrl / bare: overall {tps_r / tps_b:.3f}; per round median {statistics.median(ratios):.3f}, "
+        f"geomean {geomean(ratios):.3f}, range {min(ratios):.3f}-{max(ratios):.3f}"
+    )
     cpu_ratios = [b / o for b, o in zip(cpu["bare"], cpu["ringrl"])]
-    print(f"CPU-time ratio (process_time; less disturbed by other load): overall {sum(cpu['bare']) / sum(cpu['ringrl']):.3f}; "
-          f"per round median {statistics.median(cpu_ratios):.3f}, range {min(cpu_ratios):.3f}-{max(cpu_ratios):.3f}")
+    print(
+        f"CPU-time ratio (process_time; less disturbed by other load): overall {sum(cpu['bare']) / sum(cpu['ringrl']):.3f}; "
+        f"per round median {statistics.median(cpu_ratios):.3f}, range {min(cpu_ratios):.3f}-{max(cpu_ratios):.3f}"
+    )
     verdict = "met" if statistics.median(ratios) >= 0.9 else "NOT met"
     print(f"target ratio >= 0.9 (per-round median): {verdict}")
 

@@ -28,8 +28,16 @@ from concurrent.futures import ThreadPoolExecutor
 from ringrl.rewards import RewardPool
 from ringrl.rewards.sandbox import namespaces_available, sandbox_python
 
-MV_PAIRS = [("1/2", "0.5"), ("\\frac{3}{4}", "0.75"), ("2\\sqrt{2}", "\\sqrt{8}"), ("(1,2)", "(1, 2)"),
-            ("x^2+2x+1", "(x+1)^2"), ("7", "8"), ("\\pi/2", "\\frac{\\pi}{2}"), ("10", "10.0")]
+MV_PAIRS = [
+    ("1/2", "0.5"),
+    ("\\frac{3}{4}", "0.75"),
+    ("2\\sqrt{2}", "\\sqrt{8}"),
+    ("(1,2)", "(1, 2)"),
+    ("x^2+2x+1", "(x+1)^2"),
+    ("7", "8"),
+    ("\\pi/2", "\\frac{\\pi}{2}"),
+    ("10", "10.0"),
+]
 
 
 def math_rows(kind: str, n: int, salt: int = 0) -> tuple[list[dict], list[str]]:
@@ -102,8 +110,10 @@ def main() -> None:
     ap.add_argument("--code-n", type=int, default=600, help="code rows per measurement")
     args = ap.parse_args()
     workers = args.workers or os.cpu_count() or 1
-    print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}; "
-          f"workers={workers}; namespaces={namespaces_available()}; sandbox python={sandbox_python()}")
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}; "
+        f"workers={workers}; namespaces={namespaces_available()}; sandbox python={sandbox_python()}"
+    )
     with RewardPool(workers=workers) as pool:
         # warm up: start graders and zygotes
         pool.score(*math_rows("mix", 8, salt=9))
@@ -121,7 +131,9 @@ def main() -> None:
             runs = args.code_n * (1 if kind == "unit" else 4)
             ok = sum(x.status == "correct" for x in v)
             res[f"code_{kind}"] = runs / dt
-            print(f"code executions/s ({kind:5s}): {runs / dt:8.1f}  ({args.code_n / dt:.1f} rows/s; {ok}/{args.code_n} correct)")
+            print(
+                f"code executions/s ({kind:5s}): {runs / dt:8.1f}  ({args.code_n / dt:.1f} rows/s; {ok}/{args.code_n} correct)"
+            )
         m_med, m_p99 = latency(pool, *math_rows("mathverify", 200, salt=7))
         u_med, u_p99 = latency(pool, *code_rows("unit", 200))
         s_med, s_p99 = latency(pool, *code_rows("stdio", 100))
@@ -131,8 +143,10 @@ def main() -> None:
     base = baseline(min(300, args.code_n), workers, sandbox_python())
     print(f"baseline unsandboxed `python -c` subprocess: {base:.1f} executions/s (same {workers}-way parallelism)")
     print(f"ratio sandboxed/baseline: unit {res['code_unit'] / base:.1f}x, stdio {res['code_stdio'] / base:.1f}x")
-    print(f"per core: unit {res['code_unit'] / (os.cpu_count() or 1):.1f} executions/s/core "
-          f"(the paper's cluster: about 8,000 executions/s in total)")
+    print(
+        f"per core: unit {res['code_unit'] / (os.cpu_count() or 1):.1f} executions/s/core "
+        f"(the paper's cluster: about 8,000 executions/s in total)"
+    )
 
 
 if __name__ == "__main__":

@@ -17,7 +17,9 @@ class ModelConfig:
     path: str | None = doc("local HF causal LM directory; null builds the embedded tiny MoE", None)
     device: str = doc("'auto' (CUDA when present), 'cpu' or 'cuda[:N]'", "auto")
     dtype: str = doc("'auto' (bf16 on CUDA, fp32 on CPU), 'float32', 'bfloat16' or 'float16'", "auto")
-    tiny: TinyModelConfig = doc("shape of the embedded tiny MoE (used when path is null)", default_factory=TinyModelConfig)
+    tiny: TinyModelConfig = doc(
+        "shape of the embedded tiny MoE (used when path is null)", default_factory=TinyModelConfig
+    )
 
 
 @dataclass(frozen=True)
@@ -115,5 +117,7 @@ def schedule_step(scheduler) -> None:
     import warnings
 
     with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler\.step\(\)` before `optimizer\.step\(\)`")
+        warnings.filterwarnings(
+            "ignore", message=r"Detected call of `lr_scheduler\.step\(\)` before `optimizer\.step\(\)`"
+        )
         scheduler.step()

@@ -167,8 +167,12 @@ def from_dict(cls: type[T], data: dict[str, Any], prefix: str = "") -> T:
     data = dict(data)
     for f in dataclasses.fields(cls):
         # a partial section merges into that field's own default (e.g. RL's optimizer defaults)
-        if (f.name in data and isinstance(data[f.name], dict) and dataclasses.is_dataclass(hints[f.name])
-                and f.default_factory is not dataclasses.MISSING):  # type: ignore[misc]
+        if (
+            f.name in data
+            and isinstance(data[f.name], dict)
+            and dataclasses.is_dataclass(hints[f.name])
+            and f.default_factory is not dataclasses.MISSING
+        ):  # type: ignore[misc]
             data[f.name] = merge(to_dict(f.default_factory()), data[f.name])  # type: ignore[misc]
     kwargs = {k: _coerce(v, hints[k], prefix + k) for k, v in data.items()}
     try:

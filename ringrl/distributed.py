@@ -73,8 +73,11 @@ def init_distributed(device: str) -> tuple[Dist, str]:
     local_world = int(os.environ.get("LOCAL_WORLD_SIZE", str(world)))
     dev = resolve_device(device)
     if dev.startswith("cuda:"):
-        raise ConfigError("model.device", f"'{dev}' under torchrun would put every rank on one GPU; "
-                          "use 'auto' or 'cuda' (each rank takes cuda:LOCAL_RANK)")
+        raise ConfigError(
+            "model.device",
+            f"'{dev}' under torchrun would put every rank on one GPU; "
+            "use 'auto' or 'cuda' (each rank takes cuda:LOCAL_RANK)",
+        )
     if dev == "cuda":
         dev = f"cuda:{local}"
         torch.cuda.set_device(dev)
@@ -113,8 +116,11 @@ def wrap_ddp(model: Any, dist: Dist) -> Any:
 
     dev = next(model.parameters()).device
     ids = [dev] if dev.type == "cuda" else None
-    no_sync_key = ("forward_sync_buffers" if "forward_sync_buffers" in inspect.signature(DistributedDataParallel).parameters
-                   else "broadcast_buffers")
+    no_sync_key = (
+        "forward_sync_buffers"
+        if "forward_sync_buffers" in inspect.signature(DistributedDataParallel).parameters
+        else "broadcast_buffers"
+    )
     return DistributedDataParallel(model, device_ids=ids, find_unused_parameters=True, **{no_sync_key: False})
 
 
@@ -206,6 +212,9 @@ def replicas_agree(model: Any, dist: Dist) -> bool:
     import torch
 
     with torch.no_grad():
-        sig = [(float(p.sum(dtype=torch.float64)), float(p.abs().sum(dtype=torch.float64))) for p in unwrap(model).parameters()]
+        sig = [
+            (float(p.sum(dtype=torch.float64)), float(p.abs().sum(dtype=torch.float64)))
+            for p in unwrap(model).parameters()
+        ]
     first, *rest = gather_objects(sig, dist)
     return all(r == first for r in rest)

@@ -17,8 +17,19 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-TINY_SHAPE = dict(vocab_size=300, hidden_size=32, num_layers=2, num_heads=2, num_kv_heads=1, num_experts=4,
-                  experts_per_token=2, expert_size=16, shared_expert_size=32, max_positions=1024, seed=0)
+TINY_SHAPE = dict(
+    vocab_size=300,
+    hidden_size=32,
+    num_layers=2,
+    num_heads=2,
+    num_kv_heads=1,
+    num_experts=4,
+    experts_per_token=2,
+    expert_size=16,
+    shared_expert_size=32,
+    max_positions=1024,
+    seed=0,
+)
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -73,8 +84,17 @@ def random_groups(seed: int, vocab: int):
             n = rng.randint(3, 14)
             resp = [rng.randrange(4, vocab) for _ in range(n)]
             old = [-5.7 + rng.uniform(-0.6, 0.6) for _ in range(n)]
-            samples.append(Sample(f"g{g}", i, prompt, resp, rollout_logprobs=[x + 0.01 for x in old],
-                                  reward=float(rng.random() < 0.5), old_logprobs=old))
+            samples.append(
+                Sample(
+                    f"g{g}",
+                    i,
+                    prompt,
+                    resp,
+                    rollout_logprobs=[x + 0.01 for x in old],
+                    reward=float(rng.random() < 0.5),
+                    old_logprobs=old,
+                )
+            )
         groups.append(ScoredGroup(f"g{g}", samples))
     return assign_advantages(groups)
 
@@ -83,9 +103,14 @@ def random_groups(seed: int, vocab: int):
 def ringrl_util():
     """The helpers of this module: ``parity_score``, ``zero_grader``, ``random_groups``,
     ``perturbed_reference``, ``load_weights``, ``unchanged_params`` (``sys.modules["conftest"]`` may be another folder's conftest by now)."""
-    return SimpleNamespace(parity_score=parity_score, zero_grader=zero_grader, random_groups=random_groups,
-                           perturbed_reference=perturbed_reference, load_weights=load_weights,
-                           unchanged_params=unchanged_params)
+    return SimpleNamespace(
+        parity_score=parity_score,
+        zero_grader=zero_grader,
+        random_groups=random_groups,
+        perturbed_reference=perturbed_reference,
+        load_weights=load_weights,
+        unchanged_params=unchanged_params,
+    )
 
 
 @pytest.fixture(scope="session")
@@ -117,10 +142,19 @@ def ringrl_dense_dir(tmp_path_factory, ringrl_moe_dir) -> Path:
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
     tok = AutoTokenizer.from_pretrained(ringrl_moe_dir)
-    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                      num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=1024,
-                      pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id, bos_token_id=None,
-                      tie_word_embeddings=False)
+    cfg = LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        max_position_embeddings=1024,
+        pad_token_id=tok.pad_token_id,
+        eos_token_id=tok.eos_token_id,
+        bos_token_id=None,
+        tie_word_embeddings=False,
+    )
     torch.manual_seed(1)
     model = LlamaForCausalLM(cfg)
     path = tmp_path_factory.mktemp("models") / "tiny-dense"

@@ -40,15 +40,24 @@ def main(model_dir: str, out: str) -> None:
     model.train()
     train_model = wrap_ddp(model, dist)
     for name, (algo, budget) in CASES.items():
-        batch = get_batch_former(algo)(random_groups(1, len(tok)), [], FormerConfig(budget_tokens=budget), random.Random(0))
+        batch = get_batch_former(algo)(
+            random_groups(1, len(tok)), [], FormerConfig(budget_tokens=budget), random.Random(0)
+        )
         model.zero_grad(set_to_none=True)
         metrics = rank_gradients(train_model, ref, batch.selected, tok.pad_token_id, 40, LOSS, 1.0, 2, dist)
         lengths = [len(s.sample.prompt_ids) + s.n_tokens for s in batch.selected]
         mine = balance_across_ranks(lengths, dist.world_size)[dist.rank]
         grads = {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.grad is not None}
-        torch.save({"grads": grads, "metrics": {k: v for k, v in metrics.items() if not k.startswith("_")},
-                    "sequences": len(mine), "batch_tokens": batch.n_tokens, "world_size": dist.world_size},
-                   Path(out) / f"{name}-rank{dist.rank}.pt")
+        torch.save(
+            {
+                "grads": grads,
+                "metrics": {k: v for k, v in metrics.items() if not k.startswith("_")},
+                "sequences": len(mine),
+                "batch_tokens": batch.n_tokens,
+                "world_size": dist.world_size,
+            },
+            Path(out) / f"{name}-rank{dist.rank}.pt",
+        )
     close_distributed()
 
 

@@ -59,6 +59,10 @@ def test_no_command_prints_help_and_exits_2(capsys):
 
 def test_console_script_help():
     script = shutil.which("ringrl") or str(Path(sys.executable).parent / "ringrl")
-    cmd = [script] if os.path.exists(script) else [sys.executable, "-c", "import sys; from ringrl.cli import main; sys.exit(main())"]
+    cmd = (
+        [script]
+        if os.path.exists(script)
+        else [sys.executable, "-c", "import sys; from ringrl.cli import main; sys.exit(main())"]
+    )
     run = subprocess.run([*cmd, "--help"], capture_output=True, text=True, timeout=120)
     assert run.returncode == 0 and "usage: ringrl" in run.stdout

@@ -12,7 +12,15 @@ from ringrl.sft.config import SFTConfig
 
 def test_overrides_parse_nested_and_typed():
     got = parse_overrides(["a.b=1", "a.c=2.5", "d=true", "e=[1, 2]", "f=null", "g=text", "h.i.j=0.5", "k="])
-    assert got == {"a": {"b": 1, "c": 2.5}, "d": True, "e": [1, 2], "f": None, "g": "text", "h": {"i": {"j": 0.5}}, "k": ""}
+    assert got == {
+        "a": {"b": 1, "c": 2.5},
+        "d": True,
+        "e": [1, 2],
+        "f": None,
+        "g": "text",
+        "h": {"i": {"j": 0.5}},
+        "k": "",
+    }
 
 
 def test_override_without_equals_is_user_error():
@@ -21,9 +29,20 @@ def test_override_without_equals_is_user_error():
 
 
 def test_overrides_reach_nested_fields_with_types():
-    cfg = load_config(SFTConfig, overrides=["optim.lr=1e-4", "epochs=2", "optim.betas=[0.8, 0.9]", "data.tasks=[math]",
-                                            "model.path=/some/dir", "tensorboard=false"])
-    assert cfg.optim.lr == 1e-4 and isinstance(cfg.optim.lr, float)  # YAML reads "1e-4" as a string; the field type makes it a float
+    cfg = load_config(
+        SFTConfig,
+        overrides=[
+            "optim.lr=1e-4",
+            "epochs=2",
+            "optim.betas=[0.8, 0.9]",
+            "data.tasks=[math]",
+            "model.path=/some/dir",
+            "tensorboard=false",
+        ],
+    )
+    assert cfg.optim.lr == 1e-4 and isinstance(
+        cfg.optim.lr, float
+    )  # YAML reads "1e-4" as a string; the field type makes it a float
     assert cfg.epochs == 2
     assert cfg.optim.betas == (0.8, 0.9)
     assert cfg.data.tasks == ["math"]
@@ -42,14 +61,17 @@ def test_unknown_key_names_the_dotted_key():
         load_config(RLConfig, overrides=["bogus=1"])
 
 
-@pytest.mark.parametrize("item, key", [
-    ("epochs=abc", "epochs"),
-    ("optim.lr=fast", "optim.lr"),
-    ("tensorboard=3", "tensorboard"),
-    ("optim.betas=[0.9]", "optim.betas"),
-    ("data.tasks=5", "data.tasks"),
-    ("optim=3", "optim"),
-])
+@pytest.mark.parametrize(
+    "item, key",
+    [
+        ("epochs=abc", "epochs"),
+        ("optim.lr=fast", "optim.lr"),
+        ("tensorboard=3", "tensorboard"),
+        ("optim.betas=[0.9]", "optim.betas"),
+        ("data.tasks=5", "data.tasks"),
+        ("optim=3", "optim"),
+    ],
+)
 def test_wrong_type_names_the_key(item, key):
     with pytest.raises(ConfigError) as e:
         load_config(SFTConfig, overrides=[item])
@@ -115,18 +137,29 @@ def test_partial_section_merges_into_the_fields_own_default():
 
 
 def test_saved_config_loads_back_identically(tmp_path):
-    cfg = load_config(RLConfig, overrides=["algo=dapo", "former.budget_tokens=8192", "optim.betas=[0.8, 0.99]",
-                                           "data.tasks=[math, logic]", "model.path=/x"])
+    cfg = load_config(
+        RLConfig,
+        overrides=[
+            "algo=dapo",
+            "former.budget_tokens=8192",
+            "optim.betas=[0.8, 0.99]",
+            "data.tasks=[math, logic]",
+            "model.path=/x",
+        ],
+    )
     save_config(cfg, tmp_path / "config.yaml")
     assert load_config(RLConfig, path=tmp_path / "config.yaml") == cfg
 
 
 @pytest.mark.parametrize("cls_path", ["ringrl.sft.config:SFTConfig", "ringrl.rl.config:RLConfig"])
-@pytest.mark.parametrize("override, key", [
-    ("data.weights={physics: 2}", "data.weights"),
-    ("data.levels={physics: [1]}", "data.levels"),
-    ("data.weights={math: -1}", "data.weights"),
-])
+@pytest.mark.parametrize(
+    "override, key",
+    [
+        ("data.weights={physics: 2}", "data.weights"),
+        ("data.levels={physics: [1]}", "data.levels"),
+        ("data.weights={math: -1}", "data.weights"),
+    ],
+)
 def test_task_mix_errors_name_the_key(cls_path, override, key):
     import importlib
 

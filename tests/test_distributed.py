@@ -28,8 +28,10 @@ _spec.loader.exec_module(_worker)
 CASES = _worker.CASES
 ROOT = Path(__file__).resolve().parents[1]
 
-pytestmark = pytest.mark.skipif(not torch.distributed.is_available() or shutil.which("torchrun") is None,
-                                reason="torch.distributed / torchrun not available")
+pytestmark = pytest.mark.skipif(
+    not torch.distributed.is_available() or shutil.which("torchrun") is None,
+    reason="torch.distributed / torchrun not available",
+)
 
 
 def _env():
@@ -83,10 +85,30 @@ def test_two_ranks_give_the_one_process_gradient(loss_pass_runs, case):
 
 def test_torchrun_rl_trains_on_two_ranks(tmp_path, ringrl_moe_dir):
     out = tmp_path / "run"
-    res = _run(_torchrun(2, "-m", "ringrl", "rl", f"model.path={ringrl_moe_dir}", "model.device=cpu", f"out={out}",
-                         "steps=2", "save_every=1", "rollout.prompts_per_step=3", "rollout.samples_per_prompt=4",
-                         "rollout.max_new_tokens=8", "former.budget_tokens=40", "data.train_size=16", "optim.lr=1e-2",
-                         "optim.warmup_ratio=0", "threads=1", "reward_workers=1", "progress=false", "tensorboard=false"))
+    res = _run(
+        _torchrun(
+            2,
+            "-m",
+            "ringrl",
+            "rl",
+            f"model.path={ringrl_moe_dir}",
+            "model.device=cpu",
+            f"out={out}",
+            "steps=2",
+            "save_every=1",
+            "rollout.prompts_per_step=3",
+            "rollout.samples_per_prompt=4",
+            "rollout.max_new_tokens=8",
+            "former.budget_tokens=40",
+            "data.train_size=16",
+            "optim.lr=1e-2",
+            "optim.warmup_ratio=0",
+            "threads=1",
+            "reward_workers=1",
+            "progress=false",
+            "tensorboard=false",
+        )
+    )
     assert res.stdout.count("over 2 steps") == 1, res.stdout  # rank 0 alone reports
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [1, 2]
@@ -103,9 +125,22 @@ def test_torchrun_rl_trains_on_two_ranks(tmp_path, ringrl_moe_dir):
 def test_torchrun_sft_matches_one_process_with_the_same_accumulation(tmp_path, ringrl_moe_dir):
     """2 ranks x grad_accum 1 take the same batches per optimizer step as 1 process x grad_accum 2:
     the same denominators, losses and (router terms off, so exactly) the same weights."""
-    common = [f"model.path={ringrl_moe_dir}", "model.device=cpu", "data.train_size=24", "data.eval_size=2", "epochs=2",
-              "batch_tokens=600", "optim.lr=1e-2", "optim.warmup_ratio=0", "alpha_balance=0", "alpha_zloss=0",
-              "entropy.max_new_tokens=4", "progress=false", "tensorboard=false", "threads=1"]
+    common = [
+        f"model.path={ringrl_moe_dir}",
+        "model.device=cpu",
+        "data.train_size=24",
+        "data.eval_size=2",
+        "epochs=2",
+        "batch_tokens=600",
+        "optim.lr=1e-2",
+        "optim.warmup_ratio=0",
+        "alpha_balance=0",
+        "alpha_zloss=0",
+        "entropy.max_new_tokens=4",
+        "progress=false",
+        "tensorboard=false",
+        "threads=1",
+    ]
     one, two = tmp_path / "one", tmp_path / "two"
     _run([sys.executable, "-m", "ringrl", "sft", *common, f"out={one}", "grad_accum=2"])
     res = _run(_torchrun(2, "-m", "ringrl", "sft", *common, f"out={two}", "grad_accum=1"))

@@ -48,7 +48,9 @@ def test_tiny_moe_round_trips_through_plain_transformers(tmp_path, ringrl_corpus
 
     # the chat template is saved and renders ChatML with a generation prompt
     assert loaded_tok.chat_template
-    rendered = loaded_tok.apply_chat_template([{"role": "user", "content": "hi"}], tokenize=False, add_generation_prompt=True)
+    rendered = loaded_tok.apply_chat_template(
+        [{"role": "user", "content": "hi"}], tokenize=False, add_generation_prompt=True
+    )
     assert rendered == "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n"
     assert loaded_tok.eos_token == "<|im_end|>" and loaded_tok.pad_token == "<|pad|>"
     assert loaded_tok.convert_tokens_to_ids("<|im_start|>") != loaded_tok.unk_token_id
@@ -99,8 +101,9 @@ def test_non_causal_lm_dir_is_user_error(tmp_path, ringrl_moe_dir):
     # a masked-LM BERT checkpoint (weights and tokenizer present): 'bert' has a causal class in
     # transformers' mapping (BertLMHeadModel), so only the saved architecture says it is not one
     bert = tmp_path / "bert"
-    BertForMaskedLM(BertConfig(vocab_size=300, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-                               intermediate_size=32)).save_pretrained(bert)
+    BertForMaskedLM(
+        BertConfig(vocab_size=300, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32)
+    ).save_pretrained(bert)
     for f in ringrl_moe_dir.glob("tokenizer*"):
         (bert / f.name).write_bytes(f.read_bytes())
     with pytest.raises(UserError) as e:

@@ -17,9 +17,7 @@ from ringrl.errors import ConfigError
 
 
 class BatchFormer(Protocol):
-    def __call__(
-        self, groups: list[ScoredGroup], carry: list[Sample], cfg: FormerConfig, rng: Any
-    ) -> FormedBatch: ...
+    def __call__(self, groups: list[ScoredGroup], carry: list[Sample], cfg: FormerConfig, rng: Any) -> FormedBatch: ...
 
 
 BATCH_FORMERS: dict[str, BatchFormer] = {

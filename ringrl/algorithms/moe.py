@@ -29,9 +29,7 @@ def _flat(router_logits_TE: Tensor, mask_T: Tensor | None) -> tuple[Tensor, Tens
         return logits_TE, None
     keep_T = mask_T.reshape(-1).to(device=logits_TE.device) != 0
     if keep_T.numel() != logits_TE.shape[0]:
-        raise ValueError(
-            f"mask has {keep_T.numel()} elements but router logits have {logits_TE.shape[0]} tokens"
-        )
+        raise ValueError(f"mask has {keep_T.numel()} elements but router logits have {logits_TE.shape[0]} tokens")
     return logits_TE, keep_T
 
 
@@ -55,9 +53,7 @@ def _expert_fraction_E(logits_TE: Tensor, top_k: int, keep_T: Tensor | None) -> 
     return _masked_mean_T(onehot_TE, keep_T) / top_k  # [E], sums to 1 (0 if no tokens)
 
 
-def load_balance_loss(
-    router_logits: Sequence[Tensor], top_k: int, mask_T: Tensor | None = None
-) -> Tensor:
+def load_balance_loss(router_logits: Sequence[Tensor], top_k: int, mask_T: Tensor | None = None) -> Tensor:
     """Switch-style load balance B (Eq. 5), mean over MoE layers.
 
     Per layer, over the M real tokens::
@@ -100,9 +96,7 @@ def router_z_loss(router_logits: Sequence[Tensor], mask_T: Tensor | None = None)
 
 
 @torch.no_grad()
-def expert_load(
-    router_logits: Sequence[Tensor], top_k: int, mask_T: Tensor | None = None
-) -> Tensor:
+def expert_load(router_logits: Sequence[Tensor], top_k: int, mask_T: Tensor | None = None) -> Tensor:
     """F_e per layer: fraction of routing slots each expert received, ``[layers, E]``.
 
     Rows sum to 1 (0 with no real tokens); ``.max()`` is ``moe/max_expert_load``.

@@ -1,9 +1,9 @@
 """Typed records that flow between the RL stages (DESIGN.md, "Data flow of one RL step").
 
-    rollout + reward  -> Sample, grouped by prompt into ScoredGroup
-    advantages        -> Sample.advantage filled on the full group
-    batch former      -> FormedBatch: SelectedSample (kept tokens + per-token weight)
-                         and the leftover Samples (C3PO carry-over pool)
+rollout + reward  -> Sample, grouped by prompt into ScoredGroup
+advantages        -> Sample.advantage filled on the full group
+batch former      -> FormedBatch: SelectedSample (kept tokens + per-token weight)
+                     and the leftover Samples (C3PO carry-over pool)
 """
 
 from __future__ import annotations

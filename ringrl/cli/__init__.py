@@ -60,8 +60,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and args.command not in DATA_PARALLEL:
-        print(f"ringrl {args.command}: error: runs on one process; under torchrun only "
-              f"{', '.join(DATA_PARALLEL)}", file=sys.stderr)
+        print(
+            f"ringrl {args.command}: error: runs on one process; under torchrun only {', '.join(DATA_PARALLEL)}",
+            file=sys.stderr,
+        )
         return 2
     try:
         code = args.func(args)

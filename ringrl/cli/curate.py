@@ -36,13 +36,17 @@ def register(subparsers: Any) -> None:
         help="benchmark folder (default: a shared/data folder found above the current directory or the package)",
     )
     p.add_argument("--no-decontam", action="store_true", help="skip decontamination")
-    p.add_argument("--near-dup-threshold", metavar="X", type=float, default=0.8,
-                   help="Jaccard similarity of normalised word shingles at or above which a row is a near "
-                   "duplicate (default 0.8)")
-    p.add_argument("--shingle", metavar="W", type=int, default=5,
-                   help="near-duplicate shingle size in words (default 5)")
-    p.add_argument("--ngram", metavar="N", type=int, default=13,
-                   help="decontamination word n-gram size (default 13)")
+    p.add_argument(
+        "--near-dup-threshold",
+        metavar="X",
+        type=float,
+        default=0.8,
+        help="Jaccard similarity of normalised word shingles at or above which a row is a near duplicate (default 0.8)",
+    )
+    p.add_argument(
+        "--shingle", metavar="W", type=int, default=5, help="near-duplicate shingle size in words (default 5)"
+    )
+    p.add_argument("--ngram", metavar="N", type=int, default=13, help="decontamination word n-gram size (default 13)")
     p.add_argument("--model", metavar="DIR", help="model for model-aware difficulty (solve rate over --samples)")
     p.add_argument("--samples", metavar="K", type=int, default=8, help="samples per row for the solve rate (default 8)")
     p.set_defaults(func=run)
@@ -74,10 +78,17 @@ def run(args: argparse.Namespace) -> int:
         names = [n.strip() for n in args.benchmarks.split(",") if n.strip()] if args.benchmarks else None
         files = benchmark_files(data_dir, names)
         if not files:
-            print("ringrl curate: warning: no benchmark files found; decontamination skipped "
-                  "(pass --data-dir or --benchmarks)", file=sys.stderr)
+            print(
+                "ringrl curate: warning: no benchmark files found; decontamination skipped "
+                "(pass --data-dir or --benchmarks)",
+                file=sys.stderr,
+            )
     result, report = curate_file(
-        args.input, args.output, config, files, solve_rate_fn,
+        args.input,
+        args.output,
+        config,
+        files,
+        solve_rate_fn,
         extra_settings={"model": args.model, "samples": args.samples if args.model else None},
     )
     for err in result.parse_errors:

@@ -60,11 +60,17 @@ def register(subparsers: Any) -> None:
     p.add_argument("--limit", type=int, help="only the first N problems of each benchmark")
     p.add_argument("--batch-size", dest="batch_size", type=int, help="prompts per generation call (default 8)")
     p.add_argument("--seed", type=int, help="sampling seed (default 0)")
-    p.add_argument("--data-dir", dest="data_dir", help="folder of benchmark files (default: shared/data beside the project)")
+    p.add_argument(
+        "--data-dir", dest="data_dir", help="folder of benchmark files (default: shared/data beside the project)"
+    )
     p.add_argument("--grader-workers", dest="grader_workers", type=int, help="grading processes")
-    p.add_argument("--tokenizer", metavar="DIR", help="with --responses: count response lengths in this tokenizer's tokens")
+    p.add_argument(
+        "--tokenizer", metavar="DIR", help="with --responses: count response lengths in this tokenizer's tokens"
+    )
     p.add_argument("--device", help="torch device for --model (default: the loader's choice)")
-    p.add_argument("--output", default="eval_results.json", metavar="FILE.json", help="results JSON (default %(default)s)")
+    p.add_argument(
+        "--output", default="eval_results.json", metavar="FILE.json", help="results JSON (default %(default)s)"
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_config_args(p, EvalConfig)
     p.set_defaults(func=run)

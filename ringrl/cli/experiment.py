@@ -9,7 +9,8 @@ from ringrl.pipeline.experiments import EXPERIMENTS
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "experiment", help="reproduce a finding of the paper on the embedded default, over seeds",
+        "experiment",
+        help="reproduce a finding of the paper on the embedded default, over seeds",
         description="c3po-vs-grpo: stability and reward of C3PO against GRPO from one SFT checkpoint; "
         "sft-epochs: RL from every SFT epoch (entropy vs RL gain, token efficiency); "
         "two-stage-vs-mixed: math-then-code RL against one mixed run. Each writes a pipeline "
@@ -19,8 +20,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="RL seeds (default: 0 1 2)")
     p.add_argument("--out", default=None, help="output directory (default: runs/experiment-NAME)")
     p.add_argument("--smoke", action="store_true", help="shrink every stage (for checks)")
-    p.add_argument("--sft", default=None, metavar="RUN_DIR",
-                   help="start from this finished SFT run (e.g. runs/quickstart/sft) instead of training one")
+    p.add_argument(
+        "--sft",
+        default=None,
+        metavar="RUN_DIR",
+        help="start from this finished SFT run (e.g. runs/quickstart/sft) instead of training one",
+    )
     p.set_defaults(func=run)
 
 

@@ -6,13 +6,17 @@ import argparse
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("pipeline", help="run the stages a YAML config lists (finished stages are skipped)",
-                       description="Stages (curate, sft, select, rl, eval, report) run in order; a finished stage is "
-                       "skipped on a re-run and an interrupted RL stage resumes from its last checkpoint.")
+    p = sub.add_parser(
+        "pipeline",
+        help="run the stages a YAML config lists (finished stages are skipped)",
+        description="Stages (curate, sft, select, rl, eval, report) run in order; a finished stage is "
+        "skipped on a re-run and an interrupted RL stage resumes from its last checkpoint.",
+    )
     p.add_argument("config", metavar="CONFIG", help="pipeline YAML (see configs/quickstart.yaml)")
     p.add_argument("--out", help="output directory (default: the config's 'out')")
-    p.add_argument("overrides", nargs="*", metavar="STAGE.key=value",
-                   help="override a stage's config key, e.g. rl-math.steps=10")
+    p.add_argument(
+        "overrides", nargs="*", metavar="STAGE.key=value", help="override a stage's config key, e.g. rl-math.steps=10"
+    )
     p.set_defaults(func=run)
 
 
@@ -41,10 +45,14 @@ def run(args: argparse.Namespace) -> int:
     kinds = {s.name: s.kind for s in spec.stages}
     for stage in overrides:
         if stage not in kinds:
-            raise UserError(f"override for stage '{stage}': no such stage in {args.config} ({', '.join(sorted(kinds))})")
+            raise UserError(
+                f"override for stage '{stage}': no such stage in {args.config} ({', '.join(sorted(kinds))})"
+            )
         if kinds[stage] not in CONFIGURED_KINDS:
-            raise UserError(f"override for stage '{stage}': a {kinds[stage]} stage has no config to override; "
-                            f"edit its options in {args.config}")
+            raise UserError(
+                f"override for stage '{stage}': a {kinds[stage]} stage has no config to override; "
+                f"edit its options in {args.config}"
+            )
     run_pipeline(spec, overrides)
     if is_rank_zero():  # under torchrun rank 0 speaks for all
         print(f"pipeline finished: {spec.out}")

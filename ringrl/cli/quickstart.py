@@ -8,13 +8,16 @@ from importlib import resources
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "quickstart", help="the whole recipe on the embedded tiny MoE and synthetic tasks (CPU, minutes)",
+        "quickstart",
+        help="the whole recipe on the embedded tiny MoE and synthetic tasks (CPU, minutes)",
         description="Builds the embedded tiny MoE and tokenizer, generates the synthetic tasks, then runs the "
         "pipeline in configs/quickstart.yaml: long-CoT SFT with entropy per epoch, checkpoint selection, RL stage 1 "
         "(math, C3PO), RL stage 2 (code + logic, C3PO), evaluation and an HTML report. Re-running skips finished stages.",
     )
     p.add_argument("--out", default=None, help="output directory (default: runs/quickstart, or runs/quickstart-smoke)")
-    p.add_argument("--smoke", action="store_true", help="a reduced run (at most 3 minutes on 2 CPU cores) for checks and CI")
+    p.add_argument(
+        "--smoke", action="store_true", help="a reduced run (at most 3 minutes on 2 CPU cores) for checks and CI"
+    )
     p.set_defaults(func=run)
 
 

@@ -20,8 +20,14 @@ def register(subparsers: Any) -> None:
         "its stages.",
     )
     p.add_argument("run_dirs", metavar="RUN_DIR", nargs="+", type=Path, help="run or pipeline directories")
-    p.add_argument("--output", "-o", metavar="FILE.html", type=Path, default=Path("report.html"),
-                   help="where to write the page (default report.html)")
+    p.add_argument(
+        "--output",
+        "-o",
+        metavar="FILE.html",
+        type=Path,
+        default=Path("report.html"),
+        help="where to write the page (default report.html)",
+    )
     p.add_argument("--labels", metavar="a,b", help="comma-separated legend labels, one per RUN_DIR")
     p.set_defaults(func=run)
 

@@ -10,10 +10,13 @@ from ringrl.sft.config import SFTConfig
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("sft", help="long-CoT SFT with a checkpoint, entropy and accuracy per epoch",
-                       description="Long chain-of-thought SFT (loss on response tokens only). Without data.train it "
-                       "trains the embedded tiny MoE on the embedded synthetic tasks. Data parallel: torchrun --nproc_per_node N "
-                       "-m ringrl sft ... (an optimizer step then takes grad_accum x N batches).")
+    p = sub.add_parser(
+        "sft",
+        help="long-CoT SFT with a checkpoint, entropy and accuracy per epoch",
+        description="Long chain-of-thought SFT (loss on response tokens only). Without data.train it "
+        "trains the embedded tiny MoE on the embedded synthetic tasks. Data parallel: torchrun --nproc_per_node N "
+        "-m ringrl sft ... (an optimizer step then takes grad_accum x N batches).",
+    )
     add_config_args(p, SFTConfig)
     p.set_defaults(func=run)
 

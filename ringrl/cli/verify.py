@@ -30,9 +30,15 @@ def register(subparsers: Any) -> None:
     p.add_argument("input", metavar="INPUT.jsonl", help="rows to verify")
     p.add_argument("--output", "-o", required=True, metavar="OUT.jsonl", help="where to write the verdicts")
     p.add_argument("--workers", type=int, default=None, help="grader processes and code sandboxes (default: CPU count)")
-    p.add_argument("--timeout", type=float, default=None,
-                   help="seconds per math/science/logic grading (default 5) and per code execution (default 10)")
-    p.add_argument("--strict", action="store_true", help="stop at the first bad row (exit 2) instead of marking it error")
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=None,
+        help="seconds per math/science/logic grading (default 5) and per code execution (default 10)",
+    )
+    p.add_argument(
+        "--strict", action="store_true", help="stop at the first bad row (exit 2) instead of marking it error"
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -84,15 +90,22 @@ def run(args: argparse.Namespace) -> int:
         else:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-            with Progress(TextColumn("verify"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                          transient=False, console=_stderr_console()) as bar:
+            with Progress(
+                TextColumn("verify"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                transient=False,
+                console=_stderr_console(),
+            ) as bar:
                 task = bar.add_task("verify", total=len(rows))
                 verdicts = pool.score(rows, responses, progress=lambda k: bar.advance(task, k))
     elapsed = max(time.monotonic() - start, 1e-9)
     for i, problem in bad.items():  # already reported on stderr with file and line
         verdicts[i] = Verdict.of("error", problem)
-    out_rows = [{"id": r.get("id"), "reward": v.reward, "status": v.status, "detail": v.detail}
-                for r, v in zip(rows, verdicts)]
+    out_rows = [
+        {"id": r.get("id"), "reward": v.reward, "status": v.status, "detail": v.detail} for r, v in zip(rows, verdicts)
+    ]
     write_jsonl(Path(args.output), out_rows)
     _summary(rows, verdicts, elapsed)
     return 0

@@ -222,9 +222,7 @@ def curate_file(
             file_items = load_benchmark_items([Path(path)])
             counted.append((Path(path), len(file_items)))
             items.extend(file_items)
-        index = build_index(
-            items, config.decontam_ngram, config.boilerplate_max_docs, config.decontam_min_overlap
-        )
+        index = build_index(items, config.decontam_ngram, config.boilerplate_max_docs, config.decontam_min_overlap)
         note = None
     result = curate_entries(entries, config, index, solve_rate_fn)
     result.parse_errors = errors

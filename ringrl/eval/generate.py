@@ -76,7 +76,9 @@ class TransformersGenerator:
         tok.padding_side = "left"
         try:
             # A chat-templated prompt already holds its special tokens.
-            enc = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=not getattr(tok, "chat_template", None))
+            enc = tok(
+                prompts, return_tensors="pt", padding=True, add_special_tokens=not getattr(tok, "chat_template", None)
+            )
         finally:
             tok.padding_side = side
         device = next(self.model.parameters()).device

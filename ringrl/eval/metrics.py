@@ -96,9 +96,7 @@ class BenchmarkResult:
         return d
 
 
-def summarize(
-    name: str, records: Sequence[SampleRecord], length_unit: str, unknown_ids: int = 0
-) -> BenchmarkResult:
+def summarize(name: str, records: Sequence[SampleRecord], length_unit: str, unknown_ids: int = 0) -> BenchmarkResult:
     """Metrics of one benchmark from its graded samples (any order, grouped here by id)."""
     by_id: dict[str, list[SampleRecord]] = {}
     for r in records:

@@ -70,9 +70,7 @@ def score_benchmark(
     """
     by_id = {r["id"]: r for r in rows}
     unknown = sum(1 for i in responses_by_id if i not in by_id)
-    flat: list[tuple[Row, int, Any]] = [
-        (r, j, s) for r in rows for j, s in enumerate(responses_by_id.get(r["id"], ()))
-    ]
+    flat: list[tuple[Row, int, Any]] = [(r, j, s) for r in rows for j, s in enumerate(responses_by_id.get(r["id"], ()))]
     all_tokens = bool(flat) and all(response_tokens(s) is not None for _, _, s in flat)
     unit = "tokens" if all_tokens or tokenizer is not None else "characters"
 
@@ -345,9 +343,7 @@ def run_responses(
                 continue
             present.append((bench, rows))
         if not present:
-            raise UserError(
-                f"{resp.path}: no response id matches a problem of {', '.join(b.name for b in loaded)}"
-            )
+            raise UserError(f"{resp.path}: no response id matches a problem of {', '.join(b.name for b in loaded)}")
         if grader is None:
             grader = stack.enter_context(_default_grader(cfg))
         bars = stack.enter_context(_Progress(progress).running())

@@ -10,7 +10,10 @@ from ringrl.models.loading import is_moe
 
 
 def forward(
-    model: Any, input_ids_BT: torch.Tensor, attention_mask_BT: torch.Tensor, position_ids_BT: torch.Tensor | None = None,
+    model: Any,
+    input_ids_BT: torch.Tensor,
+    attention_mask_BT: torch.Tensor,
+    position_ids_BT: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
     """``(logits_BTV, router_logits)``; router_logits is one ``[B*T, E]`` tensor per MoE layer, or ``()``.
 

@@ -27,8 +27,14 @@ def resolve_dtype(dtype: str | None, device: str):
 
     if dtype in (None, "auto"):
         return torch.bfloat16 if device.startswith("cuda") else torch.float32
-    table = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
-             "float16": torch.float16, "fp16": torch.float16}
+    table = {
+        "float32": torch.float32,
+        "fp32": torch.float32,
+        "bfloat16": torch.bfloat16,
+        "bf16": torch.bfloat16,
+        "float16": torch.float16,
+        "fp16": torch.float16,
+    }
     if dtype not in table:
         raise UserError(f"dtype '{dtype}': expected one of {', '.join(table)}")
     return table[dtype]
@@ -88,7 +94,11 @@ def is_moe(model: Any) -> bool:
     """True when the model's config describes routed experts (its forward can return router logits).
     A DDP wrapper is looked through."""
     cfg = getattr(model, "module", model).config
-    n = getattr(cfg, "num_experts", None) or getattr(cfg, "num_local_experts", None) or getattr(cfg, "n_routed_experts", None)
+    n = (
+        getattr(cfg, "num_experts", None)
+        or getattr(cfg, "num_local_experts", None)
+        or getattr(cfg, "n_routed_experts", None)
+    )
     return bool(n) and n > 1
 
 

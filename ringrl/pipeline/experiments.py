@@ -103,12 +103,27 @@ def experiment_spec(name: str, out: str, seeds: list[int], smoke: bool = False) 
         for s in seeds:
             stages.append(_rl(f"stage1-seed{s}", "select", q["rl-math"], seed=s))
             stages.append(_rl(f"stage2-seed{s}", f"stage1-seed{s}", q["rl-code"], seed=s))
-            stages.append(_rl(f"mixed-seed{s}", "select", q["rl-math"], seed=s, steps=steps1 + steps2,
-                              data=_mixed_data(q["rl-math"], q["rl-code"])))
+            stages.append(
+                _rl(
+                    f"mixed-seed{s}",
+                    "select",
+                    q["rl-math"],
+                    seed=s,
+                    steps=steps1 + steps2,
+                    data=_mixed_data(q["rl-math"], q["rl-code"]),
+                )
+            )
             evals += [f"stage2-seed{s}", f"mixed-seed{s}"]
         evals.insert(0, "select")  # the common start point
     if evals:
-        stages.append({"name": "eval", "kind": "eval", "models": evals, "benchmarks": q["eval"]["benchmarks"],
-                       "config": q["eval"].get("config", {})})
+        stages.append(
+            {
+                "name": "eval",
+                "kind": "eval",
+                "models": evals,
+                "benchmarks": q["eval"]["benchmarks"],
+                "config": q["eval"].get("config", {}),
+            }
+        )
     stages.append({"name": "report", "kind": "report"})
     return parse_pipeline({"out": out, "stages": stages}, f"experiment {name}", out)

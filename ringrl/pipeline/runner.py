@@ -71,8 +71,14 @@ def run_pipeline(spec: PipelineSpec, extra_overrides: dict[str, list[str]] | Non
             result = RUNNERS[stage.kind](*args)
         else:
             result = broadcast_object(RUNNERS[stage.kind](*args) if main else None, dist)
-        result.update({"name": stage.name, "kind": stage.kind, "dir": str(out / stage.name),
-                       "seconds": round(time.perf_counter() - t0, 1)})
+        result.update(
+            {
+                "name": stage.name,
+                "kind": stage.kind,
+                "dir": str(out / stage.name),
+                "seconds": round(time.perf_counter() - t0, 1),
+            }
+        )
         outputs[stage.name] = result
         if main:
             write_json(out / stage.name / "stage.json", result)
@@ -118,8 +124,11 @@ def _run_sft(spec: PipelineSpec, stage: Stage, outputs, overrides: list[str]) ->
     cfg = load_config(SFTConfig, base=base, overrides=overrides)
     summary = train_sft(cfg)
     last = summary["checkpoints"][-1]
-    return {"model": str((Path(cfg.out) / last["path"]).resolve()), "checkpoints": summary["checkpoints"],
-            "tokens_seen": summary["tokens_seen"]}
+    return {
+        "model": str((Path(cfg.out) / last["path"]).resolve()),
+        "checkpoints": summary["checkpoints"],
+        "tokens_seen": summary["tokens_seen"],
+    }
 
 
 def adopt_sft_run(out: Path, name: str, sft_dir: Path) -> bool:
@@ -133,9 +142,16 @@ def adopt_sft_run(out: Path, name: str, sft_dir: Path) -> bool:
         last = summary["checkpoints"][-1]
     except (UserError, OSError, ValueError, KeyError, IndexError, TypeError):
         raise UserError(f"--sft {sft_dir}: not a finished SFT run (no summary.json with checkpoints)") from None
-    result = {"model": str((sft_dir / last["path"]).resolve()), "checkpoints": summary["checkpoints"],
-              "tokens_seen": summary.get("tokens_seen"), "name": name, "kind": "sft", "dir": str(sft_dir.resolve()),
-              "seconds": 0.0, "adopted": True}
+    result = {
+        "model": str((sft_dir / last["path"]).resolve()),
+        "checkpoints": summary["checkpoints"],
+        "tokens_seen": summary.get("tokens_seen"),
+        "name": name,
+        "kind": "sft",
+        "dir": str(sft_dir.resolve()),
+        "seconds": 0.0,
+        "adopted": True,
+    }
     write_json(out / name / "stage.json", result)
     return True
 
@@ -175,8 +191,10 @@ def _run_rl(spec: PipelineSpec, stage: Stage, outputs, overrides: list[str]) -> 
     base = _with_curated_data(stage, outputs, base)
     cfg = load_config(RLConfig, base=base, overrides=overrides)
     summary = train_rl(cfg)
-    return {"model": str((Path(cfg.out) / "checkpoints" / "final").resolve()), **{k: summary[k] for k in
-            ("algo", "steps", "rl_tokens", "sft_tokens", "reward_first", "reward_last")}}
+    return {
+        "model": str((Path(cfg.out) / "checkpoints" / "final").resolve()),
+        **{k: summary[k] for k in ("algo", "steps", "rl_tokens", "sft_tokens", "reward_first", "reward_last")},
+    }
 
 
 def _run_eval(spec: PipelineSpec, stage: Stage, outputs, overrides: list[str]) -> dict[str, Any]:
@@ -193,8 +211,10 @@ def _run_eval(spec: PipelineSpec, stage: Stage, outputs, overrides: list[str]) -
             raise UserError(f"stage '{stage.name}': stage '{name}' produced no model")
         console.print(f"evaluating {name}: {model}")
         results[name] = run_eval(model, list(stage.options["benchmarks"]), cfg, output=stage_dir / f"{name}.json")
-    write_json(stage_dir / "summary.json", {"kind": "eval", "models": results,
-                                            "eval": results[stage.options["models"][-1]] if results else {}})
+    write_json(
+        stage_dir / "summary.json",
+        {"kind": "eval", "models": results, "eval": results[stage.options["models"][-1]] if results else {}},
+    )
     print_eval(results)
     return {"eval": results}
 
@@ -222,8 +242,14 @@ def _run_curate(spec: PipelineSpec, stage: Stage, outputs, overrides: list[str])
     return {"data": str(out_file)}
 
 
-RUNNERS = {"sft": _run_sft, "select": _run_select, "rl": _run_rl, "eval": _run_eval, "report": _run_report,
-           "curate": _run_curate}
+RUNNERS = {
+    "sft": _run_sft,
+    "select": _run_select,
+    "rl": _run_rl,
+    "eval": _run_eval,
+    "report": _run_report,
+    "curate": _run_curate,
+}
 
 
 def print_eval(results: dict[str, dict[str, Any]]) -> None:

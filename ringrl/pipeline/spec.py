@@ -115,7 +115,9 @@ def validate_pipeline(spec: PipelineSpec) -> None:
     for s in spec.stages:
         at = f"{spec.path}:{s.line}" if s.line else spec.path
         if s.name in seen:
-            raise UserError(f"{at}: stage '{s.name}' writes the same directory as the stage at line {seen[s.name].line}")
+            raise UserError(
+                f"{at}: stage '{s.name}' writes the same directory as the stage at line {seen[s.name].line}"
+            )
         if s.source is not None:
             if s.source not in seen:
                 raise UserError(f"{at}: stage '{s.name}' starts from '{s.source}', which is not an earlier stage")
@@ -130,7 +132,9 @@ def validate_pipeline(spec: PipelineSpec) -> None:
             if s.kind not in ("sft", "rl"):
                 raise UserError(f"{at}: 'data_from' applies to sft and rl stages, not '{s.kind}'")
             if data_from not in seen or seen[data_from].kind != "curate":
-                raise UserError(f"{at}: stage '{s.name}' takes data from '{data_from}', which is not an earlier curate stage")
+                raise UserError(
+                    f"{at}: stage '{s.name}' takes data from '{data_from}', which is not an earlier curate stage"
+                )
         if s.kind == "curate" and "input" not in s.options:
             raise UserError(f"{at}: curate stage '{s.name}' needs 'input' (a JSONL file)")
         if s.kind == "eval":

@@ -27,8 +27,10 @@ def describe(s: dict[str, Any]) -> str:
         sel = s.get("selection", {})
         return f"{sel.get('chosen')} (entropy {sel.get('entropy', 0):.3f}, band {sel.get('band')}, in band: {sel.get('in_band')})"
     if kind == "rl":
-        return (f"{s.get('algo')}: reward {s.get('reward_first', 0):.3f} -> {s.get('reward_last', 0):.3f} "
-                f"over {s.get('steps')} steps, {s.get('rl_tokens', 0):,} tokens")
+        return (
+            f"{s.get('algo')}: reward {s.get('reward_first', 0):.3f} -> {s.get('reward_last', 0):.3f} "
+            f"over {s.get('steps')} steps, {s.get('rl_tokens', 0):,} tokens"
+        )
     if kind == "eval":
         rows = []
         for model, res in (s.get("eval") or {}).items():

@@ -81,26 +81,43 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
 def _sections(runs: Sequence[Run]) -> list[Section]:
     run_colors = colors(len(runs))
     sections = [
-        Section(spec.slug, spec.title,
-                f"<code>{spec.key}</code> per step" + (f"; the paper's {spec.figure}" if spec.figure else ""),
-                curve_plot(runs, spec, run_colors), f"no run logs <code>{spec.key}</code>")
+        Section(
+            spec.slug,
+            spec.title,
+            f"<code>{spec.key}</code> per step" + (f"; the paper's {spec.figure}" if spec.figure else ""),
+            curve_plot(runs, spec, run_colors),
+            f"no run logs <code>{spec.key}</code>",
+        )
         for spec in CURVES
     ]
-    sections.append(Section(
-        "sft_entropy", "SFT entropy per epoch",
-        "entropy and accuracy of each SFT checkpoint (summary.json); the paper's Figure 5, "
-        "its selection band 0.3-0.5 shaded grey; a run's own band (selection.json) hatched, its chosen checkpoint starred",
-        sft_entropy_plot(runs, run_colors), "no run's summary.json lists checkpoints with entropy"))
-    sections.append(Section(
-        "token_efficiency", "Token efficiency",
-        "RL tokens / SFT tokens against score, one point per RL run; the paper's Figure 9",
-        token_efficiency_plot(runs, run_colors),
-        "no RL run's summary.json has both <code>rl_tokens</code> and <code>sft_tokens</code> with a score"))
-    sections.append(Section(
-        "expert_load", "Expert load per layer",
-        "share of routed tokens per expert and layer at the last step "
-        "(<code>moe/load/layer{i}/expert{j}</code>)",
-        expert_load_heatmap(runs), "no run logs per-layer expert load"))
+    sections.append(
+        Section(
+            "sft_entropy",
+            "SFT entropy per epoch",
+            "entropy and accuracy of each SFT checkpoint (summary.json); the paper's Figure 5, "
+            "its selection band 0.3-0.5 shaded grey; a run's own band (selection.json) hatched, its chosen checkpoint starred",
+            sft_entropy_plot(runs, run_colors),
+            "no run's summary.json lists checkpoints with entropy",
+        )
+    )
+    sections.append(
+        Section(
+            "token_efficiency",
+            "Token efficiency",
+            "RL tokens / SFT tokens against score, one point per RL run; the paper's Figure 9",
+            token_efficiency_plot(runs, run_colors),
+            "no RL run's summary.json has both <code>rl_tokens</code> and <code>sft_tokens</code> with a score",
+        )
+    )
+    sections.append(
+        Section(
+            "expert_load",
+            "Expert load per layer",
+            "share of routed tokens per expert and layer at the last step (<code>moe/load/layer{i}/expert{j}</code>)",
+            expert_load_heatmap(runs),
+            "no run logs per-layer expert load",
+        )
+    )
     return sections
 
 
@@ -115,8 +132,16 @@ def _runs_table(runs: Sequence[Run]) -> str:
     rows = []
     for run in runs:
         s = run.summary
-        rows.append([run.label, run.kind, s.get("algo"), len(run.metrics), s.get("tokens_seen", s.get("rl_tokens")),
-                     str(run.path)])
+        rows.append(
+            [
+                run.label,
+                run.kind,
+                s.get("algo"),
+                len(run.metrics),
+                s.get("tokens_seen", s.get("rl_tokens")),
+                str(run.path),
+            ]
+        )
     return _table(["run", "kind", "algo", "steps logged", "tokens", "directory"], rows)
 
 
@@ -131,10 +156,18 @@ def _eval_tables(runs: Sequence[Run]) -> str:
         rows = []
         for bench, v in entries.items():
             passk = eval_pass_at_k(v)
-            rows.append([bench, eval_avg(v), *[passk.get(k) for k in ks], v.get("problems"), v.get("samples"),
-                         v.get("mean_length"), v.get("no_answer_fraction")])
-        headers = ["benchmark", "avg@k", *[f"pass@{k}" for k in ks], "problems", "samples", "mean length",
-                   "no answer"]
+            rows.append(
+                [
+                    bench,
+                    eval_avg(v),
+                    *[passk.get(k) for k in ks],
+                    v.get("problems"),
+                    v.get("samples"),
+                    v.get("mean_length"),
+                    v.get("no_answer_fraction"),
+                ]
+            )
+        headers = ["benchmark", "avg@k", *[f"pass@{k}" for k in ks], "problems", "samples", "mean length", "no answer"]
         parts.append(f"<h3>{html.escape(run.label)}</h3>" + _table(headers, rows))
     return "".join(parts) or "<p class='missing'>No run's summary.json has evaluation results.</p>"
 
@@ -145,16 +178,36 @@ def _checkpoint_tables(runs: Sequence[Run]) -> str:
         cps = run.summary.get("checkpoints")
         if not isinstance(cps, list) or not cps:
             continue
-        rows = [[c.get("name"), c.get("epoch"), c.get("step"), c.get("tokens_seen"), c.get("entropy"),
-                 c.get("accuracy"), c.get("eval_problems")] for c in cps if isinstance(c, dict)]
+        rows = [
+            [
+                c.get("name"),
+                c.get("epoch"),
+                c.get("step"),
+                c.get("tokens_seen"),
+                c.get("entropy"),
+                c.get("accuracy"),
+                c.get("eval_problems"),
+            ]
+            for c in cps
+            if isinstance(c, dict)
+        ]
         selection = run.summary.get("selection")
         note = ""
         if isinstance(selection, dict) and selection:
-            note = "<p>selection: " + ", ".join(
-                f"{html.escape(str(k))} = {_fmt(v)}" for k, v in selection.items()
-                if not isinstance(v, (dict, list))) + "</p>"
-        parts.append(f"<h3>{html.escape(run.label)}</h3>" + _table(
-            ["checkpoint", "epoch", "step", "tokens seen", "entropy", "accuracy", "eval problems"], rows) + note)
+            note = (
+                "<p>selection: "
+                + ", ".join(
+                    f"{html.escape(str(k))} = {_fmt(v)}"
+                    for k, v in selection.items()
+                    if not isinstance(v, (dict, list))
+                )
+                + "</p>"
+            )
+        parts.append(
+            f"<h3>{html.escape(run.label)}</h3>"
+            + _table(["checkpoint", "epoch", "step", "tokens seen", "entropy", "accuracy", "eval problems"], rows)
+            + note
+        )
     return "".join(parts) or "<p class='missing'>No run's summary.json lists SFT checkpoints.</p>"
 
 
@@ -172,26 +225,33 @@ img{max-width:100%;border:1px solid #eee}.missing{color:#888;font-style:italic}
 
 def render_html(runs: Sequence[Run], sections: Sequence[Section], notes: Sequence[str], files_dir: str) -> str:
     """The page: runs, stability table, plots (embedded), SFT checkpoints, evaluation."""
-    body = [f"<h1>ringrl report: {len(runs)} run{'s' if len(runs) != 1 else ''}</h1>", "<h2>Runs</h2>",
-            _runs_table(runs), "<h2>Stability and final reward</h2>",
-            "<p class='caption'>Coefficient of variation = population standard deviation / |mean| over the "
-            "logged steps (lower is steadier; C3PO's fixed token budget should keep tokens/step and step time "
-            "flat). Final reward: last logged <code>reward/mean</code>, else <code>reward_last</code>.</p>",
-            _stats_table([run_stats(r) for r in runs])]
+    body = [
+        f"<h1>ringrl report: {len(runs)} run{'s' if len(runs) != 1 else ''}</h1>",
+        "<h2>Runs</h2>",
+        _runs_table(runs),
+        "<h2>Stability and final reward</h2>",
+        "<p class='caption'>Coefficient of variation = population standard deviation / |mean| over the "
+        "logged steps (lower is steadier; C3PO's fixed token budget should keep tokens/step and step time "
+        "flat). Final reward: last logged <code>reward/mean</code>, else <code>reward_last</code>.</p>",
+        _stats_table([run_stats(r) for r in runs]),
+    ]
     for section in sections:
         body.append(f"<h2>{html.escape(section.title)}</h2>")
         if section.png is None:
             body.append(f"<p class='missing'>Plot skipped: {section.missing}.</p>")
             continue
         data = base64.b64encode(section.png).decode("ascii")
-        body.append(f"<p class='caption'>{section.caption}. Copy: <code>{html.escape(files_dir)}/"
-                    f"{section.slug}.png</code></p>")
+        body.append(
+            f"<p class='caption'>{section.caption}. Copy: <code>{html.escape(files_dir)}/{section.slug}.png</code></p>"
+        )
         body.append(f"<img alt='{html.escape(section.title)}' src='data:image/png;base64,{data}'>")
     body += ["<h2>SFT checkpoints</h2>", _checkpoint_tables(runs), "<h2>Evaluation</h2>", _eval_tables(runs)]
     if notes:
         body.append("<h2>Notes</h2><ul>" + "".join(f"<li>{html.escape(n)}</li>" for n in notes) + "</ul>")
-    return ("<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'><title>ringrl report</title>"
-            f"<style>{_CSS}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")
+    return (
+        "<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'><title>ringrl report</title>"
+        f"<style>{_CSS}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n"
+    )
 
 
 def build_report(run_dirs: Sequence[Path], output: Path, labels: Sequence[str] | None = None) -> Path:

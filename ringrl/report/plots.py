@@ -39,8 +39,9 @@ class CurveSpec:
 RL = ("rl", "unknown")  # runs without a summary.json (kind unknown) are drawn everywhere
 CURVES: tuple[CurveSpec, ...] = (
     CurveSpec("reward", "reward/mean", "RL reward", "mean reward", "Figures 7 and 8", RL),
-    CurveSpec("response_length", "response_length/mean", "Response length", "tokens per response",
-              "Figures 7 and 8", RL),
+    CurveSpec(
+        "response_length", "response_length/mean", "Response length", "tokens per response", "Figures 7 and 8", RL
+    ),
     CurveSpec("grad_norm", "train/grad_norm", "Gradient norm", "grad norm (before clipping)", "Figures 7 and 8", RL),
     CurveSpec("entropy", "train/entropy", "Policy entropy", "mean token entropy (nats)", "Figures 7 and 8", RL),
     CurveSpec("tokens", "train/tokens", "Training tokens per step", "tokens in the loss", "Figures 7 and 8", RL),
@@ -80,8 +81,9 @@ def ema(values: np.ndarray, alpha: float) -> np.ndarray:
 def curve_plot(runs: Sequence[Run], spec: CurveSpec, run_colors: Sequence) -> bytes | None:
     """``spec.key`` against step, one line per run that has it. Curves with more than 30
     points are drawn faint with an EMA (0.8) on top."""
-    present = [(run, c) for run, c in zip(runs, run_colors)
-               if run.has(spec.key) and (not spec.kinds or run.kind in spec.kinds)]
+    present = [
+        (run, c) for run, c in zip(runs, run_colors) if run.has(spec.key) and (not spec.kinds or run.kind in spec.kinds)
+    ]
     if not present:
         return None
     fig = Figure(figsize=(7.0, 4.0))
@@ -94,8 +96,15 @@ def curve_plot(runs: Sequence[Run], spec: CurveSpec, run_colors: Sequence) -> by
             ax.plot(steps, ema(values, 0.8), color=color, linewidth=1.8, label=run.label)
             smoothed = True
         else:
-            ax.plot(steps, values, color=color, linewidth=1.6, marker="o" if len(values) <= 12 else None,
-                    markersize=3, label=run.label)
+            ax.plot(
+                steps,
+                values,
+                color=color,
+                linewidth=1.6,
+                marker="o" if len(values) <= 12 else None,
+                markersize=3,
+                label=run.label,
+            )
     ax.set_title(spec.title + (" (EMA 0.8; faint: raw)" if smoothed else ""))
     ax.set_xlabel("step")
     ax.set_ylabel(spec.ylabel)
@@ -128,8 +137,10 @@ def sft_entropy_plot(runs: Sequence[Run], run_colors: Sequence) -> bytes | None:
     also gets its own band hatched in its color and its chosen checkpoint starred."""
     present = []
     for run, color in zip(runs, run_colors):
-        points = [(_num(c.get("epoch", i + 1)), _num(c.get("entropy")), _num(c.get("accuracy")))
-                  for i, c in enumerate(_checkpoints(run))]
+        points = [
+            (_num(c.get("epoch", i + 1)), _num(c.get("entropy")), _num(c.get("accuracy")))
+            for i, c in enumerate(_checkpoints(run))
+        ]
         points = [p for p in points if math.isfinite(p[0]) and math.isfinite(p[1])]
         if points:
             present.append((run, color, points))
@@ -144,12 +155,25 @@ def sft_entropy_plot(runs: Sequence[Run], run_colors: Sequence) -> bytes | None:
         ax_h.plot(epochs, ent, marker="o", color=color, label=run.label)
         band = _selection_band(run)
         if band is not None and band != ENTROPY_BAND:
-            ax_h.axhspan(*band, facecolor="none", edgecolor=color, hatch="//", alpha=0.5,
-                         label=f"{run.label}: selection band {band[0]:g}-{band[1]:g}")
+            ax_h.axhspan(
+                *band,
+                facecolor="none",
+                edgecolor=color,
+                hatch="//",
+                alpha=0.5,
+                label=f"{run.label}: selection band {band[0]:g}-{band[1]:g}",
+            )
         chosen = _num(run.selection.get("epoch"))
         if math.isfinite(chosen) and chosen in epochs:
-            ax_h.plot([chosen], [ent[list(epochs).index(chosen)]], marker="*", markersize=14, color=color,
-                      linestyle="none", label=f"{run.label}: chosen (epoch {chosen:g})")
+            ax_h.plot(
+                [chosen],
+                [ent[list(epochs).index(chosen)]],
+                marker="*",
+                markersize=14,
+                color=color,
+                linestyle="none",
+                label=f"{run.label}: chosen (epoch {chosen:g})",
+            )
         if np.isfinite(acc).any():
             ax_a.plot(epochs, acc, marker="o", color=color, label=run.label)
             has_acc = True

@@ -21,8 +21,15 @@ import numpy as np
 
 from ringrl.errors import UserError
 
-_NONFINITE = {"nan": math.nan, "inf": math.inf, "+inf": math.inf, "-inf": -math.inf,
-              "infinity": math.inf, "+infinity": math.inf, "-infinity": -math.inf}
+_NONFINITE = {
+    "nan": math.nan,
+    "inf": math.inf,
+    "+inf": math.inf,
+    "-inf": -math.inf,
+    "infinity": math.inf,
+    "+infinity": math.inf,
+    "-infinity": -math.inf,
+}
 
 
 @dataclass

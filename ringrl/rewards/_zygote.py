@@ -34,9 +34,29 @@ import sys
 import time
 
 # Modules a typical solution imports, preloaded so that a forked child starts warm.
-for _m in ("collections", "itertools", "functools", "heapq", "bisect", "math", "re", "string",
-           "typing", "fractions", "decimal", "random", "statistics", "dataclasses", "copy",
-           "operator", "traceback", "io", "enum", "datetime", "array"):
+for _m in (
+    "collections",
+    "itertools",
+    "functools",
+    "heapq",
+    "bisect",
+    "math",
+    "re",
+    "string",
+    "typing",
+    "fractions",
+    "decimal",
+    "random",
+    "statistics",
+    "dataclasses",
+    "copy",
+    "operator",
+    "traceback",
+    "io",
+    "enum",
+    "datetime",
+    "array",
+):
     try:
         __import__(_m)
     except Exception:
@@ -375,7 +395,7 @@ class Zygote:
                 try:
                     with open(f"/proc/{p}/stat", "rb") as f:
                         stat = f.read()
-                    ppid = int(stat[stat.rindex(b")") + 2:].split()[1])
+                    ppid = int(stat[stat.rindex(b")") + 2 :].split()[1])
                 except (OSError, ValueError, IndexError):
                     continue
                 if ppid == me:
@@ -433,8 +453,9 @@ class Zygote:
         err_r, err_w = os.pipe()
         null_r = os.open(os.devnull, os.O_RDONLY)
         cxx = job.get("cxx") or "/usr/bin/g++"
-        pid = self.fork(workdir, null_r, err_w, err_w, limits, exec_target,
-                        ([cxx, "-O2", "-std=c++17", "-pipe", "-o", exe, src],))
+        pid = self.fork(
+            workdir, null_r, err_w, err_w, limits, exec_target, ([cxx, "-O2", "-std=c++17", "-pipe", "-o", exe, src],)
+        )
         os.close(err_w)
         os.close(null_r)
         pidfd = os.pidfd_open(pid)
@@ -457,7 +478,11 @@ class Zygote:
         os.close(err_r)
         os.close(pidfd)
         if status is None:
-            return None, {"status": "compile_error", "detail": f"compilation took longer than {CPP_COMPILE_S}s", "runs": 0}
+            return None, {
+                "status": "compile_error",
+                "detail": f"compilation took longer than {CPP_COMPILE_S}s",
+                "runs": 0,
+            }
         if not (os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0):
             msg = err.decode("utf-8", "replace")
             first = next((line for line in msg.splitlines() if "error" in line), msg[:200])
@@ -501,7 +526,10 @@ class Zygote:
                     break
                 r, _, _ = select.select(list(open_fds), [], [], min(left, TICK))
                 if time.monotonic() >= next_check and self.sandbox_rss() > mem_total:
-                    verdict = ("memory_limit", f"test {i}: sandbox processes used more than {mem_total >> 20} MiB together")
+                    verdict = (
+                        "memory_limit",
+                        f"test {i}: sandbox processes used more than {mem_total >> 20} MiB together",
+                    )
                     break
                 if time.monotonic() >= next_check:
                     next_check = time.monotonic() + TICK
@@ -563,8 +591,15 @@ class Zygote:
         lsock.listen(4)
         devnull_w = os.open(os.devnull, os.O_WRONLY)
         devnull_r = os.open(os.devnull, os.O_RDONLY)
-        pid = self.fork(workdir, devnull_r, devnull_w, devnull_w, job, self.unit_target,
-                        (job["code"], job["test_code"], job.get("entry_point") or "", name))
+        pid = self.fork(
+            workdir,
+            devnull_r,
+            devnull_w,
+            devnull_w,
+            job,
+            self.unit_target,
+            (job["code"], job["test_code"], job.get("entry_point") or "", name),
+        )
         os.close(devnull_w)
         os.close(devnull_r)
         pidfd = os.pidfd_open(pid)
@@ -611,7 +646,11 @@ class Zygote:
             lsock.close()
             os.close(pidfd)
         if too_big:
-            return {"status": "memory_limit", "detail": f"sandbox processes used more than {mem_total >> 20} MiB together", "runs": 1}
+            return {
+                "status": "memory_limit",
+                "detail": f"sandbox processes used more than {mem_total >> 20} MiB together",
+                "runs": 1,
+            }
         if status is None:
             return {"status": "timeout", "detail": f"wall time limit {timeout:g}s", "runs": 1}
         if os.WIFSIGNALED(status):
@@ -621,10 +660,12 @@ class Zygote:
             return {"status": "runtime_error", "detail": f"killed by signal {sig}", "runs": 1}
         code = os.WEXITSTATUS(status)
         if report is None or not report.startswith(nonce + b" "):
-            return {"status": "runtime_error",
-                    "detail": f"the program ended before the tests finished (exit status {code}, no verdict from the harness)",
-                    "runs": 1}
-        body = report[len(nonce) + 1:].decode("utf-8", "replace")
+            return {
+                "status": "runtime_error",
+                "detail": f"the program ended before the tests finished (exit status {code}, no verdict from the harness)",
+                "runs": 1,
+            }
+        body = report[len(nonce) + 1 :].decode("utf-8", "replace")
         if body == "PASS" and code == 0:
             return {"status": "correct", "detail": "all tests passed", "runs": 1}
         if body == "PASS":
@@ -638,7 +679,11 @@ class Zygote:
     def clean(self):
         """Remove everything the run left in the private temporary directories."""
         import shutil
-        bases = [self.base] + ([d for d in ("/var/tmp", "/dev/shm", "/run/lock") if os.path.isdir(d)] if self.init else [])
+
+        bases = [self.base] + (
+            [d for d in ("/var/tmp", "/dev/shm", "/run/lock") if os.path.isdir(d)] if self.init else []
+        )
+
         def onerror(func, path, exc):
             try:
                 os.chmod(os.path.dirname(path) or ".", 0o700)
@@ -646,6 +691,7 @@ class Zygote:
                 func(path)
             except OSError:
                 pass
+
         entries = []
         for b in bases:
             try:
@@ -684,6 +730,7 @@ def main():
             pass
     try:
         import ctypes
+
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE 0: children cannot ptrace or read our memory
         if os.getpid() != 1:

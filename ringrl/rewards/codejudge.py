@@ -36,6 +36,8 @@ CPP_COMPILE_S = 30.0  # compile wall limit inside the sandbox (see _zygote.CPP_C
 def cxx_compiler() -> str | None:
     """``g++`` if installed (C++ programs are judged only then)."""
     return shutil.which("g++")
+
+
 MAX_PROGRAM_CHARS = 256_000
 
 
@@ -75,9 +77,16 @@ def build_job(row: Mapping[str, Any], response: str, limits: Limits) -> dict[str
         return Verdict.of("no_answer", "empty code block")
     if len(program) > MAX_PROGRAM_CHARS:
         return Verdict.of("compile_error", f"program longer than {MAX_PROGRAM_CHARS} characters")
-    job: dict[str, Any] = {"code": program, "timeout": limits.timeout, "cpu_s": int(limits.timeout + 0.999),
-                           "mem_mb": limits.mem_mb, "mem_total_mb": limits.mem_total_mb, "nproc": limits.nproc, "fsize_mb": limits.fsize_mb,
-                           "output_cap": limits.output_cap}
+    job: dict[str, Any] = {
+        "code": program,
+        "timeout": limits.timeout,
+        "cpu_s": int(limits.timeout + 0.999),
+        "mem_mb": limits.mem_mb,
+        "mem_total_mb": limits.mem_total_mb,
+        "nproc": limits.nproc,
+        "fsize_mb": limits.fsize_mb,
+        "output_cap": limits.output_cap,
+    }
     if isinstance(tests, list):
         job.update(mode="stdio", tests=[{"input": str(t["input"]), "output": str(t["output"])} for t in tests])
         if lang in CPP_LANGS:

@@ -49,8 +49,20 @@ def check_exact(row: Mapping[str, Any], pred: str) -> Verdict:
     return Verdict.of("correct" if ok else "wrong", "" if ok else f"got {pred[:80]!r}")
 
 
-_TEX = (("\\times", "*"), ("\\cdot", "*"), ("\\div", "/"), ("×", "*"), ("÷", "/"), ("−", "-"),
-        ("\\left", ""), ("\\right", ""), ("{", "("), ("}", ")"), ("[", "("), ("]", ")"))
+_TEX = (
+    ("\\times", "*"),
+    ("\\cdot", "*"),
+    ("\\div", "/"),
+    ("×", "*"),
+    ("÷", "/"),
+    ("−", "-"),
+    ("\\left", ""),
+    ("\\right", ""),
+    ("{", "("),
+    ("}", ")"),
+    ("[", "("),
+    ("]", ")"),
+)
 
 
 def eval_countdown(expr: str) -> tuple[Fraction, list[int]]:

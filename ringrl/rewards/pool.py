@@ -65,8 +65,13 @@ class _Grader:
 
     @staticmethod
     def start() -> _Grader:
-        proc = subprocess.Popen([sys.executable, "-m", "ringrl.rewards._grader"], stdin=subprocess.PIPE,
-                                stdout=subprocess.PIPE, env=_child_env(), start_new_session=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "ringrl.rewards._grader"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env=_child_env(),
+            start_new_session=True,
+        )
         assert proc.stdin is not None and proc.stdout is not None
         tx = Connection(os.dup(proc.stdin.fileno()), readable=False)
         rx = Connection(os.dup(proc.stdout.fileno()), writable=False)
@@ -105,8 +110,9 @@ class RewardPool:
     wall limit per program execution; ``limits``: the other sandbox limits.
     """
 
-    def __init__(self, workers: int | None = None, timeout: float = 5.0, code_timeout: float = 10.0,
-                 limits: Limits | None = None):
+    def __init__(
+        self, workers: int | None = None, timeout: float = 5.0, code_timeout: float = 10.0, limits: Limits | None = None
+    ):
         self.workers = max(1, int(workers or os.cpu_count() or 1))
         self.timeout = float(timeout)
         self.limits = Limits(timeout=float(code_timeout)) if limits is None else limits
@@ -184,8 +190,11 @@ class RewardPool:
                 return "done", fast
         if spec.domain == "science" and normalize_answer(pred) == normalize_answer(_gold_text(row["answer"])):
             return "done", Verdict.of("correct", "exact match")
-        if spec.domain == "logic" and (row.get("checker") or "exact") == "exact" \
-                and normalize_logic(pred) == normalize_logic(row["answer"]):
+        if (
+            spec.domain == "logic"
+            and (row.get("checker") or "exact") == "exact"
+            and normalize_logic(pred) == normalize_logic(row["answer"])
+        ):
             return "done", Verdict.of("correct", "exact match")
         key = _cache_key(spec.domain, row, pred)
         hit = self._cache.get(key)
@@ -193,8 +202,9 @@ class RewardPool:
             return "done", hit
         return "grade", (functools.partial(spec.fn, timeout=inner), dict(row), "\\boxed{" + pred + "}", key)
 
-    def score(self, rows: Sequence[Mapping[str, Any]], responses: Sequence[str],
-              progress: Callable[[int], None] | None = None) -> list[Verdict]:
+    def score(
+        self, rows: Sequence[Mapping[str, Any]], responses: Sequence[str], progress: Callable[[int], None] | None = None
+    ) -> list[Verdict]:
         """Verdicts for ``zip(rows, responses)`` in input order. Never raises for any response.
 
         ``progress(n)`` is called with the number of items finished since the last call.
@@ -260,8 +270,15 @@ class RewardPool:
                     self._cache.popitem(last=False)
         return [v if v is not None else Verdict.of("error", "not graded") for v in out]
 
-    def _loop(self, out: list[Verdict | None], grade_q: deque[tuple[int, Any]], code_q: deque[tuple[int, Any]],
-              code_jobs: dict[int, Any], progress: Callable[[int], None] | None, starts_at_entry: int) -> None:
+    def _loop(
+        self,
+        out: list[Verdict | None],
+        grade_q: deque[tuple[int, Any]],
+        code_q: deque[tuple[int, Any]],
+        code_jobs: dict[int, Any],
+        progress: Callable[[int], None] | None,
+        starts_at_entry: int,
+    ) -> None:
         def finish(i: int, v: Verdict) -> None:
             out[i] = v
             if progress:

@@ -83,12 +83,29 @@ def sandbox_python() -> str:
 
 def _ns_command(python: str, src: str) -> list[str]:
     mounts = " ".join(
-        f'if [ -d {d} ]; then mount -t tmpfs -o size=64m,mode=1777,nosuid,nodev tmpfs {d} || exit 111; fi;'
+        f"if [ -d {d} ]; then mount -t tmpfs -o size=64m,mode=1777,nosuid,nodev tmpfs {d} || exit 111; fi;"
         for d in _PRIVATE_DIRS
     )
     inner = f'{mounts} exec unshare --user --map-user={SANDBOX_UID} --map-group={SANDBOX_UID} -- "$0" -I -c "$1"'
-    cmd = ["unshare", "--user", "--map-root-user", "--pid", "--fork", "--kill-child", "--net", "--mount",
-           "--ipc", "--uts", "--mount-proc", "--", "sh", "-c", inner, python, src]
+    cmd = [
+        "unshare",
+        "--user",
+        "--map-root-user",
+        "--pid",
+        "--fork",
+        "--kill-child",
+        "--net",
+        "--mount",
+        "--ipc",
+        "--uts",
+        "--mount-proc",
+        "--",
+        "sh",
+        "-c",
+        inner,
+        python,
+        src,
+    ]
     if os.geteuid() == 0:
         cmd = ["setpriv", f"--reuid={SANDBOX_UID}", f"--regid={SANDBOX_UID}", "--clear-groups", "--"] + cmd
     return cmd
@@ -102,9 +119,15 @@ def _fallback_command(python: str, src: str) -> list[str]:
 
 
 def _env() -> dict[str, str]:
-    return {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": "/tmp", "LANG": "C.UTF-8",
-            "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
-            "PYTHONDONTWRITEBYTECODE": "1"}
+    return {
+        "PATH": "/usr/local/bin:/usr/bin:/bin",
+        "HOME": "/tmp",
+        "LANG": "C.UTF-8",
+        "OMP_NUM_THREADS": "1",
+        "OPENBLAS_NUM_THREADS": "1",
+        "MKL_NUM_THREADS": "1",
+        "PYTHONDONTWRITEBYTECODE": "1",
+    }
 
 
 @functools.lru_cache(maxsize=1)
@@ -116,8 +139,7 @@ def namespaces_available() -> bool:
         return False
     probe = "import os,sys; sys.stdout.write('%d %d' % (os.getuid(), os.getpid()))"
     try:
-        r = subprocess.run(_ns_command(sandbox_python(), probe), capture_output=True, timeout=30,
-                           env=_env(), cwd="/")
+        r = subprocess.run(_ns_command(sandbox_python(), probe), capture_output=True, timeout=30, env=_env(), cwd="/")
     except (OSError, subprocess.TimeoutExpired):
         return False
     return r.returncode == 0 and r.stdout.decode(errors="replace").strip() == f"{SANDBOX_UID} 1"
@@ -132,8 +154,10 @@ def warn_no_namespaces() -> None:
     if _warned:
         return
     _warned = True
-    msg = ("ringrl sandbox: Linux namespaces are unavailable here; untrusted code runs with "
-           "rlimits only (no PID/network/mount isolation). Do not run untrusted code on this machine.")
+    msg = (
+        "ringrl sandbox: Linux namespaces are unavailable here; untrusted code runs with "
+        "rlimits only (no PID/network/mount isolation). Do not run untrusted code on this machine."
+    )
     if log.hasHandlers():  # otherwise logging's last-resort handler would print it a second time
         log.warning(msg)
     print(f"WARNING: {msg}", file=sys.stderr, flush=True)
@@ -161,8 +185,15 @@ class Sandbox:
             os.chmod(self._fallback_dir, 0o700)
             env["RINGRL_SANDBOX_BASE"] = self._fallback_dir
             cmd = _fallback_command(sandbox_python(), src)
-        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=subprocess.DEVNULL, env=env, cwd="/", start_new_session=True)
+        self.proc = subprocess.Popen(
+            cmd,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            env=env,
+            cwd="/",
+            start_new_session=True,
+        )
         self._buf = b""
         try:
             ready = json.loads(self._readline(time.monotonic() + start_timeout))

@@ -15,12 +15,18 @@ from ringrl.errors import ConfigError
 class RLDataConfig:
     """RL prompts: a file of rows with verifier fields, or the embedded tasks."""
 
-    train: str | None = doc("JSONL/Parquet/`datasets` folder of rows (prompt, domain, answer/tests); null: embedded tasks", None)
+    train: str | None = doc(
+        "JSONL/Parquet/`datasets` folder of rows (prompt, domain, answer/tests); null: embedded tasks", None
+    )
     tasks: list[str] = doc("embedded task domains used when train is null", default_factory=lambda: ["math"])
     train_size: int = doc("embedded training prompts (shared across tasks by weights)", 4000)
     levels: list[int] | dict[str, list[int]] | None = doc(
-        "embedded difficulty levels: one list for every task, or {task: [levels]} (null or a task left out: every level)", None)
-    weights: dict[str, float] | None = doc("embedded rows per task in proportion, e.g. {math: 4} (a task left out: 1; null: even split)", None)
+        "embedded difficulty levels: one list for every task, or {task: [levels]} (null or a task left out: every level)",
+        None,
+    )
+    weights: dict[str, float] | None = doc(
+        "embedded rows per task in proportion, e.g. {math: 4} (a task left out: 1; null: even split)", None
+    )
     seed: int = doc("seed of the embedded data and of the prompt order", 0)
 
     def validate(self) -> None:
@@ -42,7 +48,9 @@ class RolloutConfig:
         if self.prompts_per_step < 1:
             raise ConfigError("rollout.prompts_per_step", "must be >= 1")
         if self.samples_per_prompt < 2:
-            raise ConfigError("rollout.samples_per_prompt", f"K must be >= 2 for group advantages, got {self.samples_per_prompt}")
+            raise ConfigError(
+                "rollout.samples_per_prompt", f"K must be >= 2 for group advantages, got {self.samples_per_prompt}"
+            )
         if not self.temperature > 0:
             raise ConfigError("rollout.temperature", "must be > 0")
         if not 0 < self.top_p <= 1:
@@ -55,7 +63,9 @@ class RolloutConfig:
 class LossConfig:
     eps_low: float = doc("PPO clip lower epsilon: ratio >= 1 - eps_low (paper 0.2)", 0.2)
     eps_high: float = doc("PPO clip upper epsilon: ratio <= 1 + eps_high (paper 0.2; DAPO clip-higher 0.28)", 0.2)
-    beta: float = doc("token-level KL (k3) coefficient to the reference (paper 1e-3); 0 skips the reference model", 1e-3)
+    beta: float = doc(
+        "token-level KL (k3) coefficient to the reference (paper 1e-3); 0 skips the reference model", 1e-3
+    )
     alpha_entropy: float = doc("entropy bonus coefficient, rewards exploration (paper 5e-4)", 5e-4)
     alpha_balance: float = doc("MoE load-balance coefficient (Eq. 5; paper 1e-5)", 1e-5)
     alpha_zloss: float = doc("router z-loss coefficient (Eq. 6; paper 1e-7)", 1e-7)
@@ -77,25 +87,39 @@ def _rl_optim() -> OptimConfig:
 
 @dataclass(frozen=True)
 class RLConfig:
-    model: ModelConfig = doc("policy to start from (model.path: e.g. the checkpoint select-checkpoint chose)", default_factory=ModelConfig)
-    ref_model: str | None = doc("reference model directory for the KL term; null: a frozen copy of the initial policy", None)
-    algo: Literal["c3po", "grpo", "dapo"] = doc("batch former: c3po (token budget), grpo (per-response mean), dapo (token-mean + dynamic sampling)", "c3po")
+    model: ModelConfig = doc(
+        "policy to start from (model.path: e.g. the checkpoint select-checkpoint chose)", default_factory=ModelConfig
+    )
+    ref_model: str | None = doc(
+        "reference model directory for the KL term; null: a frozen copy of the initial policy", None
+    )
+    algo: Literal["c3po", "grpo", "dapo"] = doc(
+        "batch former: c3po (token budget), grpo (per-response mean), dapo (token-mean + dynamic sampling)", "c3po"
+    )
     former: FormerConfig = doc("batch former settings (C3PO budget Phi, leftovers)", default_factory=FormerConfig)
     rollout: RolloutConfig = doc("sampling", default_factory=RolloutConfig)
     loss: LossConfig = doc("loss terms (Eq. 2, 4, 5, 6)", default_factory=LossConfig)
     optim: OptimConfig = doc("optimizer (paper: lr 3e-6, constant after warm-up)", default_factory=_rl_optim)
     data: RLDataConfig = doc("prompts", default_factory=RLDataConfig)
     steps: int = doc("optimizer steps", 50)
-    micro_batch_tokens: int = doc("tokens per micro-batch in the loss pass (padded count, or the packed row's length)", 16384)
+    micro_batch_tokens: int = doc(
+        "tokens per micro-batch in the loss pass (padded count, or the packed row's length)", 16384
+    )
     pack_sequences: bool = doc(
         "pack each micro-batch's sequences end to end in one row (no padding, so C3PO's loss pass costs exactly its "
         "Phi trained tokens plus prompts); attention then spans the packed row, so keep micro_batch_tokens a few "
-        "times the longest sequence", False)
+        "times the longest sequence",
+        False,
+    )
     ppo_epochs: int = doc("passes over each step's batch (1 = on-policy)", 1)
     mini_batches: int = doc("optimizer steps per pass (the formed batch split in token-balanced parts)", 1)
     c3po_fill: Literal["sample_more", "train_fewer"] = doc(
-        "C3PO when a step's pool has fewer than Phi tokens: sample more prompts (up to max_fill_rounds), or train on fewer", "sample_more")
-    max_fill_rounds: int = doc("extra rollout rounds allowed per step to fill the C3PO budget or DAPO's informative groups", 2)
+        "C3PO when a step's pool has fewer than Phi tokens: sample more prompts (up to max_fill_rounds), or train on fewer",
+        "sample_more",
+    )
+    max_fill_rounds: int = doc(
+        "extra rollout rounds allowed per step to fill the C3PO budget or DAPO's informative groups", 2
+    )
     max_nonfinite: int = doc("stop the run after this many skipped updates with a non-finite loss or gradient", 3)
     save_every: int = doc("checkpoint every N steps (0: only at the end)", 0)
     keep_checkpoints: int = doc("periodic checkpoints kept (the final one is always kept)", 2)
@@ -112,8 +136,11 @@ class RLConfig:
         if self.steps < 1:
             raise ConfigError("steps", "must be >= 1")
         if self.algo == "c3po" and self.former.budget_tokens < self.rollout.max_new_tokens:
-            raise ConfigError("former.budget_tokens", f"budget Phi={self.former.budget_tokens} is smaller than one response's "
-                              f"maximum length (rollout.max_new_tokens={self.rollout.max_new_tokens})")
+            raise ConfigError(
+                "former.budget_tokens",
+                f"budget Phi={self.former.budget_tokens} is smaller than one response's "
+                f"maximum length (rollout.max_new_tokens={self.rollout.max_new_tokens})",
+            )
         if self.ppo_epochs < 1 or self.mini_batches < 1:
             raise ConfigError("ppo_epochs" if self.ppo_epochs < 1 else "mini_batches", "must be >= 1")
         if self.micro_batch_tokens < 16:

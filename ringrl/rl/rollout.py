@@ -31,8 +31,14 @@ def collect_groups(
     """Sample K responses for each row, score them, and group them by prompt."""
     t0 = time.perf_counter()
     prompts = [render_prompt(tokenizer, r) for r in rows]
-    completions = engine.generate(prompts, n=cfg.samples_per_prompt, temperature=cfg.temperature,
-                                  top_p=cfg.top_p, max_new_tokens=cfg.max_new_tokens, seed=seed)
+    completions = engine.generate(
+        prompts,
+        n=cfg.samples_per_prompt,
+        temperature=cfg.temperature,
+        top_p=cfg.top_p,
+        max_new_tokens=cfg.max_new_tokens,
+        seed=seed,
+    )
     t1 = time.perf_counter()
     flat_rows = [r for r, comps in zip(rows, completions) for _ in comps]
     rewards = score(flat_rows, [c.text for comps in completions for c in comps])
@@ -42,9 +48,18 @@ def collect_groups(
         prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
         samples = []
         for i, c in enumerate(comps):
-            samples.append(Sample(group_id=f"{tag}-{g}", index=i, prompt_ids=list(prompt_ids),
-                                  response_ids=list(c.token_ids), rollout_logprobs=list(c.logprobs),
-                                  reward=float(rewards[k]), finished=c.finished, domain=str(row.get("domain", ""))))
+            samples.append(
+                Sample(
+                    group_id=f"{tag}-{g}",
+                    index=i,
+                    prompt_ids=list(prompt_ids),
+                    response_ids=list(c.token_ids),
+                    rollout_logprobs=list(c.logprobs),
+                    reward=float(rewards[k]),
+                    finished=c.finished,
+                    domain=str(row.get("domain", "")),
+                )
+            )
             k += 1
         groups.append(ScoredGroup(group_id=f"{tag}-{g}", samples=samples))
     lengths = [len(c.token_ids) for comps in completions for c in comps]

@@ -41,11 +41,17 @@ class TrainerState:
         return cls(**d, carry=carry)
 
 
-def save_rl_checkpoint(run_dir: Path, name: str, model: Any, tokenizer: Any, state: TrainerState, optimizer: Any, scheduler: Any) -> Path:
-    extra = {"optimizer.pt": {
-        "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-        "torch_rng": torch.get_rng_state(), "python_rng": random.getstate(),
-    }}
+def save_rl_checkpoint(
+    run_dir: Path, name: str, model: Any, tokenizer: Any, state: TrainerState, optimizer: Any, scheduler: Any
+) -> Path:
+    extra = {
+        "optimizer.pt": {
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "torch_rng": torch.get_rng_state(),
+            "python_rng": random.getstate(),
+        }
+    }
     return save_checkpoint(run_dir / "checkpoints" / name, model, tokenizer, state.to_json(), extra)
 
 
@@ -64,7 +70,9 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
 
 def load_rl_state(ckpt: Path, optimizer: Any, scheduler: Any) -> TrainerState:
     state = TrainerState.from_json(json.loads((ckpt / "trainer_state.json").read_text()))
-    blob = torch.load(ckpt / "optimizer.pt", weights_only=False, map_location="cpu")  # the optimizer moves its state to each parameter's device
+    blob = torch.load(
+        ckpt / "optimizer.pt", weights_only=False, map_location="cpu"
+    )  # the optimizer moves its state to each parameter's device
     optimizer.load_state_dict(blob["optimizer"])
     scheduler.load_state_dict(blob["scheduler"])
     torch.set_rng_state(blob["torch_rng"])
@@ -74,8 +82,11 @@ def load_rl_state(ckpt: Path, optimizer: Any, scheduler: Any) -> TrainerState:
 
 def prune_checkpoints(run_dir: Path, keep: int) -> None:
     """Delete all but the newest ``keep`` periodic ``step-N`` checkpoints."""
-    steps = sorted((int(d.name.split("-")[1]), d) for d in (Path(run_dir) / "checkpoints").glob("step-*")
-                   if d.name.split("-")[1].isdigit())
+    steps = sorted(
+        (int(d.name.split("-")[1]), d)
+        for d in (Path(run_dir) / "checkpoints").glob("step-*")
+        if d.name.split("-")[1].isdigit()
+    )
     for _, d in steps[: max(0, len(steps) - keep)]:
         shutil.rmtree(d, ignore_errors=True)
 

@@ -45,8 +45,14 @@ from ringrl.models.loading import is_moe, load_policy, moe_top_k
 from ringrl.rl.config import RLConfig
 from ringrl.rl.data import PromptStream, load_rl_rows
 from ringrl.rl.rollout import RolloutResult, collect_groups, gather_rollouts, merge
-from ringrl.rl.state import (TrainerState, latest_checkpoint, load_rl_state, prune_checkpoints,
-                             save_rl_checkpoint, truncate_metrics)
+from ringrl.rl.state import (
+    TrainerState,
+    latest_checkpoint,
+    load_rl_state,
+    prune_checkpoints,
+    save_rl_checkpoint,
+    truncate_metrics,
+)
 from ringrl.rl.update import build_micro_batches, rank_gradients, sequence_logprobs, split_mini_batches
 from ringrl.rollout import HFEngine
 from ringrl.utils.checkpoint import quiet_transformers, seed_everything, set_threads
@@ -62,7 +68,9 @@ class NonFiniteStop(UserError):
 class RLTrainer:
     def __init__(self, cfg: RLConfig, score=None, engine=None):
         if cfg.model.path is None:
-            raise UserError("config key 'model.path': RL starts from a model directory (e.g. the checkpoint select-checkpoint chose)")
+            raise UserError(
+                "config key 'model.path': RL starts from a model directory (e.g. the checkpoint select-checkpoint chose)"
+            )
         quiet_transformers()
         set_threads(cfg.threads)
         seed_everything(cfg.seed)
@@ -72,8 +80,11 @@ class RLTrainer:
         self.model, self.tokenizer = load_policy(cfg.model.path, self.device, cfg.model.dtype)
         self.train_model = wrap_ddp(self.model, self.dist)  # the model itself on one process
         if self.dist.is_main and cfg.rollout.prompts_per_step < self.dist.world_size:
-            warnings.warn(f"rollout.prompts_per_step={cfg.rollout.prompts_per_step} < {self.dist.world_size} ranks: "
-                          "some ranks sample nothing", stacklevel=2)
+            warnings.warn(
+                f"rollout.prompts_per_step={cfg.rollout.prompts_per_step} < {self.dist.world_size} ranks: "
+                "some ranks sample nothing",
+                stacklevel=2,
+            )
         self.ref_model = self._load_reference() if cfg.loss.beta > 0 else None
         self.engine = engine or HFEngine(self.model, self.tokenizer, batch_size=cfg.rollout.batch_size)
         self.stream = PromptStream(load_rl_rows(cfg.data), seed=cfg.data.seed)
@@ -96,7 +107,9 @@ class RLTrainer:
         else:
             ref, ref_tok = load_policy(self.cfg.ref_model, self.device, self.cfg.model.dtype)
             if ref_tok.get_vocab() != self.tokenizer.get_vocab():
-                raise UserError(f"config key 'ref_model': {self.cfg.ref_model} has a different tokenizer from the policy")
+                raise UserError(
+                    f"config key 'ref_model': {self.cfg.ref_model} has a different tokenizer from the policy"
+                )
         ref.eval()
         for p in ref.parameters():
             p.requires_grad_(False)
@@ -106,12 +119,14 @@ class RLTrainer:
     def step(self) -> dict[str, Any]:
         cfg, st = self.cfg, self.state
         t0 = time.perf_counter()
-        ro = self._rollout()                                                     # rollout + reward (+ refill)
-        groups = assign_advantages(ro.groups, eps=cfg.loss.adv_eps)              # GRPO advantages on full groups
-        batch = self.former(groups, st.carry, cfg.former, random.Random(cfg.seed * 7919 + st.step))  # Eq. 1 / token-mean / Eq. 2-3
-        batch = self._with_old_logprobs(batch)                                   # pi_old where the loss pass can't give it
+        ro = self._rollout()  # rollout + reward (+ refill)
+        groups = assign_advantages(ro.groups, eps=cfg.loss.adv_eps)  # GRPO advantages on full groups
+        batch = self.former(
+            groups, st.carry, cfg.former, random.Random(cfg.seed * 7919 + st.step)
+        )  # Eq. 1 / token-mean / Eq. 2-3
+        batch = self._with_old_logprobs(batch)  # pi_old where the loss pass can't give it
         t1 = time.perf_counter()
-        metrics, grad_norm, finite = self._train(batch)                          # loss pass + optimizer step(s)
+        metrics, grad_norm, finite = self._train(batch)  # loss pass + optimizer step(s)
         t2 = time.perf_counter()
         st.carry = batch.leftover
         st.step += 1
@@ -128,7 +143,9 @@ class RLTrainer:
         results = [self._collect(L, 0)]
         for extra in range(1, cfg.max_fill_rounds + 1):
             if cfg.algo == "c3po" and cfg.c3po_fill == "sample_more":
-                pool = sum(s.n_response for g in merge(results).groups for s in g.samples) + sum(s.n_response for s in st.carry)
+                pool = sum(s.n_response for g in merge(results).groups for s in g.samples) + sum(
+                    s.n_response for s in st.carry
+                )
                 if pool >= cfg.former.budget_tokens:
                     break
                 results.append(self._collect(L, extra))
@@ -190,15 +207,24 @@ class RLTrainer:
         for _ in range(cfg.ppo_epochs):
             for part in parts:
                 # the former's weights sum over the whole batch; each mini-batch step keeps that scale
-                metrics = rank_gradients(self.train_model, self.ref_model, part, self.tokenizer.pad_token_id,
-                                         cfg.micro_batch_tokens, cfg.loss, cfg.rollout.temperature, self.moe_top_k,
-                                         self.dist, weight_scale=len(parts), pack=cfg.pack_sequences)
+                metrics = rank_gradients(
+                    self.train_model,
+                    self.ref_model,
+                    part,
+                    self.tokenizer.pad_token_id,
+                    cfg.micro_batch_tokens,
+                    cfg.loss,
+                    cfg.rollout.temperature,
+                    self.moe_top_k,
+                    self.dist,
+                    weight_scale=len(parts),
+                    pack=cfg.pack_sequences,
+                )
                 norm, ok = optimizer_step(self.model, self.optimizer, cfg.optim.grad_clip, metrics["train/loss"])
                 norms.append(norm)
                 finite = finite and ok
         schedule_step(self.scheduler)  # the schedule counts RL steps (cfg.steps), not PPO epochs x mini-batches
         return metrics, norms[-1] if norms else 0.0, finite
-
 
     def _step_metrics(self, ro, batch, m, grad_norm, finite, t0, t1, t2) -> dict[str, Any]:
         t3 = time.perf_counter()
@@ -209,7 +235,8 @@ class RLTrainer:
             "response_length/mean": statistics.fmean(lengths),
             "response_length/max": max(lengths),
             "response_length/std": statistics.pstdev(lengths),
-            "response_length/truncated_fraction": sum(not s.finished for g in ro.groups for s in g.samples) / max(1, len(lengths)),
+            "response_length/truncated_fraction": sum(not s.finished for g in ro.groups for s in g.samples)
+            / max(1, len(lengths)),
             "train/tokens": batch.n_tokens,
             "train/responses": len(batch.selected),
             "train/grad_norm": grad_norm,
@@ -223,7 +250,14 @@ class RLTrainer:
             "time/step": t3 - t0,
             "throughput/tokens_per_s": (batch.n_tokens + ro.generated_tokens) / max(t3 - t0, 1e-9),
         }
-        for k in ("train/entropy", "train/kl", "train/clip_fraction", "train/logprob_mismatch", "train/ratio", "train/loss"):
+        for k in (
+            "train/entropy",
+            "train/kl",
+            "train/clip_fraction",
+            "train/logprob_mismatch",
+            "train/ratio",
+            "train/loss",
+        ):
             out[k] = m.get(k, 0.0)
         for k in ("moe/balance_loss", "moe/z_loss", "moe/max_expert_load"):
             out[k] = m.get(k, 0.0)
@@ -245,8 +279,13 @@ class RLTrainer:
         if main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             save_config(cfg, self.run_dir / "config.yaml")
-        logger = MetricsLogger(self.run_dir, tensorboard=cfg.tensorboard, append=resumed_from is not None,
-                               t0=self.state.elapsed, write=main)
+        logger = MetricsLogger(
+            self.run_dir,
+            tensorboard=cfg.tensorboard,
+            append=resumed_from is not None,
+            t0=self.state.elapsed,
+            write=main,
+        )
         try:
             with Progress(cfg.steps, f"rl {cfg.algo}", enabled=cfg.progress and main) as bar:
                 bar.update("", advance=self.state.step)
@@ -254,11 +293,15 @@ class RLTrainer:
                     m = self.step()
                     self.state.elapsed = logger.elapsed()
                     logger.log(self.state.step, m)
-                    bar.update(f"reward {m['reward/mean']:.3f} len {m['response_length/mean']:.0f} "
-                               f"tokens {m['train/tokens']} {m['time/step']:.1f}s/step")
+                    bar.update(
+                        f"reward {m['reward/mean']:.3f} len {m['response_length/mean']:.0f} "
+                        f"tokens {m['train/tokens']} {m['time/step']:.1f}s/step"
+                    )
                     if self.state.nonfinite_skips >= cfg.max_nonfinite:
-                        raise NonFiniteStop(f"{self.state.nonfinite_skips} updates skipped for a non-finite loss or gradient "
-                                            f"(max_nonfinite={cfg.max_nonfinite}); stopping at step {self.state.step}")
+                        raise NonFiniteStop(
+                            f"{self.state.nonfinite_skips} updates skipped for a non-finite loss or gradient "
+                            f"(max_nonfinite={cfg.max_nonfinite}); stopping at step {self.state.step}"
+                        )
                     if cfg.save_every and self.state.step % cfg.save_every == 0 and self.state.step < cfg.steps:
                         self._save(f"step-{self.state.step}")
             self._save("final")
@@ -272,7 +315,9 @@ class RLTrainer:
         """Rank 0 writes the checkpoint (the weights are the same on every rank); the others wait for it."""
         check_before_save(self.model, self.dist, self.run_dir / "checkpoints" / name)
         if self.dist.is_main:
-            save_rl_checkpoint(self.run_dir, name, self.model, self.tokenizer, self.state, self.optimizer, self.scheduler)
+            save_rl_checkpoint(
+                self.run_dir, name, self.model, self.tokenizer, self.state, self.optimizer, self.scheduler
+            )
             if name != "final":
                 prune_checkpoints(self.run_dir, self.cfg.keep_checkpoints)
         barrier(self.dist)
@@ -285,8 +330,10 @@ class RLTrainer:
             return None
         ckpt = Path(found)
         if not ckpt.is_dir():
-            raise UserError(f"resume: {ckpt} (rank 0's latest checkpoint) is not visible on rank {self.dist.rank}; "
-                            "the run directory must be on a filesystem every rank shares")
+            raise UserError(
+                f"resume: {ckpt} (rank 0's latest checkpoint) is not visible on rank {self.dist.rank}; "
+                "the run directory must be on a filesystem every rank shares"
+            )
         model, _ = load_policy(ckpt, "cpu", self.cfg.model.dtype)
         self.model.load_state_dict(model.state_dict())
         self.state = load_rl_state(ckpt, self.optimizer, self.scheduler)
@@ -306,8 +353,13 @@ class RLTrainer:
         if tstate.is_file():
             sft_tokens = read_json(tstate).get("tokens_seen")
         summary = {
-            "kind": "rl", "algo": self.cfg.algo, "init": self.cfg.model.path, "steps": self.state.step,
-            "final_checkpoint": "checkpoints/final", "rl_tokens": self.state.rl_tokens, "sft_tokens": sft_tokens,
+            "kind": "rl",
+            "algo": self.cfg.algo,
+            "init": self.cfg.model.path,
+            "steps": self.state.step,
+            "final_checkpoint": "checkpoints/final",
+            "rl_tokens": self.state.rl_tokens,
+            "sft_tokens": sft_tokens,
             "reward_first": statistics.fmean(rewards[:k]) if rewards else None,
             "reward_last": statistics.fmean(rewards[-k:]) if rewards else None,
             "resumed_from": resumed_from,

@@ -15,7 +15,13 @@ from typing import Any
 import torch
 
 from ringrl.algorithms import (
-    balance_across_ranks, moe_aux_loss, pack_by_tokens, policy_loss, split_by_tokens, token_entropy, token_logprobs,
+    balance_across_ranks,
+    moe_aux_loss,
+    pack_by_tokens,
+    policy_loss,
+    split_by_tokens,
+    token_entropy,
+    token_logprobs,
 )
 from ringrl.algorithms.types import SelectedSample
 from ringrl.distributed import Dist, all_reduce_sum, sync_unless
@@ -41,7 +47,11 @@ class MicroBatch:
 
 
 def build_micro_batches(
-    selected: list[SelectedSample], pad_id: int, max_tokens: int, weight_scale: float = 1.0, pack: bool = False,
+    selected: list[SelectedSample],
+    pad_id: int,
+    max_tokens: int,
+    weight_scale: float = 1.0,
+    pack: bool = False,
 ) -> list[MicroBatch]:
     """Token-count micro-batches: padded (``count * longest <= max_tokens``) or packed
     (``sum of lengths <= max_tokens``, one row each, so a micro-batch costs its real tokens)."""
@@ -102,9 +112,17 @@ def sequence_logprobs(model: Any, mb: MicroBatch, temperature: float) -> torch.T
 
 
 def rank_gradients(
-    model: Any, ref_model: Any | None, selected: list[SelectedSample], pad_id: int, max_tokens: int,
-    loss_cfg: LossConfig, temperature: float, moe_top_k: int | None, dist: Dist,
-    weight_scale: float = 1.0, pack: bool = False,
+    model: Any,
+    ref_model: Any | None,
+    selected: list[SelectedSample],
+    pad_id: int,
+    max_tokens: int,
+    loss_cfg: LossConfig,
+    temperature: float,
+    moe_top_k: int | None,
+    dist: Dist,
+    weight_scale: float = 1.0,
+    pack: bool = False,
 ) -> dict[str, float]:
     """This rank's token-balanced share of ``selected`` -> micro-batches -> gradients; metrics over all ranks.
 
@@ -121,15 +139,25 @@ def rank_gradients(
     mbs = build_micro_batches(mine, pad_id, max_tokens, weight_scale=weight_scale, pack=pack)
     if dist.enabled and not mine and selected:
         # no sequence for this rank: one zero-weight pass keeps the gradient all-reduce in step
-        mbs = [replace(mb, n_tokens=0) for mb in build_micro_batches([replace(selected[0], token_weight=0.0)], pad_id, max_tokens)]
-    metrics = accumulate_gradients(model, ref_model, mbs, loss_cfg, temperature, moe_top_k,
-                                   total_tokens=total, loss_scale=float(dist.world_size))
+        mbs = [
+            replace(mb, n_tokens=0)
+            for mb in build_micro_batches([replace(selected[0], token_weight=0.0)], pad_id, max_tokens)
+        ]
+    metrics = accumulate_gradients(
+        model, ref_model, mbs, loss_cfg, temperature, moe_top_k, total_tokens=total, loss_scale=float(dist.world_size)
+    )
     return all_reduce_sum(metrics, dist)
 
 
 def accumulate_gradients(
-    model: Any, ref_model: Any | None, micro_batches: list[MicroBatch], loss_cfg: LossConfig,
-    temperature: float, moe_top_k: int | None, total_tokens: int | None = None, loss_scale: float = 1.0,
+    model: Any,
+    ref_model: Any | None,
+    micro_batches: list[MicroBatch],
+    loss_cfg: LossConfig,
+    temperature: float,
+    moe_top_k: int | None,
+    total_tokens: int | None = None,
+    loss_scale: float = 1.0,
 ) -> dict[str, float]:
     """Forward/backward every micro-batch; returns token-weighted metrics over trained tokens.
 
@@ -145,8 +173,9 @@ def accumulate_gradients(
     loss_sum = 0.0
     for i, mb in enumerate(micro_batches):
         with sync_unless(model, skip=i < len(micro_batches) - 1):
-            loss_sum += _micro_batch_backward(model, ref_model, mb, loss_cfg, temperature, moe_top_k, mb.n_tokens / total,
-                                              loss_scale, dev, sums)
+            loss_sum += _micro_batch_backward(
+                model, ref_model, mb, loss_cfg, temperature, moe_top_k, mb.n_tokens / total, loss_scale, dev, sums
+            )
     out = {k: v / total for k, v in sums.items() if k.startswith("train/")}
     out.update({k: v for k, v in sums.items() if k.startswith("moe/")})
     out["train/loss"] = loss_sum
@@ -155,8 +184,18 @@ def accumulate_gradients(
     return out
 
 
-def _micro_batch_backward(model, ref_model, mb: MicroBatch, loss_cfg: LossConfig, temperature: float,
-                          moe_top_k: int | None, share: float, loss_scale: float, dev: Any, sums: dict[str, Any]) -> float:
+def _micro_batch_backward(
+    model,
+    ref_model,
+    mb: MicroBatch,
+    loss_cfg: LossConfig,
+    temperature: float,
+    moe_top_k: int | None,
+    share: float,
+    loss_scale: float,
+    dev: Any,
+    sums: dict[str, Any],
+) -> float:
     """One micro-batch: forward, loss, backward; adds its metric sums to ``sums``; returns its loss."""
     ids, attn = mb.input_ids_BT.to(dev), mb.attention_mask_BT.to(dev)
     ref = sequence_logprobs(ref_model, mb, temperature) if ref_model is not None and loss_cfg.beta > 0 else None
@@ -166,11 +205,22 @@ def _micro_batch_backward(model, ref_model, mb: MicroBatch, loss_cfg: LossConfig
     ent_BT = token_entropy(logits_BTV) if loss_cfg.alpha_entropy > 0 else None
     old_BT = mb.old_logprobs_BT.to(dev) if mb.old_logprobs_BT is not None else lp_BT.detach()
     w_BT = mb.weights_BT.to(dev)
-    loss, m = policy_loss(lp_BT, old_BT, mb.advantages.to(dev), w_BT, eps_low=loss_cfg.eps_low,
-                          eps_high=loss_cfg.eps_high, beta=loss_cfg.beta if ref is not None else 0.0,
-                          ref_logprobs_BT=ref, entropy_BT=ent_BT, alpha_entropy=loss_cfg.alpha_entropy)
+    loss, m = policy_loss(
+        lp_BT,
+        old_BT,
+        mb.advantages.to(dev),
+        w_BT,
+        eps_low=loss_cfg.eps_low,
+        eps_high=loss_cfg.eps_high,
+        beta=loss_cfg.beta if ref is not None else 0.0,
+        ref_logprobs_BT=ref,
+        entropy_BT=ent_BT,
+        alpha_entropy=loss_cfg.alpha_entropy,
+    )
     if router and moe_top_k:
-        aux, mm = moe_aux_loss(router, moe_top_k, attn, alpha_balance=loss_cfg.alpha_balance, alpha_zloss=loss_cfg.alpha_zloss)
+        aux, mm = moe_aux_loss(
+            router, moe_top_k, attn, alpha_balance=loss_cfg.alpha_balance, alpha_zloss=loss_cfg.alpha_zloss
+        )
         loss = loss + share * aux
         for k in ("moe/balance_loss", "moe/z_loss", "moe/max_expert_load"):
             sums[k] = sums.get(k, 0.0) + share * float(mm[k])
@@ -182,7 +232,8 @@ def _micro_batch_backward(model, ref_model, mb: MicroBatch, loss_cfg: LossConfig
             ent_BT = token_entropy(logits_BTV.detach())
         sums["train/entropy"] = sums.get("train/entropy", 0.0) + float(ent_BT[mask].sum())
         sums["train/logprob_mismatch"] = sums.get("train/logprob_mismatch", 0.0) + float(
-            (mb.rollout_logprobs_BT.to(dev) - lp_BT.detach())[mask].abs().sum())
+            (mb.rollout_logprobs_BT.to(dev) - lp_BT.detach())[mask].abs().sum()
+        )
         n = int(mask.sum())
         for k in ("clip_fraction", "kl", "ratio"):
             if k in m:

@@ -51,7 +51,9 @@ class HFEngine:
         per_call = max(1, self.batch_size // max(n, 1))
         try:
             for start in range(0, len(prompts), per_call):
-                out.extend(self._generate_chunk(prompts[start : start + per_call], n, temperature, top_p, max_new_tokens))
+                out.extend(
+                    self._generate_chunk(prompts[start : start + per_call], n, temperature, top_p, max_new_tokens)
+                )
         finally:
             self.model.train(was_training)
         return out

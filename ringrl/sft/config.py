@@ -13,15 +13,23 @@ from ringrl.errors import ConfigError
 class SFTDataConfig:
     """Training rows: a file of SFT rows, or the embedded synthetic tasks."""
 
-    train: str | None = doc("JSONL/Parquet/`datasets` folder of rows with prompt and response; null: embedded tasks", None)
-    eval: str | None = doc("held-out rows (prompt, domain, answer) for entropy and accuracy; null: embedded test split", None)
+    train: str | None = doc(
+        "JSONL/Parquet/`datasets` folder of rows with prompt and response; null: embedded tasks", None
+    )
+    eval: str | None = doc(
+        "held-out rows (prompt, domain, answer) for entropy and accuracy; null: embedded test split", None
+    )
     tasks: list[str] = doc("embedded task domains used when train is null", default_factory=lambda: ["math", "logic"])
     train_size: int = doc("embedded training rows (shared across tasks by weights)", 6000)
     levels: list[int] | dict[str, list[int]] | None = doc(
-        "embedded difficulty levels: one list for every task, or {task: [levels]} (null or a task left out: every level)", None)
+        "embedded difficulty levels: one list for every task, or {task: [levels]} (null or a task left out: every level)",
+        None,
+    )
     eval_size: int = doc("held-out problems scored at each checkpoint", 96)
     max_length: int = doc("longest prompt+response in tokens; longer rows are skipped and counted", 1024)
-    weights: dict[str, float] | None = doc("embedded rows per task in proportion, e.g. {math: 4} (a task left out: 1; null: even split)", None)
+    weights: dict[str, float] | None = doc(
+        "embedded rows per task in proportion, e.g. {math: 4} (a task left out: 1; null: even split)", None
+    )
     seed: int = doc("seed of the embedded data", 0)
 
     def validate(self) -> None:

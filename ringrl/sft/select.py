@@ -40,8 +40,14 @@ def select_checkpoint(checkpoints: list[dict[str, Any]], low: float, high: float
     in_band = [c for c in checkpoints if low <= c["entropy"] <= high]
     if in_band:
         best = max(in_band, key=trained)
-        return Selection(best, True, (low, high), f"most-trained of {len(in_band)} checkpoint(s) with entropy in [{low}, {high}]")
+        return Selection(
+            best, True, (low, high), f"most-trained of {len(in_band)} checkpoint(s) with entropy in [{low}, {high}]"
+        )
     best = min(checkpoints, key=lambda c: (band_distance(c["entropy"], low, high), -trained(c)[0], -trained(c)[1]))
     d = band_distance(best["entropy"], low, high)
-    return Selection(best, False, (low, high),
-                     f"no checkpoint has entropy in [{low}, {high}]; closest is {best['entropy']:.3f} ({d:.3f} outside the band)")
+    return Selection(
+        best,
+        False,
+        (low, high),
+        f"no checkpoint has entropy in [{low}, {high}]; closest is {best['entropy']:.3f} ({d:.3f} outside the band)",
+    )

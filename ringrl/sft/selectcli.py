@@ -18,8 +18,13 @@ def print_checkpoints(checkpoints: list[dict[str, Any]], chosen: str | None) -> 
     for col in ("epoch", "tokens_seen", "entropy", "accuracy", "chosen"):
         table.add_column(col, justify="right")
     for c in checkpoints:
-        table.add_row(str(c.get("epoch")), f"{c.get('tokens_seen', 0):,}", f"{c['entropy']:.3f}",
-                      f"{c.get('accuracy', float('nan')):.3f}", "<-" if c.get("name") == chosen else "")
+        table.add_row(
+            str(c.get("epoch")),
+            f"{c.get('tokens_seen', 0):,}",
+            f"{c['entropy']:.3f}",
+            f"{c.get('accuracy', float('nan')):.3f}",
+            "<-" if c.get("name") == chosen else "",
+        )
     Console().print(table)
 
 
@@ -43,9 +48,17 @@ def select_run(run_dir: Path, low: float, high: float) -> tuple[Selection, dict[
     return sel, record
 
 
-def selection_record(run_dir: Path, chosen: dict[str, Any], band: list[float] | None, in_band: bool | None,
-                     reason: str) -> dict[str, Any]:
+def selection_record(
+    run_dir: Path, chosen: dict[str, Any], band: list[float] | None, in_band: bool | None, reason: str
+) -> dict[str, Any]:
     """The ``selection.json`` record naming ``chosen`` (a checkpoint of RUN_DIR/summary.json)."""
-    return {"chosen": chosen["name"], "path": str((Path(run_dir) / chosen["path"]).resolve()),
-            "entropy": chosen["entropy"], "tokens_seen": chosen.get("tokens_seen"), "epoch": chosen.get("epoch"),
-            "band": band, "in_band": in_band, "reason": reason}
+    return {
+        "chosen": chosen["name"],
+        "path": str((Path(run_dir) / chosen["path"]).resolve()),
+        "entropy": chosen["entropy"],
+        "tokens_seen": chosen.get("tokens_seen"),
+        "epoch": chosen.get("epoch"),
+        "band": band,
+        "in_band": in_band,
+        "reason": reason,
+    }

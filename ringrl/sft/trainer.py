@@ -30,8 +30,17 @@ import torch
 
 from ringrl.algorithms.moe import moe_aux_loss
 from ringrl.config import save_config
-from ringrl.distributed import (Dist, all_reduce_sum, barrier, broadcast_object, check_before_save, gather_objects,
-                                init_distributed, sync_unless, wrap_ddp)
+from ringrl.distributed import (
+    Dist,
+    all_reduce_sum,
+    barrier,
+    broadcast_object,
+    check_before_save,
+    gather_objects,
+    init_distributed,
+    sync_unless,
+    wrap_ddp,
+)
 from ringrl.data.rows import load_rows
 from ringrl.models.forward import forward
 from ringrl.models.loading import is_moe, load_policy, moe_top_k
@@ -63,8 +72,9 @@ def load_sft_data(cfg: SFTConfig) -> tuple[list[dict[str, Any]], list[dict[str, 
     return train, held
 
 
-def prepare_model(cfg: SFTConfig, run_dir: Path, train_rows: list[dict[str, Any]], dist: Dist = Dist(),
-                  device: str | None = None) -> tuple[Any, Any, str]:
+def prepare_model(
+    cfg: SFTConfig, run_dir: Path, train_rows: list[dict[str, Any]], dist: Dist = Dist(), device: str | None = None
+) -> tuple[Any, Any, str]:
     """Load ``model.path``, or build the embedded tiny MoE (tokenizer trained on the rows) under RUN_DIR/base
     (rank 0 builds it, the other ranks load what it wrote)."""
     path = cfg.model.path
@@ -118,7 +128,9 @@ def _train_sft(cfg: SFTConfig, grader, dist: Dist, device: str) -> dict[str, Any
         raise UserError(f"no training row fits data.max_length={cfg.data.max_length} tokens")
     lengths = [len(e.input_ids) for e in examples]
     if max(lengths) > cfg.batch_tokens:
-        raise UserError(f"config key 'batch_tokens': {cfg.batch_tokens} is smaller than the longest example ({max(lengths)} tokens)")
+        raise UserError(
+            f"config key 'batch_tokens': {cfg.batch_tokens} is smaller than the longest example ({max(lengths)} tokens)"
+        )
     rng = random.Random(cfg.seed)
     epoch_batches = [bucket_batches(lengths, cfg.batch_tokens, rng) for _ in range(cfg.epochs)]
     per_step = cfg.grad_accum * dist.world_size  # batches per optimizer step, over all ranks
@@ -132,8 +144,13 @@ def _train_sft(cfg: SFTConfig, grader, dist: Dist, device: str) -> dict[str, Any
         grader = make_grader(max(1, (os.cpu_count() or 1) // dist.local_world_size))
 
     summary: dict[str, Any] = {
-        "kind": "sft", "model": model_path, "train_rows": len(examples), "skipped_too_long": skipped,
-        "eval_problems": len(held_rows), "tokens_seen": 0, "checkpoints": [],
+        "kind": "sft",
+        "model": model_path,
+        "train_rows": len(examples),
+        "skipped_too_long": skipped,
+        "eval_problems": len(held_rows),
+        "tokens_seen": 0,
+        "checkpoints": [],
     }
     step, tokens_seen = 0, 0
     model.train()
@@ -146,28 +163,37 @@ def _train_sft(cfg: SFTConfig, grader, dist: Dist, device: str) -> dict[str, Any
                     step_batches = batches[s * per_step : (s + 1) * per_step]
                     # every rank counts every batch of the step: one global denominator, fixed before backward
                     denominator = sum(_targets(examples[i]) for b in step_batches for i in b)
-                    group = [collate([examples[i] for i in b], tokenizer.pad_token_id)
-                             for b in step_batches[dist.rank :: dist.world_size]]
+                    group = [
+                        collate([examples[i] for i in b], tokenizer.pad_token_id)
+                        for b in step_batches[dist.rank :: dist.world_size]
+                    ]
                     if not group:  # fewer batches than ranks at the end of an epoch: one zero-loss pass
                         group = [_zero_mask(collate([examples[i] for i in step_batches[0]], tokenizer.pad_token_id))]
-                    metrics = all_reduce_sum(train_step(train_model, group, denominator, cfg, moe, top_k, device,
-                                                        loss_scale=float(dist.world_size)), dist)
+                    metrics = all_reduce_sum(
+                        train_step(
+                            train_model, group, denominator, cfg, moe, top_k, device, loss_scale=float(dist.world_size)
+                        ),
+                        dist,
+                    )
                     grad_norm = clip_and_step(model, optimizer, scheduler, cfg.optim.grad_clip)
                     step += 1
                     tokens_seen += denominator
                     dt = time.perf_counter() - t0
                     n_input = sum(sum(len(examples[i].input_ids) for i in b) for b in step_batches)
-                    rec = logger.log(step, {
-                        "train/loss": metrics["nll"] / denominator,
-                        "train/lr": scheduler.get_last_lr()[0],
-                        "train/grad_norm": grad_norm,
-                        "train/tokens": denominator,
-                        "train/input_tokens": n_input,
-                        "train/epoch": epoch,
-                        "train/tokens_seen": tokens_seen,
-                        "throughput/tokens_per_s": n_input / dt,
-                        **{k: v for k, v in metrics.items() if k.startswith("moe/")},
-                    })
+                    rec = logger.log(
+                        step,
+                        {
+                            "train/loss": metrics["nll"] / denominator,
+                            "train/lr": scheduler.get_last_lr()[0],
+                            "train/grad_norm": grad_norm,
+                            "train/tokens": denominator,
+                            "train/input_tokens": n_input,
+                            "train/epoch": epoch,
+                            "train/tokens_seen": tokens_seen,
+                            "throughput/tokens_per_s": n_input / dt,
+                            **{k: v for k, v in metrics.items() if k.startswith("moe/")},
+                        },
+                    )
                     bar.update(f"epoch {epoch} loss {rec['train/loss']:.3f} {rec['throughput/tokens_per_s']:.0f} tok/s")
                 summary["tokens_seen"] = tokens_seen
                 summary["checkpoints"].append(
@@ -182,8 +208,16 @@ def _train_sft(cfg: SFTConfig, grader, dist: Dist, device: str) -> dict[str, Any
     return summary
 
 
-def train_step(model, group: list[dict[str, torch.Tensor]], denominator: int, cfg: SFTConfig, moe: bool, top_k: int, device,
-               loss_scale: float = 1.0) -> dict[str, float]:
+def train_step(
+    model,
+    group: list[dict[str, torch.Tensor]],
+    denominator: int,
+    cfg: SFTConfig,
+    moe: bool,
+    top_k: int,
+    device,
+    loss_scale: float = 1.0,
+) -> dict[str, float]:
     """Forward/backward over the micro-batches of one optimizer step (gradients accumulate).
 
     ``loss_scale`` multiplies what is back-propagated (the world size under DDP, which
@@ -196,7 +230,9 @@ def train_step(model, group: list[dict[str, torch.Tensor]], denominator: int, cf
             loss, m = sft_loss(logits, g["input_ids"], g["loss_mask"], denominator)
             if moe and router:
                 share = float(m["tokens"]) / denominator  # token-weighted mean of the per-micro-batch router terms
-                aux, mm = moe_aux_loss(router, top_k, g["attention_mask"], alpha_balance=cfg.alpha_balance, alpha_zloss=cfg.alpha_zloss)
+                aux, mm = moe_aux_loss(
+                    router, top_k, g["attention_mask"], alpha_balance=cfg.alpha_balance, alpha_zloss=cfg.alpha_zloss
+                )
                 loss = loss + share * aux
                 for k in ("moe/balance_loss", "moe/z_loss", "moe/max_expert_load"):
                     out[k] = out.get(k, 0.0) + share * float(mm[k])
@@ -239,8 +275,9 @@ def clip_and_step(model, optimizer, scheduler, grad_clip: float) -> float:
     return norm
 
 
-def finish_epoch(cfg, run_dir, model, tokenizer, held_rows, grader, epoch, step, tokens_seen, bar,
-                 dist: Dist = Dist()) -> dict[str, Any]:
+def finish_epoch(
+    cfg, run_dir, model, tokenizer, held_rows, grader, epoch, step, tokens_seen, bar, dist: Dist = Dist()
+) -> dict[str, Any]:
     """Checkpoint ``epoch-N`` (rank 0 writes it) and measure the policy's entropy and accuracy on
     the held-out rows (each rank samples its share of them; the measures are pooled)."""
     name = f"epoch-{epoch}"
@@ -251,12 +288,27 @@ def finish_epoch(cfg, run_dir, model, tokenizer, held_rows, grader, epoch, step,
     barrier(dist)
     if dist.is_main:
         bar.note(f"epoch {epoch}: saved {path}; measuring entropy on {len(held_rows)} held-out prompts")
-    mine = evaluate_policy(model, tokenizer, held_rows[dist.rank :: dist.world_size], grader, samples=cfg.entropy.samples,
-                           temperature=cfg.entropy.temperature, max_new_tokens=cfg.entropy.max_new_tokens,
-                           batch_size=cfg.entropy.batch_size, seed=(cfg.seed + epoch) * dist.world_size + dist.rank)
+    mine = evaluate_policy(
+        model,
+        tokenizer,
+        held_rows[dist.rank :: dist.world_size],
+        grader,
+        samples=cfg.entropy.samples,
+        temperature=cfg.entropy.temperature,
+        max_new_tokens=cfg.entropy.max_new_tokens,
+        batch_size=cfg.entropy.batch_size,
+        seed=(cfg.seed + epoch) * dist.world_size + dist.rank,
+    )
     ev = pool_evals(gather_objects(mine, dist))
     model.train()
     if dist.is_main:
         bar.note(f"epoch {epoch}: entropy {ev.entropy:.3f}  accuracy {ev.accuracy:.3f}  length {ev.mean_length:.0f}")
-    return {"name": name, "path": f"checkpoints/{name}", "epoch": epoch, "step": step, "tokens_seen": tokens_seen,
-            **{k: v for k, v in asdict(ev).items() if k != "problems"}, "eval_problems": ev.problems}
+    return {
+        "name": name,
+        "path": f"checkpoints/{name}",
+        "epoch": epoch,
+        "step": step,
+        "tokens_seen": tokens_seen,
+        **{k: v for k, v in asdict(ev).items() if k != "problems"},
+        "eval_problems": ev.problems,
+    }

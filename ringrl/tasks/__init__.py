@@ -66,7 +66,9 @@ def make_split(
         if not slots:
             if not strict and rows:
                 return rows
-            raise UserError(f"task '{domain}': cannot draw {n} distinct {split} problems at levels {levels} (space too small)")
+            raise UserError(
+                f"task '{domain}': cannot draw {n} distinct {split} problems at levels {levels} (space too small)"
+            )
         name, level = slot = slots[k % len(slots)]
         dom, gen, _ = TASKS[name]
         row = gen(rng, level)
@@ -78,7 +80,9 @@ def make_split(
         misses[slot] = 0
         k += 1
         seen.add(row["prompt"])
-        rows.append({"id": f"{name}-{split}-{seed}-{len(rows):05d}", "domain": dom, "task": name, "level": level, **row})
+        rows.append(
+            {"id": f"{name}-{split}-{seed}-{len(rows):05d}", "domain": dom, "task": name, "level": level, **row}
+        )
     return rows
 
 
@@ -86,7 +90,11 @@ Levels = list[int] | dict[str, list[int]] | None
 
 
 def embedded_rows(
-    tasks: list[str], split: str, size: int, seed: int = 0, levels: Levels = None,
+    tasks: list[str],
+    split: str,
+    size: int,
+    seed: int = 0,
+    levels: Levels = None,
     weights: dict[str, float] | None = None,
 ) -> list[Row]:
     """About ``size`` rows shared across ``tasks`` (fewer when small levels run out).

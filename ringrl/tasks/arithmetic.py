@@ -35,7 +35,9 @@ def column_add(a: int, b: int) -> list[str]:
         s = x + y + carry
         term = f"{x} + {y}" + (f" + {carry}" if carry else "")
         carry, digit = divmod(s, 10)
-        lines.append(f"{_PLACES[i].capitalize()}: {term} = {s}, write {digit}" + (f", carry {carry}." if carry else "."))
+        lines.append(
+            f"{_PLACES[i].capitalize()}: {term} = {s}, write {digit}" + (f", carry {carry}." if carry else ".")
+        )
     if carry:
         lines.append(f"{_PLACES[len(lines)].capitalize()}: carry {carry}, write {carry}.")
     return lines
@@ -51,7 +53,9 @@ def column_sub(a: int, b: int) -> list[str]:
         top = f"{da[i]} - {borrow}" if borrow else f"{da[i]}"
         if x < y:
             borrow = 1
-            lines.append(f"{_PLACES[i].capitalize()}: {top} is less than {y}, borrow: {x + 10} - {y} = {x + 10 - y}, write {x + 10 - y}.")
+            lines.append(
+                f"{_PLACES[i].capitalize()}: {top} is less than {y}, borrow: {x + 10} - {y} = {x + 10 - y}, write {x + 10 - y}."
+            )
         else:
             borrow = 0
             lines.append(f"{_PLACES[i].capitalize()}: {top} - {y} = {x - y}, write {x - y}.")

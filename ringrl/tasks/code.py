@@ -42,7 +42,11 @@ def _count_multiples(rng: random.Random, level: int) -> tuple[str, str, int]:
     return f"prints how many integers from 1 to {n} are divisible by {k}", prog, n // k
 
 
-_KINDS = {1: (_digit_sum, _reverse), 2: (_range_sum, _count_multiples), 3: (_digit_sum, _reverse, _range_sum, _count_multiples)}
+_KINDS = {
+    1: (_digit_sum, _reverse),
+    2: (_range_sum, _count_multiples),
+    3: (_digit_sum, _reverse, _range_sum, _count_multiples),
+}
 
 
 def generate(rng: random.Random, level: int) -> dict[str, Any]:
@@ -54,4 +58,9 @@ def generate(rng: random.Random, level: int) -> dict[str, Any]:
         "We store the input in a variable, compute the value step by step, and print it.\n"
         f"```python\n{program}\n```"
     )
-    return {"prompt": prompt, "tests": [{"input": "", "output": str(value)}], "answer": str(value), "response": response}
+    return {
+        "prompt": prompt,
+        "tests": [{"input": "", "output": str(value)}],
+        "answer": str(value),
+        "response": response,
+    }

@@ -20,7 +20,10 @@ def all_finite(model: Any) -> bool:
 
 
 def save_checkpoint(
-    path: Path, model: Any, tokenizer: Any, trainer_state: dict[str, Any] | None = None,
+    path: Path,
+    model: Any,
+    tokenizer: Any,
+    trainer_state: dict[str, Any] | None = None,
     extra_files: dict[str, Any] | None = None,
 ) -> Path:
     """Save ``model`` and ``tokenizer`` (safetensors) plus ``trainer_state.json`` and any

@@ -17,7 +17,9 @@ from typing import Any
 class MetricsLogger:
     """``write=False`` (data-parallel ranks other than 0) keeps the clock and builds the records, writing nothing."""
 
-    def __init__(self, run_dir: Path, tensorboard: bool = True, append: bool = False, t0: float = 0.0, write: bool = True):
+    def __init__(
+        self, run_dir: Path, tensorboard: bool = True, append: bool = False, t0: float = 0.0, write: bool = True
+    ):
         self.path = Path(run_dir) / "metrics.jsonl"
         self._file = None
         if write:

@@ -16,8 +16,14 @@ class Progress:
         self._bar = None
         if enabled:
             self._bar = RichProgress(
-                TextColumn(f"[bold]{label}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                TimeRemainingColumn(), TextColumn("{task.description}"), console=self.console, transient=False,
+                TextColumn(f"[bold]{label}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                TimeRemainingColumn(),
+                TextColumn("{task.description}"),
+                console=self.console,
+                transient=False,
             )
             self._task = self._bar.add_task("", total=total)
 

@@ -13,7 +13,10 @@ class IdentityOrder:
 def group(gid, lengths, rewards=None, adv=None, age=0):
     rewards = rewards or [float(i % 2) for i in range(len(lengths))]
     adv = adv or [0.0] * len(lengths)
-    return ScoredGroup(gid, [
-        Sample(gid, i, [1, 2], list(range(3, 3 + n)), reward=r, advantage=a, age=age)
-        for i, (n, r, a) in enumerate(zip(lengths, rewards, adv))
-    ])
+    return ScoredGroup(
+        gid,
+        [
+            Sample(gid, i, [1, 2], list(range(3, 3 + n)), reward=r, advantage=a, age=age)
+            for i, (n, r, a) in enumerate(zip(lengths, rewards, adv))
+        ],
+    )

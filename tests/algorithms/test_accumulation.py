@@ -28,10 +28,15 @@ def _groups(seed):
     for g in range(3):
         rewards = [float(rng.random() < 0.5) for _ in range(4)]
         rewards[0], rewards[1] = 1.0, 0.0  # informative
-        groups.append(ScoredGroup(g, [
-            Sample(g, i, [rng.randrange(V)], [rng.randrange(V) for _ in range(rng.randint(1, 6))], reward=r)
-            for i, r in enumerate(rewards)
-        ]))
+        groups.append(
+            ScoredGroup(
+                g,
+                [
+                    Sample(g, i, [rng.randrange(V)], [rng.randrange(V) for _ in range(rng.randint(1, 6))], reward=r)
+                    for i, r in enumerate(rewards)
+                ],
+            )
+        )
     groups.append(ScoredGroup(3, [Sample(3, i, [1], [2] * (i + 1), reward=1.0) for i in range(2)]))  # all equal
     return assign_advantages(groups)
 
@@ -56,9 +61,18 @@ def _loss(embed, head, selected, noise, full_response=False, with_metrics=False)
     logits_BTV = head(embed(inputs_BT))
     lp_BT = token_logprobs(logits_BTV, tokens_BT)
     adv_B = torch.tensor([s.sample.advantage for s in selected])
-    loss, metrics = policy_loss(lp_BT, lp_BT.detach() + old_BT, adv_B, w_BT, eps_low=0.2, eps_high=0.28,
-                          beta=0.05, ref_logprobs_BT=lp_BT.detach() + ref_BT,
-                          entropy_BT=token_entropy(logits_BTV), alpha_entropy=0.01)
+    loss, metrics = policy_loss(
+        lp_BT,
+        lp_BT.detach() + old_BT,
+        adv_B,
+        w_BT,
+        eps_low=0.2,
+        eps_high=0.28,
+        beta=0.05,
+        ref_logprobs_BT=lp_BT.detach() + ref_BT,
+        entropy_BT=token_entropy(logits_BTV),
+        alpha_entropy=0.01,
+    )
     return (loss, metrics) if with_metrics else loss
 
 
@@ -77,12 +91,15 @@ def _ranks_then_micro_batches(lengths, world_size, max_tokens):
     return out
 
 
-@pytest.mark.parametrize("algo, cfg", [
-    ("grpo", FormerConfig()),
-    ("dapo", FormerConfig()),
-    ("c3po", FormerConfig(budget_tokens=37)),  # cuts inside a response
-    ("c3po", FormerConfig(budget_tokens=200)),  # shortfall
-])
+@pytest.mark.parametrize(
+    "algo, cfg",
+    [
+        ("grpo", FormerConfig()),
+        ("dapo", FormerConfig()),
+        ("c3po", FormerConfig(budget_tokens=37)),  # cuts inside a response
+        ("c3po", FormerConfig(budget_tokens=200)),  # shortfall
+    ],
+)
 def test_micro_batch_split_sums_to_full_batch_gradient(algo, cfg):
     embed, head = _policy()
     params = list(embed.parameters()) + list(head.parameters())
@@ -90,8 +107,10 @@ def test_micro_batch_split_sums_to_full_batch_gradient(algo, cfg):
     fb = get_batch_former(algo)(groups, [], cfg, random.Random(0))
     g = torch.Generator().manual_seed(2)
     # old/ref log-prob offsets large enough that every clip branch occurs
-    noise = {(s.sample.group_id, s.sample.index): (0.4 * torch.randn(6, generator=g), 0.3 * torch.randn(6, generator=g))
-             for s in fb.selected}
+    noise = {
+        (s.sample.group_id, s.sample.index): (0.4 * torch.randn(6, generator=g), 0.3 * torch.randn(6, generator=g))
+        for s in fb.selected
+    }
     sel = fb.selected
     full = _grad(params, lambda: _loss(embed, head, sel, noise, full_response=True))
 
@@ -128,8 +147,10 @@ def test_clip_branches_occur_and_per_micro_batch_mean_would_differ():
     params = list(embed.parameters()) + list(head.parameters())
     fb = get_batch_former("dapo")(_groups(seed=1), [], FormerConfig(), None)
     g = torch.Generator().manual_seed(2)
-    noise = {(s.sample.group_id, s.sample.index): (0.4 * torch.randn(6, generator=g), 0.3 * torch.randn(6, generator=g))
-             for s in fb.selected}
+    noise = {
+        (s.sample.group_id, s.sample.index): (0.4 * torch.randn(6, generator=g), 0.3 * torch.randn(6, generator=g))
+        for s in fb.selected
+    }
     sel = fb.selected
     _, m = _loss(embed, head, sel, noise, with_metrics=True)
     assert m["clip_fraction_low"] > 0 and m["clip_fraction_high"] > 0 and m["clip_fraction"] < 1
@@ -137,8 +158,9 @@ def test_clip_branches_occur_and_per_micro_batch_mean_would_differ():
     total = [torch.zeros_like(p) for p in params]
     for mb in split_by_tokens([s.n_tokens for s in sel], 10):
         n = sum(sel[i].n_tokens for i in mb)
-        local = [replace(sel[i], token_weight=1.0 / n / len(split_by_tokens([s.n_tokens for s in sel], 10)))
-                 for i in mb]
+        local = [
+            replace(sel[i], token_weight=1.0 / n / len(split_by_tokens([s.n_tokens for s in sel], 10))) for i in mb
+        ]
         parts = _grad(params, lambda: _loss(embed, head, local, noise))
         total = [t + p for t, p in zip(total, parts)]
     assert not all(torch.allclose(a, b, atol=1e-6) for a, b in zip(full, total))

@@ -31,8 +31,11 @@ def test_all_equal_group_and_single_sample_give_zero():
 
 
 def test_assign_advantages_on_ragged_groups():
-    groups = [group(0, [2, 3, 4, 5], rewards=[1.0, 0.0, 0.0, 0.0]), group(1, [1, 1], rewards=[1.0, 1.0]),
-              group(2, [2, 2], rewards=[0.0, 1.0])]
+    groups = [
+        group(0, [2, 3, 4, 5], rewards=[1.0, 0.0, 0.0, 0.0]),
+        group(1, [1, 1], rewards=[1.0, 1.0]),
+        group(2, [2, 2], rewards=[0.0, 1.0]),
+    ]
     out = assign_advantages(groups, eps=0.0)
     assert [s.advantage for s in out[0].samples] == pytest.approx([1.5, -0.5, -0.5, -0.5])
     assert [s.advantage for s in out[1].samples] == [0.0, 0.0]

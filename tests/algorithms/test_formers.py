@@ -75,8 +75,9 @@ def test_c3po_carry_ages_and_max_age():
     # new samples carried with age 1; none expired here
     assert [(s.group_id, s.index, s.age) for s in fb.leftover] == [(0, 0, 1), (0, 1, 1)]
     # next step: Phi = 2 takes 2 tokens of the first; the carried one (age 1 -> 2 > max_age) expires
-    fb2 = form_c3po_batch([group(1, [2])], fb.leftover, FormerConfig(budget_tokens=2, leftover="carry", max_age=1),
-                          IdentityOrder())
+    fb2 = form_c3po_batch(
+        [group(1, [2])], fb.leftover, FormerConfig(budget_tokens=2, leftover="carry", max_age=1), IdentityOrder()
+    )
     assert [(s.sample.group_id, s.n_tokens) for s in fb2.selected] == [(0, 2)]
     assert [(s.group_id, s.age) for s in fb2.leftover] == [(1, 1)]
     assert fb2.stats["dropped_responses"] == 1 and fb2.stats["leftover_responses"] == 1
@@ -160,8 +161,12 @@ def test_grpo_ragged_groups_and_empty_responses():
 
 
 def test_informative_groups():
-    gs = [group(0, [1, 1, 1], rewards=[1.0, 1.0, 1.0]), group(1, [1, 1], rewards=[0.0, 1.0]),
-          group(2, [1, 1], rewards=[0.0, 0.0]), group(3, [1], rewards=[1.0])]
+    gs = [
+        group(0, [1, 1, 1], rewards=[1.0, 1.0, 1.0]),
+        group(1, [1, 1], rewards=[0.0, 1.0]),
+        group(2, [1, 1], rewards=[0.0, 0.0]),
+        group(3, [1], rewards=[1.0]),
+    ]
     kept, dropped = informative_groups(gs)
     assert [g.group_id for g in kept] == [1] and [g.group_id for g in dropped] == [0, 2, 3]
 

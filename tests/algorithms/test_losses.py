@@ -113,8 +113,9 @@ def test_policy_loss_kl_and_entropy_terms():
     w_BT = torch.tensor([[0.5, 0.25]])
     adv_B = torch.tensor([1.0])
     beta, alpha = 0.1, 0.01
-    loss, m = policy_loss(lp_BT, old_BT, adv_B, w_BT, beta=beta, ref_logprobs_BT=ref_BT,
-                          entropy_BT=ent_BT, alpha_entropy=alpha)
+    loss, m = policy_loss(
+        lp_BT, old_BT, adv_B, w_BT, beta=beta, ref_logprobs_BT=ref_BT, entropy_BT=ent_BT, alpha_entropy=alpha
+    )
     kl0 = 0.5 + math.log(2) - 1
     expected = -(0.5 * (1 - beta * kl0 + alpha * 2.0) + 0.25 * (1 - 0 + alpha * 1.0))
     assert loss.item() == pytest.approx(expected, abs=1e-6)

@@ -37,7 +37,6 @@ def test_pack_by_tokens_first_fit_longest_first():
 
 def test_pack_by_tokens_covers_every_index_within_the_limit():
 
-
     rng = random.Random(0)
     for _ in range(50):
         lengths = [rng.randint(1, 30) for _ in range(rng.randint(1, 40))]

@@ -101,9 +101,17 @@ def test_router_logits_of_a_tiny_hf_moe():
     """Shape contract with a real model: per-layer [B*T, E] logits and a [B, T] attention mask."""
     transformers = pytest.importorskip("transformers")
     cfg = transformers.Qwen2MoeConfig(
-        vocab_size=32, hidden_size=16, intermediate_size=16, moe_intermediate_size=8,
-        shared_expert_intermediate_size=8, num_hidden_layers=2, num_attention_heads=2,
-        num_key_value_heads=2, num_experts=4, num_experts_per_tok=2, max_position_embeddings=32,
+        vocab_size=32,
+        hidden_size=16,
+        intermediate_size=16,
+        moe_intermediate_size=8,
+        shared_expert_intermediate_size=8,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        num_experts=4,
+        num_experts_per_tok=2,
+        max_position_embeddings=32,
     )
     torch.manual_seed(0)
     model = transformers.Qwen2MoeForCausalLM(cfg)

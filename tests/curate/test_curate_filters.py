@@ -253,8 +253,10 @@ def test_benchmark_question_with_short_prefix_is_caught():
 
 def test_shared_stock_phrase_is_not_contamination():
     stock = "where m and n are relatively prime positive integers. Find m+n."
-    bench = [BenchmarkItem("b", str(i), f"Problem number {i} about {w} has answer m/n, {stock}")
-             for i, w in enumerate(["circles", "dice", "cards"])]
+    bench = [
+        BenchmarkItem("b", str(i), f"Problem number {i} about {w} has answer m/n, {stock}")
+        for i, w in enumerate(["circles", "dice", "cards"])
+    ]
     bench.append(BenchmarkItem("b", "long", LONG + " The probability is m/n, " + stock))
     row = "A bag holds 3 red and 5 blue marbles; two are drawn. The probability is m/n, " + stock
     index = build_index(bench, n=13, max_docs=2)
@@ -360,12 +362,15 @@ def test_cli_end_to_end_with_fake_benchmark_dir(tmp_path, capsys):
 
 def test_cli_errors_are_one_line(tmp_path, capsys):
     src = write_lines(tmp_path / "in.jsonl", [json.dumps({"problem": "Compute 1+1.", "answer": "2"})])
-    assert main(["curate", str(src), "-o", str(tmp_path / "o.jsonl"), "--data-dir", str(tmp_path),
-                 "--benchmarks", "nope"]) == 2
+    assert (
+        main(["curate", str(src), "-o", str(tmp_path / "o.jsonl"), "--data-dir", str(tmp_path), "--benchmarks", "nope"])
+        == 2
+    )
     assert "benchmark 'nope'" in capsys.readouterr().err
     assert main(["curate", str(tmp_path / "missing.jsonl"), "-o", str(tmp_path / "o.jsonl"), "--no-decontam"]) == 2
-    assert main(["curate", str(src), "-o", str(tmp_path / "o.jsonl"), "--no-decontam",
-                 "--near-dup-threshold", "1.5"]) == 2
+    assert (
+        main(["curate", str(src), "-o", str(tmp_path / "o.jsonl"), "--no-decontam", "--near-dup-threshold", "1.5"]) == 2
+    )
 
 
 def test_cli_model_without_engine_is_a_clear_error(tmp_path, capsys):

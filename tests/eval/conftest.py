@@ -48,5 +48,3 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     torch.manual_seed(0)
     Qwen2ForCausalLM(config).save_pretrained(path)
     return path
-
-

@@ -16,12 +16,56 @@ from eval_helpers import FIXTURES, real_data_dir
 
 # One hand-written row per file, with the fields SOURCES.md documents (not copies of the data).
 FAKE_ROWS = {
-    "gsm8k_test.jsonl": {"id": "gsm8k-test-0000", "question": "Tom has 2 apples and buys 3. How many?", "answer": "5", "solution": "2+3=5\n#### 5"},
-    "math500_test.jsonl": {"id": "test/algebra/1.json", "problem": "Solve $x+1=3$.", "answer": "2", "solution": "x=2", "subject": "Algebra", "level": 1},
-    "aime2024.jsonl": {"id": "aime2024-I-01", "problem": "Find 1+1.", "answer": "2", "year": 2024, "contest": "AIME I", "problem_number": 1, "solution": "", "url": ""},
-    "aime2025.jsonl": {"id": "aime2025-I-01", "problem": "Find 2+2.", "answer": "4", "year": 2025, "contest": "AIME I", "problem_number": 1},
-    "humaneval.jsonl": {"id": "HumanEval/0", "prompt": "def add(a, b):\n    \"\"\"Add.\"\"\"\n", "canonical_solution": "    return a + b\n", "test": "def check(candidate):\n    assert candidate(1, 2) == 3\n", "entry_point": "add"},
-    "mbpp_sanitized.jsonl": {"id": "mbpp-11", "task_id": 11, "split": "test", "prompt": "Write a function to add two numbers.", "code": "def add(a, b):\n  return a + b", "test_imports": ["import math"], "test_setup_code": "", "test_list": ["assert add(1, 2) == 3", "assert add(2, 2) == 4"], "challenge_test_list": []},
+    "gsm8k_test.jsonl": {
+        "id": "gsm8k-test-0000",
+        "question": "Tom has 2 apples and buys 3. How many?",
+        "answer": "5",
+        "solution": "2+3=5\n#### 5",
+    },
+    "math500_test.jsonl": {
+        "id": "test/algebra/1.json",
+        "problem": "Solve $x+1=3$.",
+        "answer": "2",
+        "solution": "x=2",
+        "subject": "Algebra",
+        "level": 1,
+    },
+    "aime2024.jsonl": {
+        "id": "aime2024-I-01",
+        "problem": "Find 1+1.",
+        "answer": "2",
+        "year": 2024,
+        "contest": "AIME I",
+        "problem_number": 1,
+        "solution": "",
+        "url": "",
+    },
+    "aime2025.jsonl": {
+        "id": "aime2025-I-01",
+        "problem": "Find 2+2.",
+        "answer": "4",
+        "year": 2025,
+        "contest": "AIME I",
+        "problem_number": 1,
+    },
+    "humaneval.jsonl": {
+        "id": "HumanEval/0",
+        "prompt": 'def add(a, b):\n    """Add."""\n',
+        "canonical_solution": "    return a + b\n",
+        "test": "def check(candidate):\n    assert candidate(1, 2) == 3\n",
+        "entry_point": "add",
+    },
+    "mbpp_sanitized.jsonl": {
+        "id": "mbpp-11",
+        "task_id": 11,
+        "split": "test",
+        "prompt": "Write a function to add two numbers.",
+        "code": "def add(a, b):\n  return a + b",
+        "test_imports": ["import math"],
+        "test_setup_code": "",
+        "test_list": ["assert add(1, 2) == 3", "assert add(2, 2) == 4"],
+        "challenge_test_list": [],
+    },
 }
 
 
@@ -37,7 +81,12 @@ def test_every_benchmark_maps_to_valid_rows(data_dir: Path) -> None:
         b = load_benchmark(name, data_dir)
         assert len(b.rows) == 1 and b.source == str(data_dir / BENCHMARKS[name].file)
     gsm = load_benchmark("gsm8k", data_dir).rows[0]
-    assert gsm == {"id": "gsm8k-test-0000", "prompt": FAKE_ROWS["gsm8k_test.jsonl"]["question"], "domain": "math", "answer": "5"}
+    assert gsm == {
+        "id": "gsm8k-test-0000",
+        "prompt": FAKE_ROWS["gsm8k_test.jsonl"]["question"],
+        "domain": "math",
+        "answer": "5",
+    }
     assert user_message(gsm).endswith(MATH_SUFFIX)
     he = load_benchmark("humaneval", data_dir).rows[0]
     assert (he["domain"], he["entry_point"], he["tests"]) == ("code", "add", FAKE_ROWS["humaneval.jsonl"]["test"])
@@ -57,7 +106,9 @@ def test_aliases_and_limit(data_dir: Path) -> None:
 
 
 def test_unknown_benchmark_lists_known_ones() -> None:
-    with pytest.raises(UserError, match="unknown benchmark 'gsm9k'; known: gsm8k, math500, aime2024, aime2025, humaneval, mbpp"):
+    with pytest.raises(
+        UserError, match="unknown benchmark 'gsm9k'; known: gsm8k, math500, aime2024, aime2025, humaneval, mbpp"
+    ):
         load_benchmark("gsm9k")
 
 
@@ -73,7 +124,9 @@ def test_no_data_dir_names_the_places_tried(tmp_path: Path, monkeypatch: pytest.
         load_benchmark("gsm8k")
 
 
-def test_lookup_finds_shared_data_beside_the_checkout(tmp_path: Path, data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_lookup_finds_shared_data_beside_the_checkout(
+    tmp_path: Path, data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv(bm.DATA_DIR_ENV, raising=False)
     checkout = tmp_path / "work" / "repo" / "sub"
     checkout.mkdir(parents=True)

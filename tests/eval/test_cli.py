@@ -31,7 +31,9 @@ def one_error_line(capsys: pytest.CaptureFixture[str]) -> str:
 
 def test_responses_mode(tmp_path: Path, fake_grader: BoxedGrader, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "res.json"
-    code = main(["eval", "--benchmarks", TOY, "--responses", str(FIXTURES / "toy_responses.jsonl"), "--output", str(out)])
+    code = main(
+        ["eval", "--benchmarks", TOY, "--responses", str(FIXTURES / "toy_responses.jsonl"), "--output", str(out)]
+    )
     cap = capsys.readouterr()
     assert code == 0
     assert "warning: 1 response id(s) (2 rows)" in cap.err
@@ -58,7 +60,10 @@ def test_model_mode_with_config_and_overrides(
 @pytest.mark.parametrize(
     "argv,match",
     [
-        (["--benchmarks", "gsm9k"], "unknown benchmark 'gsm9k'; known: gsm8k, math500, aime2024, aime2025, humaneval, mbpp"),
+        (
+            ["--benchmarks", "gsm9k"],
+            "unknown benchmark 'gsm9k'; known: gsm8k, math500, aime2024, aime2025, humaneval, mbpp",
+        ),
         (["--benchmarks", "gsm8k", "--data-dir", "/nonexistent/dir"], "/nonexistent/dir/gsm8k_test.jsonl not found"),
         (["--benchmarks", TOY, "samples=0"], "config key 'samples': must be at least 1"),
     ],
@@ -78,9 +83,16 @@ def test_empty_responses_file(tmp_path: Path, fake_grader: BoxedGrader, capsys: 
     assert one_error_line(capsys) == f"ringrl eval: error: {empty}: no responses (the file is empty)"
 
 
-def test_no_output_written_on_error(tmp_path: Path, fake_grader: BoxedGrader, capsys: pytest.CaptureFixture[str]) -> None:
+def test_no_output_written_on_error(
+    tmp_path: Path, fake_grader: BoxedGrader, capsys: pytest.CaptureFixture[str]
+) -> None:
     out = tmp_path / "res.json"
-    assert main(["eval", "--benchmarks", "nope", "--responses", str(FIXTURES / "toy_responses.jsonl"), "--output", str(out)]) == 2
+    assert (
+        main(
+            ["eval", "--benchmarks", "nope", "--responses", str(FIXTURES / "toy_responses.jsonl"), "--output", str(out)]
+        )
+        == 2
+    )
     assert not out.exists()
 
 

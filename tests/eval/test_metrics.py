@@ -63,8 +63,13 @@ def rec(pid: str, j: int, status: str, length: int = 10) -> SampleRecord:
 def test_summarize_by_hand() -> None:
     records = [
         *(rec("a", j, "correct") for j in range(4)),  # 4/4
-        rec("b", 0, "correct"), rec("b", 1, "wrong"), rec("b", 2, "no_answer"), rec("b", 3, "correct"),  # 2/4
-        rec("c", 0, "wrong", 30), rec("c", 1, "timeout", 30), rec("c", 2, "no_answer", 30),  # 0/3
+        rec("b", 0, "correct"),
+        rec("b", 1, "wrong"),
+        rec("b", 2, "no_answer"),
+        rec("b", 3, "correct"),  # 2/4
+        rec("c", 0, "wrong", 30),
+        rec("c", 1, "timeout", 30),
+        rec("c", 2, "no_answer", 30),  # 0/3
     ]
     r = summarize("b", records, "tokens", unknown_ids=2)
     assert (r.problems, r.samples, r.samples_per_problem) == (3, 11, 3)

@@ -58,14 +58,22 @@ def test_scripted_model_gives_known_accuracies(tmp_path: Path, grader: BoxedGrad
     lines = [json.loads(x) for x in samples_path(out).read_text().splitlines()]
     assert samples_path(out).name == "res.samples.jsonl" and len(lines) == 16
     assert lines[5] == {
-        "benchmark": "toy", "id": "toy-2", "sample": 1, "response": "\\boxed{23}",
-        "reward": 0.0, "status": "wrong", "length": 1, "detail": "got '23'",
+        "benchmark": "toy",
+        "id": "toy-2",
+        "sample": 1,
+        "response": "\\boxed{23}",
+        "reward": 0.0,
+        "status": "wrong",
+        "length": 1,
+        "detail": "got '23'",
     }
 
 
 def test_evaluate_responses_pure(grader: BoxedGrader) -> None:
     rows = load_benchmark(TOY).rows
-    d = evaluate_responses(rows, {"toy-1": ["\\boxed{5}", "\\boxed{4}"], "toy-3": ["\\boxed{3}"], "zzz": ["1"]}, grader, name="toy")
+    d = evaluate_responses(
+        rows, {"toy-1": ["\\boxed{5}", "\\boxed{4}"], "toy-3": ["\\boxed{3}"], "zzz": ["1"]}, grader, name="toy"
+    )
     assert (d["problems"], d["samples"], d["samples_per_problem"]) == (2, 3, 1)
     assert d["pass_at_1"] == pytest.approx((0.5 + 1) / 2)
     assert d["length_unit"] == "characters" and d["mean_length"] == pytest.approx((9 + 9 + 9) / 3)
@@ -131,7 +139,9 @@ def test_transformers_generator_on_tiny_model(tiny_model_dir: Path, grader: Boxe
 
 def test_run_eval_from_model_dir(tiny_model_dir: Path, tmp_path: Path, grader: BoxedGrader) -> None:
     out = tmp_path / "res.json"
-    results = run_eval(tiny_model_dir, [TOY], grader=grader, output=out, samples=2, max_new_tokens=5, limit=3, batch_size=2)
+    results = run_eval(
+        tiny_model_dir, [TOY], grader=grader, output=out, samples=2, max_new_tokens=5, limit=3, batch_size=2
+    )
     r = results["toy"]
     assert (r["problems"], r["samples"], r["length_unit"]) == (3, 6, "tokens")
     assert 1 <= r["mean_length"] <= 5
@@ -153,9 +163,17 @@ def test_model_dir_errors(tmp_path: Path) -> None:
 
 
 def test_progress_bars_do_not_change_results(grader: BoxedGrader, capsys: pytest.CaptureFixture[str]) -> None:
-    quiet = run_eval(None, [TOY], engine=ScriptedGenerator(SCRIPT), tokenizer=PlainTokenizer(), grader=grader, samples=4)
+    quiet = run_eval(
+        None, [TOY], engine=ScriptedGenerator(SCRIPT), tokenizer=PlainTokenizer(), grader=grader, samples=4
+    )
     shown = run_eval(
-        None, [TOY], engine=ScriptedGenerator(SCRIPT), tokenizer=PlainTokenizer(), grader=grader, samples=4, progress=True
+        None,
+        [TOY],
+        engine=ScriptedGenerator(SCRIPT),
+        tokenizer=PlainTokenizer(),
+        grader=grader,
+        samples=4,
+        progress=True,
     )
     assert shown == quiet
     assert "toy: generating" in capsys.readouterr().err

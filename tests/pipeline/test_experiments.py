@@ -22,7 +22,9 @@ def test_c3po_vs_grpo_pairs_each_seed():
     pairs = {(s.config["algo"], s.config["seed"]) for s in spec.stages if s.kind == "rl"}
     assert pairs == {(a, s) for a in ("c3po", "grpo") for s in (0, 1, 2)}
     assert all(s.source == "select" for s in spec.stages if s.kind == "rl")
-    assert spec.stage("eval").options["models"] == ["select"] + [f"rl-{a}-seed{s}" for s in (0, 1, 2) for a in ("c3po", "grpo")]
+    assert spec.stage("eval").options["models"] == ["select"] + [
+        f"rl-{a}-seed{s}" for s in (0, 1, 2) for a in ("c3po", "grpo")
+    ]
 
 
 def test_two_stage_and_mixed_train_the_same_number_of_steps():

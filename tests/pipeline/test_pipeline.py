@@ -50,7 +50,11 @@ def test_good_spec_parses(tmp_path):
     [
         (GOOD.replace("kind: rl", "kind: rlhf"), 9, "unknown stage kind 'rlhf'"),
         (GOOD.replace("name: rl\n", "name: sft\n"), 9, "writes the same directory"),
-        (GOOD.replace("from: select\n    config: {steps: 2}", "from: nowhere\n    config: {steps: 2}"), 9, "not an earlier stage"),
+        (
+            GOOD.replace("from: select\n    config: {steps: 2}", "from: nowhere\n    config: {steps: 2}"),
+            9,
+            "not an earlier stage",
+        ),
         (GOOD.replace("models: [select, rl]", "models: [select, later]"), 13, "not an earlier stage"),
     ],
 )
@@ -64,14 +68,17 @@ def test_bad_spec_names_the_line(tmp_path, bad, line, words):
 
 def test_select_needs_an_sft_source(tmp_path):
     bad = GOOD.replace("kind: select\n    from: sft", "kind: select\n    from: rl0").replace(
-        "stages:\n", "stages:\n  - {name: rl0, kind: rl, config: {model.path: x}}\n")
+        "stages:\n", "stages:\n  - {name: rl0, kind: rl, config: {model.path: x}}\n"
+    )
     with pytest.raises(UserError, match="select stage needs 'from' naming an earlier sft stage"):
         load_pipeline(write(tmp_path, bad))
 
 
 def test_nested_dotted_keys():
     assert _nested({"optim.lr": 1e-3, "optim": {"schedule": "constant"}, "steps": 3}) == {
-        "optim": {"lr": 1e-3, "schedule": "constant"}, "steps": 3}
+        "optim": {"lr": 1e-3, "schedule": "constant"},
+        "steps": 3,
+    }
 
 
 @pytest.fixture
@@ -88,6 +95,7 @@ def fake_runners(monkeypatch):
                 raise KeyboardInterrupt
             src = outputs[stage.source]["model"] if stage.source else None
             return {"model": f"{stage.name}-model", "from_model": src}
+
         return run
 
     monkeypatch.setattr(runner_mod, "RUNNERS", {k: make(k) for k in runner_mod.RUNNERS})
@@ -123,17 +131,29 @@ def test_select_stage_with_a_fixed_epoch(tmp_path):
 
     sft = tmp_path / "run" / "sft"
     sft.mkdir(parents=True)
-    ckpts = [{"name": f"epoch-{e}", "path": f"checkpoints/epoch-{e}", "epoch": e, "tokens_seen": 100 * e,
-              "entropy": 1.0 / e} for e in (1, 2, 3)]
+    ckpts = [
+        {"name": f"epoch-{e}", "path": f"checkpoints/epoch-{e}", "epoch": e, "tokens_seen": 100 * e, "entropy": 1.0 / e}
+        for e in (1, 2, 3)
+    ]
     (sft / "summary.json").write_text(json.dumps({"kind": "sft", "checkpoints": ckpts}))
-    spec = parse_pipeline({"out": str(tmp_path / "run"), "stages": [
-        {"name": "sft", "kind": "sft"}, {"name": "e2", "kind": "select", "from": "sft", "epoch": 2}]}, "t")
+    spec = parse_pipeline(
+        {
+            "out": str(tmp_path / "run"),
+            "stages": [{"name": "sft", "kind": "sft"}, {"name": "e2", "kind": "select", "from": "sft", "epoch": 2}],
+        },
+        "t",
+    )
     out = _run_select(spec, spec.stage("e2"), {"sft": {"dir": str(sft)}}, [])
     assert out["model"] == str((sft / "checkpoints" / "epoch-2").resolve())
     assert out["selection"]["entropy"] == 0.5 and out["selection"]["in_band"] is None
     assert json.loads((tmp_path / "run" / "e2" / "selection.json").read_text()) == out["selection"]
-    spec3 = parse_pipeline({"out": str(tmp_path / "run"), "stages": [
-        {"name": "sft", "kind": "sft"}, {"name": "e9", "kind": "select", "from": "sft", "epoch": 9}]}, "t")
+    spec3 = parse_pipeline(
+        {
+            "out": str(tmp_path / "run"),
+            "stages": [{"name": "sft", "kind": "sft"}, {"name": "e9", "kind": "select", "from": "sft", "epoch": 9}],
+        },
+        "t",
+    )
     with pytest.raises(UserError, match="no checkpoint for epoch 9"):
         _run_select(spec3, spec3.stage("e9"), {"sft": {"dir": str(sft)}}, [])
 
@@ -160,10 +180,13 @@ def test_an_adopted_sft_run_is_not_trained_again(tmp_path, fake_runners):
         adopt_sft_run(tmp_path / "other", "sft", tmp_path / "nowhere")
 
 
-@pytest.mark.parametrize("item, words", [
-    ("select.band=[0.1,0.2]", "a select stage has no config to override"),
-    ("nope.steps=1", "no such stage"),
-])
+@pytest.mark.parametrize(
+    "item, words",
+    [
+        ("select.band=[0.1,0.2]", "a select stage has no config to override"),
+        ("nope.steps=1", "no such stage"),
+    ],
+)
 def test_cli_overrides_that_would_not_apply_are_one_line_errors(tmp_path, capsys, item, words):
     from ringrl.cli import main
 

@@ -13,27 +13,70 @@ import json
 from ringrl.pipeline import run_pipeline
 from ringrl.pipeline.spec import parse_pipeline
 
-TINY = {"vocab_size": 300, "hidden_size": 32, "num_layers": 2, "num_heads": 2, "num_kv_heads": 1, "num_experts": 4,
-        "experts_per_token": 2, "expert_size": 16, "shared_expert_size": 32}
+TINY = {
+    "vocab_size": 300,
+    "hidden_size": 32,
+    "num_layers": 2,
+    "num_heads": 2,
+    "num_kv_heads": 1,
+    "num_experts": 4,
+    "experts_per_token": 2,
+    "expert_size": 16,
+    "shared_expert_size": 32,
+}
 
 
 def spec_for(out):
-    rl = {"threads": 1, "algo": "c3po", "steps": 2, "model": {"device": "cpu"},
-          "rollout": {"prompts_per_step": 2, "samples_per_prompt": 2, "max_new_tokens": 16},
-          "former": {"budget_tokens": 40}, "tensorboard": False, "progress": False}
-    return parse_pipeline({"out": str(out), "stages": [
-        {"name": "sft", "kind": "sft", "config": {
-            "threads": 1, "epochs": 2, "batch_tokens": 512, "model": {"device": "cpu", "tiny": TINY},
-            "data": {"tasks": ["math", "logic"], "levels": {"math": [1]}, "weights": {"math": 2},
-                     "train_size": 24, "eval_size": 4},
-            "entropy": {"max_new_tokens": 16}, "tensorboard": False, "progress": False}},
-        {"name": "select", "kind": "select", "from": "sft", "band": [0.0, 100.0]},
-        {"name": "rl-math", "kind": "rl", "from": "select", "config": {**rl, "data": {"tasks": ["math"]}}},
-        {"name": "rl-logic", "kind": "rl", "from": "rl-math", "config": {**rl, "data": {"tasks": ["logic"]}}},
-        {"name": "eval", "kind": "eval", "models": ["select", "rl-logic"], "benchmarks": ["synthetic-math-l1"],
-         "config": {"samples": 1, "limit": 3, "max_new_tokens": 16}},
-        {"name": "report", "kind": "report"},
-    ]}, "test", str(out))
+    rl = {
+        "threads": 1,
+        "algo": "c3po",
+        "steps": 2,
+        "model": {"device": "cpu"},
+        "rollout": {"prompts_per_step": 2, "samples_per_prompt": 2, "max_new_tokens": 16},
+        "former": {"budget_tokens": 40},
+        "tensorboard": False,
+        "progress": False,
+    }
+    return parse_pipeline(
+        {
+            "out": str(out),
+            "stages": [
+                {
+                    "name": "sft",
+                    "kind": "sft",
+                    "config": {
+                        "threads": 1,
+                        "epochs": 2,
+                        "batch_tokens": 512,
+                        "model": {"device": "cpu", "tiny": TINY},
+                        "data": {
+                            "tasks": ["math", "logic"],
+                            "levels": {"math": [1]},
+                            "weights": {"math": 2},
+                            "train_size": 24,
+                            "eval_size": 4,
+                        },
+                        "entropy": {"max_new_tokens": 16},
+                        "tensorboard": False,
+                        "progress": False,
+                    },
+                },
+                {"name": "select", "kind": "select", "from": "sft", "band": [0.0, 100.0]},
+                {"name": "rl-math", "kind": "rl", "from": "select", "config": {**rl, "data": {"tasks": ["math"]}}},
+                {"name": "rl-logic", "kind": "rl", "from": "rl-math", "config": {**rl, "data": {"tasks": ["logic"]}}},
+                {
+                    "name": "eval",
+                    "kind": "eval",
+                    "models": ["select", "rl-logic"],
+                    "benchmarks": ["synthetic-math-l1"],
+                    "config": {"samples": 1, "limit": 3, "max_new_tokens": 16},
+                },
+                {"name": "report", "kind": "report"},
+            ],
+        },
+        "test",
+        str(out),
+    )
 
 
 def test_pipeline_runs_every_stage_and_skips_them_on_a_re_run(tmp_path):

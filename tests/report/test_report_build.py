@@ -22,9 +22,20 @@ from ringrl.report import (
 )
 
 TITLES = [
-    "RL reward", "Response length", "Gradient norm", "Policy entropy", "Training tokens per step",
-    "Throughput", "Step time", "SFT loss", "Busiest expert&#x27;s share", "SFT entropy per epoch",
-    "Token efficiency", "Expert load per layer", "Stability and final reward", "Evaluation",
+    "RL reward",
+    "Response length",
+    "Gradient norm",
+    "Policy entropy",
+    "Training tokens per step",
+    "Throughput",
+    "Step time",
+    "SFT loss",
+    "Busiest expert&#x27;s share",
+    "SFT entropy per epoch",
+    "Token efficiency",
+    "Expert load per layer",
+    "Stability and final reward",
+    "Evaluation",
 ]
 
 
@@ -41,34 +52,82 @@ def write_run(path: Path, records: list[dict], summary: dict | None = None, extr
 def rl_run(path: Path, algo: str, tokens: list[int], rewards: list[float], sft_tokens: int, score: float) -> Path:
     records = []
     for step, (tok, rew) in enumerate(zip(tokens, rewards)):
-        records.append({
-            "step": step, "time": float(step), "reward/mean": rew, "response_length/mean": tok / 8,
-            "train/tokens": tok, "train/grad_norm": 1.0 + 0.1 * (step % 3), "train/entropy": 0.5 - 0.01 * step,
-            "throughput/tokens_per_s": 1000.0 + step, "time/step": tok / 1000, "moe/max_expert_load": 0.2,
-            **{f"moe/load/layer{i}/expert{j}": (0.4 if j == step % 4 else 0.2) for i in range(2) for j in range(4)},
-        })
-    summary = {"kind": "rl", "algo": algo, "init": "sft/checkpoints/epoch-2", "steps": len(tokens),
-               "rl_tokens": int(sum(tokens)), "sft_tokens": sft_tokens, "reward_first": rewards[0],
-               "reward_last": rewards[-1],
-               "eval": {"gsm8k": {"avg@k": score, "pass@k": {"1": score, "4": min(1.0, score + 0.2)},
-                                  "problems": 50, "samples": 4, "mean_length": 120.5, "no_answer_fraction": 0.02}}}
+        records.append(
+            {
+                "step": step,
+                "time": float(step),
+                "reward/mean": rew,
+                "response_length/mean": tok / 8,
+                "train/tokens": tok,
+                "train/grad_norm": 1.0 + 0.1 * (step % 3),
+                "train/entropy": 0.5 - 0.01 * step,
+                "throughput/tokens_per_s": 1000.0 + step,
+                "time/step": tok / 1000,
+                "moe/max_expert_load": 0.2,
+                **{f"moe/load/layer{i}/expert{j}": (0.4 if j == step % 4 else 0.2) for i in range(2) for j in range(4)},
+            }
+        )
+    summary = {
+        "kind": "rl",
+        "algo": algo,
+        "init": "sft/checkpoints/epoch-2",
+        "steps": len(tokens),
+        "rl_tokens": int(sum(tokens)),
+        "sft_tokens": sft_tokens,
+        "reward_first": rewards[0],
+        "reward_last": rewards[-1],
+        "eval": {
+            "gsm8k": {
+                "avg@k": score,
+                "pass@k": {"1": score, "4": min(1.0, score + 0.2)},
+                "problems": 50,
+                "samples": 4,
+                "mean_length": 120.5,
+                "no_answer_fraction": 0.02,
+            }
+        },
+    }
     return write_run(path, records, summary)
 
 
 @pytest.fixture
 def runs(tmp_path: Path) -> dict[str, Path]:
     c3po = rl_run(tmp_path / "c3po", "c3po", [800] * 6, [0.1, 0.2, 0.25, 0.3, 0.35, 0.4], 10_000, 0.45)
-    grpo = rl_run(tmp_path / "grpo", "grpo", [400, 1200, 600, 1000, 500, 1100], [0.1, 0.2, "nan", 0.1, 0.15, 0.2],
-                  20_000, 0.30)
+    grpo = rl_run(
+        tmp_path / "grpo", "grpo", [400, 1200, 600, 1000, 500, 1100], [0.1, 0.2, "nan", 0.1, 0.15, 0.2], 20_000, 0.30
+    )
     sft = write_run(
         tmp_path / "sft",
-        [{"step": s, "time": s * 2.0, "train/loss": 2.0 / (s + 1), "train/grad_norm": "inf" if s == 2 else 3.0,
-          "train/tokens": 512, "throughput/tokens_per_s": 2600.0} for s in range(5)],
-        {"kind": "sft", "model": "tiny", "tokens_seen": 20_000,
-         "checkpoints": [{"name": f"epoch-{e}", "path": f"checkpoints/epoch-{e}", "epoch": e, "step": 10 * e,
-                          "tokens_seen": 5000 * e, "entropy": h, "accuracy": a, "eval_problems": 64}
-                         for e, h, a in [(1, 0.7, 0.2), (2, 0.45, 0.35), (3, 0.25, 0.4)]],
-         "selection": {"chosen": "epoch-2", "band": [0.3, 0.5]}},
+        [
+            {
+                "step": s,
+                "time": s * 2.0,
+                "train/loss": 2.0 / (s + 1),
+                "train/grad_norm": "inf" if s == 2 else 3.0,
+                "train/tokens": 512,
+                "throughput/tokens_per_s": 2600.0,
+            }
+            for s in range(5)
+        ],
+        {
+            "kind": "sft",
+            "model": "tiny",
+            "tokens_seen": 20_000,
+            "checkpoints": [
+                {
+                    "name": f"epoch-{e}",
+                    "path": f"checkpoints/epoch-{e}",
+                    "epoch": e,
+                    "step": 10 * e,
+                    "tokens_seen": 5000 * e,
+                    "entropy": h,
+                    "accuracy": a,
+                    "eval_problems": 64,
+                }
+                for e, h, a in [(1, 0.7, 0.2), (2, 0.45, 0.35), (3, 0.25, 0.4)]
+            ],
+            "selection": {"chosen": "epoch-2", "band": [0.3, 0.5]},
+        },
         extra_lines=['{"step": 5, "time": 10.0, "train/lo'],  # a run killed mid-write
     )
     return {"c3po": c3po, "grpo": grpo, "sft": sft}
@@ -111,8 +170,11 @@ def test_token_efficiency_points(runs):
 
 
 def test_report_is_self_contained_and_overlays_runs(runs, tmp_path):
-    out = build_report([runs["c3po"], runs["grpo"], runs["sft"]], tmp_path / "out" / "report.html",
-                       labels=["C3PO run", "GRPO run", "SFT run"])
+    out = build_report(
+        [runs["c3po"], runs["grpo"], runs["sft"]],
+        tmp_path / "out" / "report.html",
+        labels=["C3PO run", "GRPO run", "SFT run"],
+    )
     page = out.read_text()
     for title in TITLES:
         assert title in page, title
@@ -123,9 +185,22 @@ def test_report_is_self_contained_and_overlays_runs(runs, tmp_path):
     assert "<script" not in page and "url(" not in page
     assert "Plot skipped" not in page
     files = sorted(p.name for p in (tmp_path / "out" / "report_files").glob("*.png"))
-    assert files == sorted(["reward.png", "response_length.png", "grad_norm.png", "entropy.png", "tokens.png",
-                            "throughput.png", "step_time.png", "sft_loss.png", "max_expert_load.png",
-                            "sft_entropy.png", "token_efficiency.png", "expert_load.png"])
+    assert files == sorted(
+        [
+            "reward.png",
+            "response_length.png",
+            "grad_norm.png",
+            "entropy.png",
+            "tokens.png",
+            "throughput.png",
+            "step_time.png",
+            "sft_loss.png",
+            "max_expert_load.png",
+            "sft_entropy.png",
+            "token_efficiency.png",
+            "expert_load.png",
+        ]
+    )
     for name in files:
         data = (tmp_path / "out" / "report_files" / name).read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 2000
@@ -156,8 +231,16 @@ def test_legend_labels_are_drawn(runs, tmp_path, legends):
 
 
 def test_eval_results_in_ringrl_eval_spelling(tmp_path):
-    run = write_run(tmp_path / "ev", [], {"kind": "eval", "eval": {"aime": {
-        "pass_at_1": 0.125, "pass_at_k": {"1": 0.125, "16": 0.5}, "problems": 30, "samples": 480}}})
+    run = write_run(
+        tmp_path / "ev",
+        [],
+        {
+            "kind": "eval",
+            "eval": {
+                "aime": {"pass_at_1": 0.125, "pass_at_k": {"1": 0.125, "16": 0.5}, "problems": 30, "samples": 480}
+            },
+        },
+    )
     page = build_report([run], tmp_path / "ev.html").read_text()
     assert "<td>aime</td><td>0.125</td><td>0.125</td><td>0.5</td><td>30</td><td>480</td>" in page
     assert "pass@16" in page
@@ -176,11 +259,18 @@ def test_missing_metrics_are_skipped_and_said(tmp_path):
 def test_pipeline_directory_expands_to_stages(runs, tmp_path):
     pipe = tmp_path / "pipe"
     pipe.mkdir()
-    (pipe / "summary.json").write_text(json.dumps({"kind": "pipeline", "stages": [
-        {"name": "sft", "kind": "sft", "dir": str(runs["sft"])},
-        {"name": "select", "kind": "select", "dir": "select"},
-        {"name": "rl-math", "kind": "rl", "dir": str(runs["c3po"])},
-    ]}))
+    (pipe / "summary.json").write_text(
+        json.dumps(
+            {
+                "kind": "pipeline",
+                "stages": [
+                    {"name": "sft", "kind": "sft", "dir": str(runs["sft"])},
+                    {"name": "select", "kind": "select", "dir": "select"},
+                    {"name": "rl-math", "kind": "rl", "dir": str(runs["c3po"])},
+                ],
+            }
+        )
+    )
     loaded, notes = load_runs([pipe], ["quick"])
     assert [r.label for r in loaded] == ["quick/sft", "quick/rl-math"]
     assert any("stage select" in n for n in notes)
@@ -207,9 +297,14 @@ def test_rl_curves_leave_out_sft_runs(tmp_path):
     """SFT steps log train/tokens and train/grad_norm too, but they are not RL steps."""
     from ringrl.report.plots import CURVES, colors, curve_plot
 
-    sft = write_run(tmp_path / "sft", [{"step": s, "time": s, "train/tokens": 500 + s, "train/grad_norm": 1.0,
-                                        "train/loss": 2.0 - 0.1 * s} for s in range(5)],
-                    {"kind": "sft", "checkpoints": []})
+    sft = write_run(
+        tmp_path / "sft",
+        [
+            {"step": s, "time": s, "train/tokens": 500 + s, "train/grad_norm": 1.0, "train/loss": 2.0 - 0.1 * s}
+            for s in range(5)
+        ],
+        {"kind": "sft", "checkpoints": []},
+    )
     rl = rl_run(tmp_path / "rl", "c3po", [800] * 4, [0.1, 0.2, 0.3, 0.4], 10_000, 0.5)
     spec = {c.slug: c for c in CURVES}
     only_sft, _ = load_runs([sft])

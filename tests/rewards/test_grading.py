@@ -10,15 +10,25 @@ def box(s: str) -> str:
 
 @pytest.mark.parametrize(
     "gold,pred",
-    [("1/2", "0.5"), ("\\frac{1}{2}", "\\dfrac{1}{2}"), ("2\\sqrt{2}", "\\sqrt{8}"), ("(1,2)", "(1, 2)"),
-     ("[0,1)", "[0, 1)"), (42, "42.0"), ("x^2+2x+1", "(x+1)^2"), ("3", "x = 3")],
+    [
+        ("1/2", "0.5"),
+        ("\\frac{1}{2}", "\\dfrac{1}{2}"),
+        ("2\\sqrt{2}", "\\sqrt{8}"),
+        ("(1,2)", "(1, 2)"),
+        ("[0,1)", "[0, 1)"),
+        (42, "42.0"),
+        ("x^2+2x+1", "(x+1)^2"),
+        ("3", "x = 3"),
+    ],
 )
 def test_math_equivalent(gold, pred):
     v = grade_math({"answer": gold}, box(pred))
     assert (v.reward, v.status) == (1.0, "correct"), v
 
 
-@pytest.mark.parametrize("gold,pred", [("1/2", "0.51"), ("3", "4"), ("(1,2)", "(2, 1)"), ("[0,1)", "[0,1]"), ("\\sqrt{2}", "2")])
+@pytest.mark.parametrize(
+    "gold,pred", [("1/2", "0.51"), ("3", "4"), ("(1,2)", "(2, 1)"), ("[0,1)", "[0,1]"), ("\\sqrt{2}", "2")]
+)
 def test_math_not_equivalent(gold, pred):
     v = grade_math({"answer": gold}, box(pred))
     assert (v.reward, v.status) == (0.0, "wrong"), v

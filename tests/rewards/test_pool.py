@@ -34,8 +34,14 @@ def test_order_mixed_domains_and_reuse(pool):
 
 
 def test_bad_rows_and_broken_responses_never_raise(pool):
-    rows = [{"domain": "bogus"}, {"domain": "math"}, {"answer": "1"}, "not a row", {"domain": "math", "answer": "1"},
-            {"domain": "math", "answer": "1"}]
+    rows = [
+        {"domain": "bogus"},
+        {"domain": "math"},
+        {"answer": "1"},
+        "not a row",
+        {"domain": "math", "answer": "1"},
+        {"domain": "math", "answer": "1"},
+    ]
     responses = ["x", "\\boxed{1}", "\\boxed{1}", "x", None, "\\boxed{\\frac{"]
     got = pool.score(rows, responses)  # type: ignore[arg-type]
     assert [v.status for v in got] == ["error", "error", "error", "error", "no_answer", "no_answer"]
@@ -60,8 +66,14 @@ def test_registry_custom_domains_and_time_limit(pool):
         register_verifier("lambda", lambda r, s: Verdict.of("correct"), ())
     t = time.perf_counter()
     got = pool.score(
-        [{"domain": "kw", "keyword": "yes"}, {"domain": "slow"}, {"domain": "kw"}, {"domain": "raises"},
-         {"domain": "bad-return"}, {"domain": "kw", "keyword": "yes"}],
+        [
+            {"domain": "kw", "keyword": "yes"},
+            {"domain": "slow"},
+            {"domain": "kw"},
+            {"domain": "raises"},
+            {"domain": "bad-return"},
+            {"domain": "kw", "keyword": "yes"},
+        ],
         ["oh yes", "x", "x", "x", "x", "no"],
     )
     assert [v.status for v in got] == ["correct", "timeout", "error", "error", "error", "wrong"]
@@ -84,8 +96,11 @@ def test_partial_of_module_function_is_a_valid_verifier(pool):
 
 def test_pathological_latex_is_bounded(pool):
     rows = [{"domain": "math", "answer": "1"}] * 3
-    responses = ["\\boxed{9^{9^{9^{9^{9}}}}}", "\\boxed{" + "(" * 300 + "1" + ")" * 300 + "}",
-                 "\\boxed{\\sum_{k=1}^{10^{12}} k^{k}}"]
+    responses = [
+        "\\boxed{9^{9^{9^{9^{9}}}}}",
+        "\\boxed{" + "(" * 300 + "1" + ")" * 300 + "}",
+        "\\boxed{\\sum_{k=1}^{10^{12}} k^{k}}",
+    ]
     t = time.perf_counter()
     got = pool.score(rows, responses)
     assert all(v.status in ("wrong", "timeout") for v in got), got
@@ -116,6 +131,8 @@ def test_interrupted_call_does_not_leak_into_the_next(pool):
         pool.score(rows, ["x", "\\boxed{2/6+0}"], progress=interrupt)
     # item 0 is decided in the parent; a leaked verdict of the slow grader would overwrite it
     # (it would answer at 0.3 s, while this call still waits for its own slow item)
-    got = pool.score([{"domain": "math", "answer": "5"}, {"domain": "math", "answer": "x^2"}, {"domain": "slow", "sleep": 0.6}],
-                     ["\\boxed{6}", "\\boxed{x \\cdot x}", "x"])
+    got = pool.score(
+        [{"domain": "math", "answer": "5"}, {"domain": "math", "answer": "x^2"}, {"domain": "slow", "sleep": 0.6}],
+        ["\\boxed{6}", "\\boxed{x \\cdot x}", "x"],
+    )
     assert [v.status for v in got] == ["wrong", "correct", "correct"]

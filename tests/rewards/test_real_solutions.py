@@ -16,8 +16,10 @@ def _list(v):
     return ast.literal_eval(v) if isinstance(v, str) else list(v or [])
 
 
-@pytest.mark.skipif(not (DATA / "humaneval.jsonl").is_file() or not (DATA / "mbpp_sanitized.jsonl").is_file(),
-                    reason="benchmark data not present")
+@pytest.mark.skipif(
+    not (DATA / "humaneval.jsonl").is_file() or not (DATA / "mbpp_sanitized.jsonl").is_file(),
+    reason="benchmark data not present",
+)
 def test_canonical_solutions_all_pass():
     rows, responses = [], []
     for line in (DATA / "humaneval.jsonl").read_text().splitlines():

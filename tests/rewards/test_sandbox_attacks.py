@@ -19,8 +19,12 @@ pytestmark = pytest.mark.skipif(not namespaces_available(), reason="Linux namesp
 
 OK = {"domain": "code", "tests": [{"input": "", "output": "ok"}]}
 UNIT = {"domain": "code", "test_code": "assert f(2) == 4\nassert f(3) == 9\n"}
-HUMANEVAL = {"domain": "code", "prompt": "def f(x):\n", "entry_point": "f",
-             "tests": "def check(candidate):\n    assert candidate(2) == 4\n    assert candidate(3) == 9\n"}
+HUMANEVAL = {
+    "domain": "code",
+    "prompt": "def f(x):\n",
+    "entry_point": "f",
+    "tests": "def check(candidate):\n    assert candidate(2) == 4\n    assert candidate(3) == 9\n",
+}
 WRONG_F = "def f(x):\n    return 0\n"
 
 
@@ -51,8 +55,10 @@ def test_runs_as_unprivileged_uid_in_own_pid_namespace(pool):
 
 
 def test_no_network(pool):
-    code = ("import socket\ntry:\n    socket.create_connection(('1.1.1.1', 80), timeout=1)\n    print('net')\n"
-            "except OSError:\n    print('ok')")
+    code = (
+        "import socket\ntry:\n    socket.create_connection(('1.1.1.1', 80), timeout=1)\n    print('net')\n"
+        "except OSError:\n    print('ok')"
+    )
     assert one(pool, OK, code).status == "correct"
 
 
@@ -60,17 +66,27 @@ def test_host_tmp_is_private_and_host_dirs_not_writable(pool, tmp_path):
     name = f"ringrl-escape-{secrets.token_hex(6)}"
     markers = [f"{d}/{name}" for d in ("/tmp", "/var/tmp", "/dev/shm")]
     probe = tmp_path / "probe.txt"  # a host dir owned by root
-    code = (f"import os\nfor m in {markers!r}:\n    open(m, 'w').write('x')\nhost = os.listdir('/tmp')\n"
-            f"try:\n    open({str(probe)!r}, 'w').write('x')\n    print('wrote host')\nexcept OSError:\n"
-            f"    print('ok' if len(host) <= 2 else host)")
+    code = (
+        f"import os\nfor m in {markers!r}:\n    open(m, 'w').write('x')\nhost = os.listdir('/tmp')\n"
+        f"try:\n    open({str(probe)!r}, 'w').write('x')\n    print('wrote host')\nexcept OSError:\n"
+        f"    print('ok' if len(host) <= 2 else host)"
+    )
     v = one(pool, OK, code)
     assert v.status == "correct", v
     assert not any(os.path.exists(m) for m in markers) and not probe.exists()
 
 
 def test_workdir_is_removed_between_runs(pool):
-    one(pool, OK, "open('left-behind', 'w').write('x')\nfor d in ('/tmp', '/var/tmp', '/dev/shm'):\n    open(d + '/also', 'w').write('x')\nprint('ok')")
-    v = one(pool, OK, "import os\nleft = [d for d in ('left-behind', '/tmp/also', '/var/tmp/also', '/dev/shm/also') if os.path.exists(d)]\nprint('ok' if not left else left)")
+    one(
+        pool,
+        OK,
+        "open('left-behind', 'w').write('x')\nfor d in ('/tmp', '/var/tmp', '/dev/shm'):\n    open(d + '/also', 'w').write('x')\nprint('ok')",
+    )
+    v = one(
+        pool,
+        OK,
+        "import os\nleft = [d for d in ('left-behind', '/tmp/also', '/var/tmp/also', '/dev/shm/also') if os.path.exists(d)]\nprint('ok' if not left else left)",
+    )
     assert v.status == "correct", v
 
 
@@ -84,12 +100,17 @@ HACKS = {
     "atexit os._exit(0)": "import atexit, os\natexit.register(lambda: os._exit(0))\n" + WRONG_F,
     "builtins.exec patched": "import builtins\nbuiltins.exec = lambda *a, **k: None\n" + WRONG_F,
     "builtins.AssertionError patched": "import builtins\nbuiltins.AssertionError = KeyError\n" + WRONG_F,
-    "builtins patched for the tests": "import builtins\nbuiltins.compile = lambda *a, **k: compile('pass', 'x', 'exec')\n" + WRONG_F,
-    "fake success marker": "import os\nfor fd in range(0, 64):\n    try:\n        os.write(fd, b'PASS all tests passed\\n')\n    except OSError:\n        pass\n" + WRONG_F,
+    "builtins patched for the tests": "import builtins\nbuiltins.compile = lambda *a, **k: compile('pass', 'x', 'exec')\n"
+    + WRONG_F,
+    "fake success marker": "import os\nfor fd in range(0, 64):\n    try:\n        os.write(fd, b'PASS all tests passed\\n')\n    except OSError:\n        pass\n"
+    + WRONG_F,
     "stdout closed": "import os\nos.close(1)\nos.close(2)\n" + WRONG_F,
-    "thread keeps running": "import threading, time\nthreading.Thread(target=time.sleep, args=(30,)).start()\n" + WRONG_F,
-    "signal handler at the end": "import signal\nsignal.signal(signal.SIGALRM, lambda *a: None)\nsignal.setitimer(signal.ITIMER_REAL, 0.01)\n" + WRONG_F,
-    "frame walking": "import sys\nf = sys._getframe()\nwhile f.f_back: f = f.f_back\nf.f_locals['done'][0] = True\n" + WRONG_F,
+    "thread keeps running": "import threading, time\nthreading.Thread(target=time.sleep, args=(30,)).start()\n"
+    + WRONG_F,
+    "signal handler at the end": "import signal\nsignal.signal(signal.SIGALRM, lambda *a: None)\nsignal.setitimer(signal.ITIMER_REAL, 0.01)\n"
+    + WRONG_F,
+    "frame walking": "import sys\nf = sys._getframe()\nwhile f.f_back: f = f.f_back\nf.f_locals['done'][0] = True\n"
+    + WRONG_F,
     "gc walking": "import gc\nfor o in gc.get_objects():\n    pass\n" + WRONG_F,
     "abstract socket forging": "import socket\ns = socket.socket(socket.AF_UNIX)\n" + WRONG_F,
     "ctypes": "import ctypes\n" + WRONG_F,
@@ -133,8 +154,14 @@ def test_hacks_do_not_break_honest_programs_in_the_same_batch(pool):
 
 
 def test_stdio_fake_exit_status_and_fake_output(pool):
-    got = pool.score([OK] * 3, [py("import os\nos._exit(0)"), py("import sys\nprint('ko')\nsys.exit(0)"),
-                                py("import os\nos.close(1)\nprint('ok')")])
+    got = pool.score(
+        [OK] * 3,
+        [
+            py("import os\nos._exit(0)"),
+            py("import sys\nprint('ko')\nsys.exit(0)"),
+            py("import os\nos.close(1)\nprint('ok')"),
+        ],
+    )
     assert all(v.reward == 0.0 for v in got), got
 
 
@@ -157,8 +184,10 @@ def test_memory_bomb(pool):
 
 def test_memory_bomb_spread_over_processes(pool):
     # each process stays under its 512 MiB address-space limit; together they pass the 1 GiB total
-    code = ("import os, time\nfor _ in range(6):\n    if os.fork() == 0:\n        b = bytearray(300 * 1024 ** 2)\n"
-            "        time.sleep(30)\n        os._exit(0)\ntime.sleep(30)\nprint('ok')")
+    code = (
+        "import os, time\nfor _ in range(6):\n    if os.fork() == 0:\n        b = bytearray(300 * 1024 ** 2)\n"
+        "        time.sleep(30)\n        os._exit(0)\ntime.sleep(30)\nprint('ok')"
+    )
     t = time.perf_counter()
     v = one(pool, OK, code)
     assert v.status == "memory_limit", v
@@ -184,11 +213,16 @@ def test_file_size_limit(pool):
 def test_signals_to_parent_and_kill_all_leave_host_alive(pool):
     sleeper = subprocess.Popen(["sleep", "30"])
     try:
-        got = pool.score([OK] * 3, [
-            py("import os, signal\nfor s in (signal.SIGTERM, signal.SIGKILL, signal.SIGSTOP):\n    os.kill(os.getppid(), s)\nprint('ok')"),
-            py("import os, signal\nos.kill(-1, signal.SIGKILL)\nprint('ok')"),
-            py("import os, signal\nos.killpg(0, signal.SIGKILL)\nprint('ok')"),
-        ])
+        got = pool.score(
+            [OK] * 3,
+            [
+                py(
+                    "import os, signal\nfor s in (signal.SIGTERM, signal.SIGKILL, signal.SIGSTOP):\n    os.kill(os.getppid(), s)\nprint('ok')"
+                ),
+                py("import os, signal\nos.kill(-1, signal.SIGKILL)\nprint('ok')"),
+                py("import os, signal\nos.killpg(0, signal.SIGKILL)\nprint('ok')"),
+            ],
+        )
         # the program in the first row survived its own signals to PID 1 and answered
         assert got[0].status == "correct" and got[1].reward == 0.0 and got[2].reward == 0.0, got
         assert sleeper.poll() is None  # a host process of ours is untouched
@@ -209,16 +243,22 @@ def test_kill_process_group_does_not_reach_the_launcher(pool):
 
 def test_background_process_does_not_outlive_its_run(pool):
     one(pool, OK, "import os, time\nif os.fork() == 0:\n    os.setsid()\n    time.sleep(60)\nprint('ok')")
-    v = one(pool, OK, "import os\nprint('ok' if sorted(int(p) for p in os.listdir('/proc') if p.isdigit()) == [1, os.getpid()] else 'leftover')")
+    v = one(
+        pool,
+        OK,
+        "import os\nprint('ok' if sorted(int(p) for p in os.listdir('/proc') if p.isdigit()) == [1, os.getpid()] else 'leftover')",
+    )
     assert v.status == "correct", v
 
 
 def test_zz_fork_bomb_last(pool):
     t = time.perf_counter()
     rows = [OK, UNIT, OK]
-    responses = [py("import os\nwhile True:\n    os.fork()"),
-                 py("import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass"),
-                 py("import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass")]
+    responses = [
+        py("import os\nwhile True:\n    os.fork()"),
+        py("import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass"),
+        py("import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass"),
+    ]
     if shutil.which("g++"):
         rows.append(OK)
         responses.append("```cpp\n#include <unistd.h>\nint main() { while (true) fork(); }\n```")

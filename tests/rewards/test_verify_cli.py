@@ -7,7 +7,12 @@ from ringrl.cli import main
 ROWS = [
     {"id": "a", "domain": "math", "answer": "1/2", "response": "\\boxed{0.5}", "extra": [1, 2]},
     {"id": "b", "domain": "astrology", "response": "x"},
-    {"id": "c", "domain": "code", "tests": [{"input": "1", "output": "2"}], "response": "```python\nprint(int(input())+1)\n```"},
+    {
+        "id": "c",
+        "domain": "code",
+        "tests": [{"input": "1", "output": "2"}],
+        "response": "```python\nprint(int(input())+1)\n```",
+    },
     {"id": "d", "domain": "math", "response": "\\boxed{3}"},
     {"id": "e", "domain": "logic", "answer": "Yes", "response": "\\boxed{ yes }"},
     {"id": "f", "domain": "science", "answer": "A", "response": "no box"},
@@ -36,11 +41,25 @@ def test_verify_writes_rows_in_order_and_reports_bad_rows(tmp_path, capsys):
 
 def test_verify_strict_stops_with_one_line(tmp_path):
     inp, out = write(tmp_path, ROWS), tmp_path / "out.jsonl"
-    r = subprocess.run([sys.executable, "-c", "import sys; from ringrl.cli import main; sys.exit(main(sys.argv[1:]))",
-                        "verify", str(inp), "-o", str(out), "--strict"], capture_output=True, text=True, timeout=60)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from ringrl.cli import main; sys.exit(main(sys.argv[1:]))",
+            "verify",
+            str(inp),
+            "-o",
+            str(out),
+            "--strict",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert r.returncode == 2
-    assert r.stderr.strip().splitlines() == [f"ringrl verify: error: {inp}:2: field 'domain' unknown domain 'astrology' "
-                                             "(one of code, logic, math, science)"]
+    assert r.stderr.strip().splitlines() == [
+        f"ringrl verify: error: {inp}:2: field 'domain' unknown domain 'astrology' (one of code, logic, math, science)"
+    ]
     assert not out.exists()
 
 

@@ -12,10 +12,26 @@ from ringrl.rl.trainer import RLTrainer
 
 @pytest.fixture()
 def trainer(tmp_path, ringrl_moe_dir, ringrl_util):
-    cfg = load_config(RLConfig, overrides=[
-        f"model.path={ringrl_moe_dir}", "model.device=cpu", f"out={tmp_path / 'carry'}", "steps=3", "rollout.prompts_per_step=2",
-        "rollout.samples_per_prompt=4", "rollout.max_new_tokens=8", "former.budget_tokens=20", "former.leftover=carry",
-        "former.max_age=1", "data.train_size=16", "optim.lr=1e-2", "loss.beta=0", "progress=false", "tensorboard=false"])
+    cfg = load_config(
+        RLConfig,
+        overrides=[
+            f"model.path={ringrl_moe_dir}",
+            "model.device=cpu",
+            f"out={tmp_path / 'carry'}",
+            "steps=3",
+            "rollout.prompts_per_step=2",
+            "rollout.samples_per_prompt=4",
+            "rollout.max_new_tokens=8",
+            "former.budget_tokens=20",
+            "former.leftover=carry",
+            "former.max_age=1",
+            "data.train_size=16",
+            "optim.lr=1e-2",
+            "loss.beta=0",
+            "progress=false",
+            "tensorboard=false",
+        ],
+    )
     t = RLTrainer(cfg, score=ringrl_util.parity_score)
     yield t
     t.close()

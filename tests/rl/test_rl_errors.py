@@ -16,9 +16,22 @@ from ringrl.errors import ConfigError
 from ringrl.rl.config import RLConfig
 from ringrl.rl.trainer import NonFiniteStop, RLTrainer
 
-BASE = ["model.device=cpu", "steps=5", "rollout.prompts_per_step=2", "rollout.samples_per_prompt=4", "rollout.max_new_tokens=8",
-        "former.budget_tokens=24", "data.train_size=8", "optim.lr=1e-2", "loss.beta=0.1", "progress=false",
-        "threads=1", "tensorboard=false", "save_every=1", "max_nonfinite=2"]
+BASE = [
+    "model.device=cpu",
+    "steps=5",
+    "rollout.prompts_per_step=2",
+    "rollout.samples_per_prompt=4",
+    "rollout.max_new_tokens=8",
+    "former.budget_tokens=24",
+    "data.train_size=8",
+    "optim.lr=1e-2",
+    "loss.beta=0.1",
+    "progress=false",
+    "threads=1",
+    "tensorboard=false",
+    "save_every=1",
+    "max_nonfinite=2",
+]
 
 
 def nan_score(rows, responses):
@@ -60,7 +73,9 @@ def test_nan_loss_via_cli_exit_2(tmp_path, ringrl_moe_dir, ringrl_util, monkeypa
 
     monkeypatch.setattr(update_mod, "policy_loss", flaky_loss)
     # the CLI builds its own reward pool; give it the fake verifier instead
-    monkeypatch.setattr(trainer_mod, "train_rl", lambda cfg, score=None: real_train_rl(cfg, score=ringrl_util.parity_score))
+    monkeypatch.setattr(
+        trainer_mod, "train_rl", lambda cfg, score=None: real_train_rl(cfg, score=ringrl_util.parity_score)
+    )
     out = tmp_path / "cli"
     code = main(["rl", f"model.path={ringrl_moe_dir}", f"out={out}", "micro_batch_tokens=100000", *BASE])
     err = capsys.readouterr().err.strip()
@@ -78,17 +93,20 @@ def test_nan_loss_via_cli_exit_2(tmp_path, ringrl_moe_dir, ringrl_util, monkeypa
     assert not all(torch.equal(w1[n], v) for n, v in ringrl_util.load_weights(ringrl_moe_dir).items())
 
 
-@pytest.mark.parametrize("overrides, key", [
-    (["former.budget_tokens=100", "rollout.max_new_tokens=200"], "former.budget_tokens"),
-    (["rollout.samples_per_prompt=1"], "rollout.samples_per_prompt"),
-    (["loss.eps_low=1.0"], "loss.eps_low"),
-    (["loss.eps_low=-0.1"], "loss.eps_low"),
-    (["loss.eps_high=-0.2"], "loss.eps_high"),
-    (["loss.beta=-1"], "loss.beta"),
-    (["algo=ppo"], "algo"),
-    (["rollout.top_p=0"], "rollout.top_p"),
-    (["former.leftover=keep"], "former.leftover"),
-])
+@pytest.mark.parametrize(
+    "overrides, key",
+    [
+        (["former.budget_tokens=100", "rollout.max_new_tokens=200"], "former.budget_tokens"),
+        (["rollout.samples_per_prompt=1"], "rollout.samples_per_prompt"),
+        (["loss.eps_low=1.0"], "loss.eps_low"),
+        (["loss.eps_low=-0.1"], "loss.eps_low"),
+        (["loss.eps_high=-0.2"], "loss.eps_high"),
+        (["loss.beta=-1"], "loss.beta"),
+        (["algo=ppo"], "algo"),
+        (["rollout.top_p=0"], "rollout.top_p"),
+        (["former.leftover=keep"], "former.leftover"),
+    ],
+)
 def test_config_errors_one_line_via_cli(tmp_path, capsys, ringrl_moe_dir, overrides, key):
     with pytest.raises(ConfigError):
         load_config(RLConfig, overrides=overrides)
@@ -105,8 +123,16 @@ def test_budget_check_is_c3po_only():
 
 
 def test_reference_with_another_tokenizer_is_rejected(tmp_path, capsys, ringrl_moe_dir, ringrl_other_tok_dir):
-    code = main(["rl", f"model.path={ringrl_moe_dir}", f"ref_model={ringrl_other_tok_dir}", f"out={tmp_path / 'run'}",
-                 "loss.beta=0.001", "progress=false"])
+    code = main(
+        [
+            "rl",
+            f"model.path={ringrl_moe_dir}",
+            f"ref_model={ringrl_other_tok_dir}",
+            f"out={tmp_path / 'run'}",
+            "loss.beta=0.001",
+            "progress=false",
+        ]
+    )
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1
     assert "config key 'ref_model'" in err and "different tokenizer" in err
@@ -117,16 +143,29 @@ def test_missing_model_path_and_non_causal_model(tmp_path, capsys):
 
     assert main(["rl", f"out={tmp_path / 'run'}"]) == 2
     assert "config key 'model.path'" in capsys.readouterr().err
-    BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
-               architectures=["BertForMaskedLM"]).save_pretrained(tmp_path / "bert")
+    BertConfig(
+        vocab_size=50,
+        hidden_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=32,
+        architectures=["BertForMaskedLM"],
+    ).save_pretrained(tmp_path / "bert")
     assert main(["rl", f"model.path={tmp_path / 'bert'}", f"out={tmp_path / 'run'}"]) == 2
     assert "not a causal language model" in capsys.readouterr().err
 
 
 def test_malformed_rl_row_names_file_line_field(tmp_path, capsys, ringrl_moe_dir):
     data = tmp_path / "rl.jsonl"
-    data.write_text(json.dumps({"prompt": "What is 1 + 1?", "domain": "math", "answer": "2"}) + "\n"
-                    + json.dumps({"prompt": "What is 2 + 2?", "domain": "math"}) + "\n")
-    assert main(["rl", f"model.path={ringrl_moe_dir}", f"data.train={data}", f"out={tmp_path / 'run'}", "loss.beta=0"]) == 2
+    data.write_text(
+        json.dumps({"prompt": "What is 1 + 1?", "domain": "math", "answer": "2"})
+        + "\n"
+        + json.dumps({"prompt": "What is 2 + 2?", "domain": "math"})
+        + "\n"
+    )
+    assert (
+        main(["rl", f"model.path={ringrl_moe_dir}", f"data.train={data}", f"out={tmp_path / 'run'}", "loss.beta=0"])
+        == 2
+    )
     err = capsys.readouterr().err.strip()
     assert err == f"ringrl rl: error: {data}:2: field 'answer' missing (math rows need the reference answer)"

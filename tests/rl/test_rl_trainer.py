@@ -14,20 +14,55 @@ from ringrl.rl.config import RLConfig
 from ringrl.rl.trainer import RLTrainer
 
 DESIGN_RL_KEYS = (
-    "reward/mean", "reward/accuracy", "response_length/mean", "response_length/max", "response_length/std",
-    "train/tokens", "train/responses", "train/grad_norm", "train/entropy", "train/kl", "train/clip_fraction",
-    "train/logprob_mismatch", "moe/balance_loss", "moe/z_loss", "moe/max_expert_load", "time/rollout", "time/reward",
-    "time/train", "time/step", "throughput/tokens_per_s",
+    "reward/mean",
+    "reward/accuracy",
+    "response_length/mean",
+    "response_length/max",
+    "response_length/std",
+    "train/tokens",
+    "train/responses",
+    "train/grad_norm",
+    "train/entropy",
+    "train/kl",
+    "train/clip_fraction",
+    "train/logprob_mismatch",
+    "moe/balance_loss",
+    "moe/z_loss",
+    "moe/max_expert_load",
+    "time/rollout",
+    "time/reward",
+    "time/train",
+    "time/step",
+    "throughput/tokens_per_s",
 )
 EXPERT_KEYS = ("mlp.experts.gate_up_proj", "mlp.experts.down_proj")
 
 
 def rl_config(model_dir, out, *extra):
-    return load_config(RLConfig, overrides=[
-        f"model.path={model_dir}", "model.device=cpu", f"out={out}", "steps=3", "rollout.prompts_per_step=2", "rollout.samples_per_prompt=4",
-        "rollout.max_new_tokens=8", "rollout.batch_size=16", "former.budget_tokens=29", "data.train_size=16",
-        "optim.lr=1e-2", "optim.warmup_ratio=0", "loss.beta=0.1", "loss.alpha_balance=1e-2", "loss.alpha_zloss=1e-3",
-        "progress=false", "threads=1", "tensorboard=false", *extra])
+    return load_config(
+        RLConfig,
+        overrides=[
+            f"model.path={model_dir}",
+            "model.device=cpu",
+            f"out={out}",
+            "steps=3",
+            "rollout.prompts_per_step=2",
+            "rollout.samples_per_prompt=4",
+            "rollout.max_new_tokens=8",
+            "rollout.batch_size=16",
+            "former.budget_tokens=29",
+            "data.train_size=16",
+            "optim.lr=1e-2",
+            "optim.warmup_ratio=0",
+            "loss.beta=0.1",
+            "loss.alpha_balance=1e-2",
+            "loss.alpha_zloss=1e-3",
+            "progress=false",
+            "threads=1",
+            "tensorboard=false",
+            *extra,
+        ],
+    )
 
 
 def read_metrics(out):
@@ -94,7 +129,9 @@ def test_metric_schema_and_consistency(algo_run):
         for r in m:
             assert r["train/responses"] == r["rollout/responses"] == 8
             assert r["train/tokens"] == round(r["response_length/mean"] * 8)
-    assert summary["steps"] == 3 and summary["algo"] == algo and summary["rl_tokens"] == sum(r["train/tokens"] for r in m)
+    assert (
+        summary["steps"] == 3 and summary["algo"] == algo and summary["rl_tokens"] == sum(r["train/tokens"] for r in m)
+    )
     assert json.loads((out / "summary.json").read_text()) == summary
     assert load_config(RLConfig, path=out / "config.yaml") == cfg
 
@@ -121,8 +158,16 @@ def test_final_checkpoint_loads_with_plain_transformers(algo_run):
 
 def test_c3po_fills_the_budget_by_sampling_more(tmp_path, ringrl_moe_dir, ringrl_util):
     # one round gives 1 prompt x 2 responses <= 16 tokens; Phi = 40 needs two more rounds
-    cfg = rl_config(ringrl_moe_dir, tmp_path / "fill", "steps=2", "rollout.prompts_per_step=1", "rollout.samples_per_prompt=2",
-                    "former.budget_tokens=40", "max_fill_rounds=3", "loss.beta=0")
+    cfg = rl_config(
+        ringrl_moe_dir,
+        tmp_path / "fill",
+        "steps=2",
+        "rollout.prompts_per_step=1",
+        "rollout.samples_per_prompt=2",
+        "former.budget_tokens=40",
+        "max_fill_rounds=3",
+        "loss.beta=0",
+    )
     RLTrainer(cfg, score=ringrl_util.parity_score).fit()
     for r in read_metrics(tmp_path / "fill"):
         assert r["rollout/extra_rounds"] >= 2 and r["rollout/responses"] == 2 * (1 + r["rollout/extra_rounds"])
@@ -130,8 +175,16 @@ def test_c3po_fills_the_budget_by_sampling_more(tmp_path, ringrl_moe_dir, ringrl
 
 
 def test_c3po_train_fewer_logs_the_shortfall(tmp_path, ringrl_moe_dir, ringrl_util):
-    cfg = rl_config(ringrl_moe_dir, tmp_path / "few", "steps=2", "rollout.prompts_per_step=1", "rollout.samples_per_prompt=2",
-                    "former.budget_tokens=40", "c3po_fill=train_fewer", "loss.beta=0")
+    cfg = rl_config(
+        ringrl_moe_dir,
+        tmp_path / "few",
+        "steps=2",
+        "rollout.prompts_per_step=1",
+        "rollout.samples_per_prompt=2",
+        "former.budget_tokens=40",
+        "c3po_fill=train_fewer",
+        "loss.beta=0",
+    )
     RLTrainer(cfg, score=ringrl_util.parity_score).fit()
     for r in read_metrics(tmp_path / "few"):
         pool = round(r["response_length/mean"] * 2)
@@ -152,11 +205,19 @@ def test_dense_policy_runs_without_router_terms(tmp_path, ringrl_dense_dir, ring
 def test_ppo_epochs_and_mini_batches(tmp_path, ringrl_moe_dir, ringrl_util):
     """Several optimizer steps per rollout: pi_old is fixed before the first update (so later passes
     see ratios != 1 and clip), and the lr schedule still counts RL steps."""
-    common = ["algo=grpo", "steps=4", "rollout.max_new_tokens=4", "optim.warmup_ratio=0.5", "optim.schedule=cosine",
-              "loss.beta=0"]
+    common = [
+        "algo=grpo",
+        "steps=4",
+        "rollout.max_new_tokens=4",
+        "optim.warmup_ratio=0.5",
+        "optim.schedule=cosine",
+        "loss.beta=0",
+    ]
     RLTrainer(rl_config(ringrl_moe_dir, tmp_path / "one", *common), score=ringrl_util.parity_score).fit()
-    RLTrainer(rl_config(ringrl_moe_dir, tmp_path / "ppo", *common, "ppo_epochs=2", "mini_batches=2"),
-              score=ringrl_util.parity_score).fit()
+    RLTrainer(
+        rl_config(ringrl_moe_dir, tmp_path / "ppo", *common, "ppo_epochs=2", "mini_batches=2"),
+        score=ringrl_util.parity_score,
+    ).fit()
     one, ppo = read_metrics(tmp_path / "one"), read_metrics(tmp_path / "ppo")
     # warm-up over 2 of 4 RL steps, then cosine to 0.1 * lr, whatever the optimizer steps per RL step
     assert [r["train/lr"] for r in ppo] == [r["train/lr"] for r in one]
@@ -173,7 +234,9 @@ def test_rl_from_an_sft_checkpoint_records_sft_tokens(tmp_path, ringrl_moe_dir, 
     from ringrl.utils.checkpoint import save_checkpoint
 
     model, tok = load_policy(ringrl_moe_dir, device="cpu")
-    sft = save_checkpoint(tmp_path / "sft" / "checkpoints" / "epoch-2", model, tok, {"epoch": 2, "step": 9, "tokens_seen": 12345})
+    sft = save_checkpoint(
+        tmp_path / "sft" / "checkpoints" / "epoch-2", model, tok, {"epoch": 2, "step": 9, "tokens_seen": 12345}
+    )
     summary = RLTrainer(rl_config(sft, tmp_path / "rl", "steps=1", "algo=grpo"), score=ringrl_util.parity_score).fit()
     assert summary["sft_tokens"] == 12345 and summary["init"] == str(sft)
     assert summary["rl_tokens"] == read_metrics(tmp_path / "rl")[0]["train/tokens"]
@@ -202,9 +265,22 @@ def test_cli_rl_success(tmp_path, ringrl_moe_dir, ringrl_util, monkeypatch, caps
     real = trainer_mod.train_rl
     monkeypatch.setattr(trainer_mod, "train_rl", lambda cfg, score=None: real(cfg, score=ringrl_util.parity_score))
     out = tmp_path / "cli"
-    code = main(["rl", f"model.path={ringrl_moe_dir}", "model.device=cpu", f"out={out}", "steps=2", "algo=grpo",
-                 "rollout.prompts_per_step=1", "rollout.samples_per_prompt=2", "rollout.max_new_tokens=4",
-                 "data.train_size=4", "progress=false", "tensorboard=false"])
+    code = main(
+        [
+            "rl",
+            f"model.path={ringrl_moe_dir}",
+            "model.device=cpu",
+            f"out={out}",
+            "steps=2",
+            "algo=grpo",
+            "rollout.prompts_per_step=1",
+            "rollout.samples_per_prompt=2",
+            "rollout.max_new_tokens=4",
+            "data.train_size=4",
+            "progress=false",
+            "tensorboard=false",
+        ]
+    )
     assert code == 0
     assert "over 2 steps" in capsys.readouterr().out
     assert (out / "checkpoints" / "final" / "config.json").is_file() and (out / "config.yaml").is_file()

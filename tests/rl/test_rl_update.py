@@ -33,7 +33,9 @@ def test_micro_batch_split_gives_the_one_batch_gradient(models, algo, ringrl_uti
     model, ref, tok = models
     # router terms are per micro-batch statistics (not a sum over tokens): off here, so the split is exact
     loss_cfg = LossConfig(eps_low=0.2, eps_high=0.28, beta=0.1, alpha_entropy=1e-2, alpha_balance=0.0, alpha_zloss=0.0)
-    batch = get_batch_former(algo)(ringrl_util.random_groups(1, len(tok)), [], FormerConfig(budget_tokens=60), random.Random(0))
+    batch = get_batch_former(algo)(
+        ringrl_util.random_groups(1, len(tok)), [], FormerConfig(budget_tokens=60), random.Random(0)
+    )
     assert batch.n_tokens > 0
     if algo == "c3po":
         assert batch.n_tokens == 60
@@ -59,14 +61,17 @@ def test_packed_micro_batches_give_the_padded_gradient(models, algo, ringrl_util
     the block-diagonal mask keeps every sequence to itself, and the MoE terms see no pads."""
     model, ref, tok = models
     loss_cfg = LossConfig(eps_low=0.2, eps_high=0.28, beta=0.1, alpha_entropy=1e-2, alpha_balance=0.0, alpha_zloss=0.0)
-    batch = get_batch_former(algo)(ringrl_util.random_groups(1, len(tok)), [], FormerConfig(budget_tokens=60), random.Random(0))
+    batch = get_batch_former(algo)(
+        ringrl_util.random_groups(1, len(tok)), [], FormerConfig(budget_tokens=60), random.Random(0)
+    )
     padded = build_micro_batches(batch.selected, tok.pad_token_id, max_tokens=1 << 20)
     longest = max(len(s.sample.prompt_ids) + s.n_tokens for s in batch.selected)
     packed = build_micro_batches(batch.selected, tok.pad_token_id, max_tokens=2 * longest, pack=True)
     assert len(packed) >= 2 and all(mb.input_ids_BT.shape[0] == 1 for mb in packed)
     assert all(bool(mb.attention_mask_BT.all()) for mb in packed)  # no padding at all
     assert sum(mb.input_ids_BT.shape[1] for mb in packed) == sum(
-        len(s.sample.prompt_ids) + s.n_tokens for s in batch.selected)
+        len(s.sample.prompt_ids) + s.n_tokens for s in batch.selected
+    )
     assert any(int((mb.position_ids_BT == 0).sum()) >= 2 for mb in packed)  # several sequences in one row
     g1, m1 = grads_for(model, ref, padded, loss_cfg)
     g2, m2 = grads_for(model, ref, packed, loss_cfg)
@@ -79,7 +84,9 @@ def test_packed_micro_batches_give_the_padded_gradient(models, algo, ringrl_util
 def test_micro_batch_weights_sit_on_the_response_tokens(models):
     """Weights align with the shifted targets: position p-1+t predicts response token t."""
     _, _, tok = models
-    s = Sample("g", 0, [7, 8, 9], [10, 11, 12, 13], rollout_logprobs=[-1.0, -2.0, -3.0, -4.0], reward=1.0, advantage=0.5)
+    s = Sample(
+        "g", 0, [7, 8, 9], [10, 11, 12, 13], rollout_logprobs=[-1.0, -2.0, -3.0, -4.0], reward=1.0, advantage=0.5
+    )
     from ringrl.algorithms.types import SelectedSample
 
     mb = build_micro_batches([SelectedSample(s, 3, 0.25)], tok.pad_token_id, 1 << 20)[0]

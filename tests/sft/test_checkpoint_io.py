@@ -108,18 +108,30 @@ def ringrl_command() -> list[str]:
 GOOD = {"prompt": "What is 1 + 1?", "domain": "math", "response": "1 + 1 = 2. \\boxed{2}"}
 
 
-@pytest.mark.parametrize("line2, field, what", [
-    ('{"prompt": "What is 2 + 2?", "domain": "math"}', "response", "missing"),
-    ('{"prompt": "What is 2 + 2?", "response": 4}', "response", "non-empty string"),
-    ('{"response": "4"}', "prompt", "missing"),
-    ('{"prompt": "x", "domain": "chemistry", "response": "y"}', "domain", "unknown domain"),
-    ('{"prompt": "What is 2 + 2?", "response": "4"', None, "invalid JSON"),
-    ('[1, 2]', None, "JSON object"),
-])
+@pytest.mark.parametrize(
+    "line2, field, what",
+    [
+        ('{"prompt": "What is 2 + 2?", "domain": "math"}', "response", "missing"),
+        ('{"prompt": "What is 2 + 2?", "response": 4}', "response", "non-empty string"),
+        ('{"response": "4"}', "prompt", "missing"),
+        ('{"prompt": "x", "domain": "chemistry", "response": "y"}', "domain", "unknown domain"),
+        ('{"prompt": "What is 2 + 2?", "response": "4"', None, "invalid JSON"),
+        ("[1, 2]", None, "JSON object"),
+    ],
+)
 def test_malformed_row_one_line_via_cli(tmp_path, capsys, ringrl_moe_dir, line2, field, what):
     data = tmp_path / "bad.jsonl"
     data.write_text(json.dumps(GOOD) + "\n" + line2 + "\n" + json.dumps(GOOD) + "\n")
-    code = main(["sft", f"data.train={data}", f"out={tmp_path / 'run'}", f"model.path={ringrl_moe_dir}", "model.device=cpu", "progress=false"])
+    code = main(
+        [
+            "sft",
+            f"data.train={data}",
+            f"out={tmp_path / 'run'}",
+            f"model.path={ringrl_moe_dir}",
+            "model.device=cpu",
+            "progress=false",
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2
     lines = err.strip().splitlines()
@@ -135,11 +147,19 @@ def test_cli_errors_have_no_traceback_subprocess(tmp_path, ringrl_moe_dir):
     data = tmp_path / "bad.jsonl"
     data.write_text(json.dumps(GOOD) + "\n\n" + '{"prompt": "p", "domain": "math"}\n')
     env = {**os.environ, "TOKENIZERS_PARALLELISM": "false"}
-    run = subprocess.run([*ringrl_command(), "sft", f"data.train={data}", f"out={tmp_path / 'run'}",
-                          f"model.path={ringrl_moe_dir}"], capture_output=True, text=True, timeout=120, env=env)
+    run = subprocess.run(
+        [*ringrl_command(), "sft", f"data.train={data}", f"out={tmp_path / 'run'}", f"model.path={ringrl_moe_dir}"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
     assert run.returncode == 2, run.stderr
     assert "Traceback" not in run.stderr
-    assert run.stderr.strip() == f"ringrl sft: error: {data}:3: field 'response' missing (SFT rows need the target response)"
+    assert (
+        run.stderr.strip()
+        == f"ringrl sft: error: {data}:3: field 'response' missing (SFT rows need the target response)"
+    )
 
 
 def test_cli_unknown_key_and_bad_value(capsys):
@@ -153,9 +173,26 @@ def test_cli_unknown_key_and_bad_value(capsys):
 def test_cli_model_path_not_a_causal_lm(tmp_path, capsys):
     from transformers import BertConfig
 
-    BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-               intermediate_size=32, architectures=["BertForMaskedLM"]).save_pretrained(tmp_path / "bert")
-    assert main(["sft", f"model.path={tmp_path / 'bert'}", f"out={tmp_path / 'run'}", "data.train_size=2",
-                 "data.eval_size=1", "progress=false"]) == 2
+    BertConfig(
+        vocab_size=50,
+        hidden_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=32,
+        architectures=["BertForMaskedLM"],
+    ).save_pretrained(tmp_path / "bert")
+    assert (
+        main(
+            [
+                "sft",
+                f"model.path={tmp_path / 'bert'}",
+                f"out={tmp_path / 'run'}",
+                "data.train_size=2",
+                "data.eval_size=1",
+                "progress=false",
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err.strip()
     assert "not a causal language model" in err and len(err.splitlines()) == 1

@@ -18,8 +18,10 @@ def policy(ringrl_moe_dir):
     return load_policy(ringrl_moe_dir, device="cpu")
 
 
-ROWS = [{"prompt": "What is 12 + 7?", "domain": "math", "answer": "19"},
-        {"prompt": "Sort these numbers from smallest to largest: 5, 3, 9.", "domain": "logic", "answer": "3, 5, 9"}]
+ROWS = [
+    {"prompt": "What is 12 + 7?", "domain": "math", "answer": "19"},
+    {"prompt": "Sort these numbers from smallest to largest: 5, 3, 9.", "domain": "logic", "answer": "3, 5, 9"},
+]
 
 
 def test_uniform_logits_give_log_vocab(policy, ringrl_util):
@@ -28,8 +30,9 @@ def test_uniform_logits_give_log_vocab(policy, ringrl_util):
         model.lm_head.weight.zero_()  # tied to the embeddings: every logit is 0 -> uniform distribution
     V = model.config.vocab_size
     engine = HFEngine(model, tok, batch_size=8)
-    groups = engine.generate(["<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n"], n=3, temperature=1.0,
-                             max_new_tokens=6, seed=0)
+    groups = engine.generate(
+        ["<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n"], n=3, temperature=1.0, max_new_tokens=6, seed=0
+    )
     comps = groups[0]
     assert len(comps) == 3
     for c in comps:
@@ -40,7 +43,9 @@ def test_uniform_logits_give_log_vocab(policy, ringrl_util):
     # temperature does not change a uniform distribution
     for c in engine.generate(["x"], n=2, temperature=0.5, max_new_tokens=4, seed=1)[0]:
         assert all(h == pytest.approx(math.log(V), abs=1e-5) for h in c.entropies)
-    ev = evaluate_policy(model, tok, ROWS, ringrl_util.zero_grader, samples=2, temperature=1.0, max_new_tokens=5, batch_size=8)
+    ev = evaluate_policy(
+        model, tok, ROWS, ringrl_util.zero_grader, samples=2, temperature=1.0, max_new_tokens=5, batch_size=8
+    )
     assert ev.entropy == pytest.approx(math.log(V), abs=1e-5)
     assert ev.samples == 4 and ev.problems == 2 and ev.accuracy == 0.0 and 1 <= ev.mean_length <= 5
 
@@ -52,7 +57,9 @@ def test_engine_entropies_and_logprobs_match_a_plain_forward(policy):
     with torch.no_grad():  # sharpen the random model so the distribution is far from uniform
         model.lm_head.weight.mul_(40.0)
     model.eval()
-    prompt = tok.apply_chat_template([{"role": "user", "content": "What is 3 + 4?"}], tokenize=False, add_generation_prompt=True)
+    prompt = tok.apply_chat_template(
+        [{"role": "user", "content": "What is 3 + 4?"}], tokenize=False, add_generation_prompt=True
+    )
     T = 0.7
     comps = HFEngine(model, tok).generate([prompt], n=2, temperature=T, max_new_tokens=8, seed=0)[0]
     p_ids = tok(prompt, add_special_tokens=False)["input_ids"]

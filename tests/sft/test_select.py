@@ -11,8 +11,14 @@ from ringrl.sft.select import band_distance, select_checkpoint
 
 
 def ck(epoch, entropy, tokens=None, accuracy=0.5):
-    return {"name": f"epoch-{epoch}", "path": f"checkpoints/epoch-{epoch}", "epoch": epoch,
-            "tokens_seen": tokens if tokens is not None else 1000 * epoch, "entropy": entropy, "accuracy": accuracy}
+    return {
+        "name": f"epoch-{epoch}",
+        "path": f"checkpoints/epoch-{epoch}",
+        "epoch": epoch,
+        "tokens_seen": tokens if tokens is not None else 1000 * epoch,
+        "entropy": entropy,
+        "accuracy": accuracy,
+    }
 
 
 def test_in_band_takes_the_most_trained():
@@ -119,9 +125,20 @@ def test_select_on_a_real_sft_run(tmp_path, ringrl_moe_dir, ringrl_util, capsys)
     from ringrl.sft.trainer import train_sft
 
     out = tmp_path / "sft"
-    cfg = load_config(SFTConfig, overrides=[f"model.path={ringrl_moe_dir}", "model.device=cpu", f"out={out}", "data.train_size=4",
-                                            "data.eval_size=2", "epochs=2", "entropy.max_new_tokens=4", "progress=false",
-                                            "tensorboard=false"])
+    cfg = load_config(
+        SFTConfig,
+        overrides=[
+            f"model.path={ringrl_moe_dir}",
+            "model.device=cpu",
+            f"out={out}",
+            "data.train_size=4",
+            "data.eval_size=2",
+            "epochs=2",
+            "entropy.max_new_tokens=4",
+            "progress=false",
+            "tensorboard=false",
+        ],
+    )
     summary = train_sft(cfg, grader=ringrl_util.zero_grader)
     ents = sorted(c["entropy"] for c in summary["checkpoints"])
     assert main(["select-checkpoint", str(out), "--band", str(ents[0] - 1e-6), str(ents[-1] + 1e-6)]) == 0

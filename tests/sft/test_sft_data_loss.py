@@ -99,7 +99,9 @@ def test_sft_loss_ignores_prompt_logits_and_matches_cross_entropy():
     loss, m = sft_loss(logits, ids, mask, denom)
     # reference: F.cross_entropy with ignore_index on the shifted targets
     targets = ids[:, 1:].masked_fill(~mask[:, 1:], -100)
-    ref = F.cross_entropy(logits[:, :-1].reshape(-1, V), targets.reshape(-1), ignore_index=-100, reduction="sum") / denom
+    ref = (
+        F.cross_entropy(logits[:, :-1].reshape(-1, V), targets.reshape(-1), ignore_index=-100, reduction="sum") / denom
+    )
     torch.testing.assert_close(loss, ref)
     assert int(m["tokens"]) == sum(n_len[b] - n_prompt[b] for b in range(B))
     # logits that predict prompt tokens or padding get no gradient; those predicting targets do
@@ -130,9 +132,15 @@ def test_train_step_accumulation_equals_one_batch(ringrl_dense_dir):
     model, tok = load_policy(ringrl_dense_dir, device="cpu")
     cfg = load_config(SFTConfig)
     rng = random.Random(0)
-    exs = [SFTExample([rng.randrange(5, 200) for _ in range(n)], p) for n, p in [(12, 3), (20, 5), (7, 2), (15, 15 - 1)]]
+    exs = [
+        SFTExample([rng.randrange(5, 200) for _ in range(n)], p) for n, p in [(12, 3), (20, 5), (7, 2), (15, 15 - 1)]
+    ]
     whole = [collate(exs, tok.pad_token_id)]
-    parts = [collate(exs[:1], tok.pad_token_id), collate(exs[1:3], tok.pad_token_id), collate(exs[3:], tok.pad_token_id)]
+    parts = [
+        collate(exs[:1], tok.pad_token_id),
+        collate(exs[1:3], tok.pad_token_id),
+        collate(exs[3:], tok.pad_token_id),
+    ]
     denom = sum(int(g["loss_mask"][:, 1:].sum()) for g in parts)
     assert denom == sum(e.n_target for e in exs)
     grads = []

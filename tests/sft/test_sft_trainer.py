@@ -19,11 +19,28 @@ EXPERT_KEYS = ("mlp.experts.gate_up_proj", "mlp.experts.down_proj")
 
 
 def sft_config(model_dir, out, *extra):
-    return load_config(SFTConfig, overrides=[
-        f"model.path={model_dir}", "model.device=cpu", f"out={out}", "data.train_size=16", "data.eval_size=4", "epochs=3",
-        "batch_tokens=1200", "optim.lr=1e-2", "optim.weight_decay=0", "optim.warmup_ratio=0",
-        "entropy.max_new_tokens=8", "entropy.batch_size=8", "progress=false", "threads=1",
-        "alpha_balance=1e-2", "alpha_zloss=1e-3", *extra])
+    return load_config(
+        SFTConfig,
+        overrides=[
+            f"model.path={model_dir}",
+            "model.device=cpu",
+            f"out={out}",
+            "data.train_size=16",
+            "data.eval_size=4",
+            "epochs=3",
+            "batch_tokens=1200",
+            "optim.lr=1e-2",
+            "optim.weight_decay=0",
+            "optim.warmup_ratio=0",
+            "entropy.max_new_tokens=8",
+            "entropy.batch_size=8",
+            "progress=false",
+            "threads=1",
+            "alpha_balance=1e-2",
+            "alpha_zloss=1e-3",
+            *extra,
+        ],
+    )
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +77,9 @@ def mean_response_nll(model_dir, rows):
     total, count = 0.0, 0
     with torch.no_grad():
         for r in rows:
-            prompt = tok.apply_chat_template([{"role": "user", "content": r["_user"]}], tokenize=False, add_generation_prompt=True)
+            prompt = tok.apply_chat_template(
+                [{"role": "user", "content": r["_user"]}], tokenize=False, add_generation_prompt=True
+            )
             p = tok(prompt, add_special_tokens=False)["input_ids"]
             y = tok(r["response"], add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
             ids = torch.tensor([p + y])
@@ -143,8 +162,18 @@ def test_summary_records_entropy_accuracy_tokens_seen(moe_run):
 def test_sft_metrics_schema_and_config_saved(moe_run):
     cfg, out, _ = moe_run
     for rec in metrics(out):
-        for key in ("step", "time", "train/loss", "train/lr", "train/grad_norm", "train/tokens", "throughput/tokens_per_s",
-                    "moe/balance_loss", "moe/z_loss", "moe/max_expert_load"):
+        for key in (
+            "step",
+            "time",
+            "train/loss",
+            "train/lr",
+            "train/grad_norm",
+            "train/tokens",
+            "throughput/tokens_per_s",
+            "moe/balance_loss",
+            "moe/z_loss",
+            "moe/max_expert_load",
+        ):
             assert key in rec, key
         assert 0.25 <= rec["moe/max_expert_load"] <= 1.0  # 4 experts: the busiest one has at least a quarter
         assert rec["moe/z_loss"] > 0 and rec["moe/balance_loss"] > 0
@@ -154,8 +183,15 @@ def test_sft_metrics_schema_and_config_saved(moe_run):
 
 def test_dense_model_trains_too(tmp_path, ringrl_dense_dir, ringrl_util):
     out = tmp_path / "dense"
-    cfg = sft_config(ringrl_dense_dir, out, "epochs=2", "data.train_size=8", "data.eval_size=2", "batch_tokens=800",
-                     "tensorboard=false")
+    cfg = sft_config(
+        ringrl_dense_dir,
+        out,
+        "epochs=2",
+        "data.train_size=8",
+        "data.eval_size=2",
+        "batch_tokens=800",
+        "tensorboard=false",
+    )
     summary = train_sft(cfg, grader=ringrl_util.zero_grader)
     assert [c["name"] for c in summary["checkpoints"]] == ["epoch-1", "epoch-2"]
     assert_every_param_moved(ringrl_dense_dir, out / "checkpoints" / "epoch-2", ringrl_util)
@@ -180,10 +216,16 @@ def test_loss_curve_matches_the_golden_curve(moe_run):
 
     _, out, _ = moe_run
     m = metrics(out)
-    curve = {"loss": [r["train/loss"] for r in m], "tokens": [r["train/tokens"] for r in m],
-             "grad_norm": [r["train/grad_norm"] for r in m],
-             "made_with": {"torch": torch.__version__, "transformers": transformers.__version__,
-                           "tokenizers": tokenizers.__version__}}
+    curve = {
+        "loss": [r["train/loss"] for r in m],
+        "tokens": [r["train/tokens"] for r in m],
+        "grad_norm": [r["train/grad_norm"] for r in m],
+        "made_with": {
+            "torch": torch.__version__,
+            "transformers": transformers.__version__,
+            "tokenizers": tokenizers.__version__,
+        },
+    }
     if os.environ.get("RINGRL_REGEN_GOLDEN") == "1":
         GOLDEN.parent.mkdir(exist_ok=True)
         GOLDEN.write_text(json.dumps(curve, indent=1) + "\n")
@@ -195,10 +237,27 @@ def test_loss_curve_matches_the_golden_curve(moe_run):
 
 
 def test_grad_accum_groups_micro_batches_into_steps(tmp_path, ringrl_moe_dir, ringrl_util):
-    one = sft_config(ringrl_moe_dir, tmp_path / "a1", "epochs=1", "data.train_size=8", "data.eval_size=1",
-                     "batch_tokens=700", "entropy.max_new_tokens=2", "tensorboard=false")
-    two = sft_config(ringrl_moe_dir, tmp_path / "a2", "epochs=1", "data.train_size=8", "data.eval_size=1",
-                     "batch_tokens=700", "entropy.max_new_tokens=2", "tensorboard=false", "grad_accum=3")
+    one = sft_config(
+        ringrl_moe_dir,
+        tmp_path / "a1",
+        "epochs=1",
+        "data.train_size=8",
+        "data.eval_size=1",
+        "batch_tokens=700",
+        "entropy.max_new_tokens=2",
+        "tensorboard=false",
+    )
+    two = sft_config(
+        ringrl_moe_dir,
+        tmp_path / "a2",
+        "epochs=1",
+        "data.train_size=8",
+        "data.eval_size=1",
+        "batch_tokens=700",
+        "entropy.max_new_tokens=2",
+        "tensorboard=false",
+        "grad_accum=3",
+    )
     s1, s2 = train_sft(one, grader=ringrl_util.zero_grader), train_sft(two, grader=ringrl_util.zero_grader)
     m1, m2 = metrics(tmp_path / "a1"), metrics(tmp_path / "a2")
     assert len(m1) >= 4 and len(m2) == math.ceil(len(m1) / 3)
@@ -214,6 +273,12 @@ def test_grad_accum_groups_micro_batches_into_steps(tmp_path, ringrl_moe_dir, ri
     exs, _ = encode_rows(load_tokenizer(ringrl_moe_dir), rows, two.data.max_length)
     batches = bucket_batches([len(e.input_ids) for e in exs], two.batch_tokens, random.Random(two.seed))
     first = [rows[i] for b in batches[:3] for i in b]
-    assert m2[0]["train/tokens"] == sum(r["train/tokens"] for r in m1[:3]) == sum(exs[i].n_target for b in batches[:3] for i in b)
+    assert (
+        m2[0]["train/tokens"]
+        == sum(r["train/tokens"] for r in m1[:3])
+        == sum(exs[i].n_target for b in batches[:3] for i in b)
+    )
     assert m2[0]["train/loss"] == pytest.approx(mean_response_nll(ringrl_moe_dir, first), rel=1e-4)
-    assert m1[0]["train/loss"] == pytest.approx(mean_response_nll(ringrl_moe_dir, [rows[i] for i in batches[0]]), rel=1e-4)
+    assert m1[0]["train/loss"] == pytest.approx(
+        mean_response_nll(ringrl_moe_dir, [rows[i] for i in batches[0]]), rel=1e-4
+    )
