@@ -97,9 +97,9 @@ def bench_responses(n: int, repeats: int) -> None:
             evaluate_responses(warm, responses, grader)
             base_s, ours_s = [], []
             for _ in range(repeats):  # alternate, keep the best of each: the machine is shared
-                t, correct = timed(lambda: baseline(rows, responses))
+                t, correct = timed(lambda responses=responses: baseline(rows, responses))
                 base_s.append(t)
-                t, res = timed(lambda: evaluate_responses(rows, responses, grader, name="math500"))
+                t, res = timed(lambda responses=responses: evaluate_responses(rows, responses, grader, name="math500"))
                 ours_s.append(t)
             b, o = min(base_s), min(ours_s)
             print(f"### {what}")

@@ -86,8 +86,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     from common import geomean, header
 
-    from ringrl.models.loading import is_moe, moe_top_k
     from ringrl.common_config import make_optimizer
+    from ringrl.models.loading import is_moe, moe_top_k
     from ringrl.sft.config import SFTConfig
     from ringrl.sft.data import bucket_batches, collate, encode_rows
     from ringrl.sft.trainer import clip_and_step, train_step

@@ -168,7 +168,7 @@ def ringrl_other_tok_dir(tmp_path_factory, ringrl_tiny_cfg) -> Path:
     """A tiny MoE whose tokenizer was trained on a different corpus (a mismatching reference model)."""
     from ringrl.models.tiny import build_tiny
 
-    corpus = ["the quick brown fox jumps over the lazy dog %d" % i for i in range(50)]
+    corpus = [f"the quick brown fox jumps over the lazy dog {i}" for i in range(50)]
     return build_tiny(tmp_path_factory.mktemp("models") / "other-tok", corpus, ringrl_tiny_cfg)
 
 

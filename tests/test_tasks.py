@@ -26,7 +26,7 @@ def test_arithmetic_answers_equal_python_eval():
         assert m, r["prompt"]
         expr = m.group(1)
         assert re.fullmatch(r"\d+( [+-] \d+)+", expr)
-        value = eval(expr)  # noqa: S307 - digits and +/- only, checked above
+        value = eval(expr)
         assert r["answer"] == str(value) == boxed(r["response"])
         # every intermediate result stays non-negative and the trace states each one
         acc = int(expr.split()[0])

@@ -94,10 +94,7 @@ def form_c3po_batch(groups: list[ScoredGroup], carry: list[Sample], cfg: FormerC
     weight = 1.0 / phi
     selected = [SelectedSample(s, k, weight) for s, k in zip(ordered[:n_used], taken[:n_used]) if k > 0]
     rest = ordered[n_used:]
-    if cfg.leftover == "carry":
-        leftover = [replace(s, age=s.age + 1) for s in rest if s.age + 1 <= cfg.max_age]
-    else:
-        leftover = []
+    leftover = [replace(s, age=s.age + 1) for s in rest if s.age + 1 <= cfg.max_age] if cfg.leftover == "carry" else []
     kept = sum(taken)
     pool_tokens = sum(s.n_response for s in pool)
     stats = {

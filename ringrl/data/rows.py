@@ -76,10 +76,7 @@ def load_rows(path: str | Path, purpose: str, limit: int | None = None) -> list[
     if not p.exists():
         raise UserError(f"{p}: data file not found")
     rows: list[tuple[int | None, dict[str, Any]]]
-    if p.is_dir() or p.suffix == ".parquet":
-        rows = [(None, r) for r in _load_table(p)]
-    else:
-        rows = list(iter_jsonl(p))
+    rows = [(None, r) for r in _load_table(p)] if p.is_dir() or p.suffix == ".parquet" else list(iter_jsonl(p))
     out = []
     for lineno, row in rows[: limit if limit else None]:
         problem = check_row(row, purpose)

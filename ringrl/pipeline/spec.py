@@ -76,7 +76,7 @@ def load_pipeline(path: str | Path, out: str | None = None) -> PipelineSpec:
     if not p.is_file():
         raise UserError(f"{p}: pipeline config not found")
     try:
-        data = yaml.load(p.read_text(), Loader=_LineLoader)  # noqa: S506 - SafeLoader subclass
+        data = yaml.load(p.read_text(), Loader=_LineLoader)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         raise UserError(f"{p}:{mark.line + 1 if mark else '?'}: invalid YAML ({getattr(e, 'problem', e)})") from None

@@ -22,6 +22,7 @@ Jobs:
 """
 
 import builtins
+import contextlib
 import json
 import os
 import resource
@@ -57,10 +58,8 @@ for _m in (
     "datetime",
     "array",
 ):
-    try:
+    with contextlib.suppress(Exception):
         __import__(_m)
-    except Exception:
-        pass
 
 HARNESS_SRC = r'''
 import builtins as _b, os as _os, signal as _signal, _thread, _socket, sys as _sys, io as _io
@@ -367,19 +366,15 @@ class Zygote:
         """Kill every process of the sandbox except this one, and reap them all."""
         if self.init:
             while True:
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.kill(-1, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
                 try:
                     os.waitpid(-1, 0)
                 except ChildProcessError:
                     return
         else:
-            try:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
             self._kill_orphans()
 
     def _kill_orphans(self):
@@ -400,10 +395,8 @@ class Zygote:
                     continue
                 if ppid == me:
                     found = True
-                    try:
+                    with contextlib.suppress(OSError):
                         os.kill(p, signal.SIGKILL)
-                    except OSError:
-                        pass
             while True:
                 try:
                     r, _ = os.waitpid(-1, os.WNOHANG)
@@ -694,18 +687,14 @@ class Zygote:
 
         entries = []
         for b in bases:
-            try:
+            with contextlib.suppress(OSError):
                 entries += [os.path.join(b, e) for e in os.listdir(b)]
-            except OSError:
-                pass
         for p in entries:
             if os.path.isdir(p) and not os.path.islink(p):
                 shutil.rmtree(p, onerror=onerror)
             else:
-                try:
+                with contextlib.suppress(OSError):
                     os.unlink(p)
-                except OSError:
-                    pass
 
     def run(self, job):
         workdir = os.path.join(self.base, "run-" + secrets.token_hex(8))
@@ -724,10 +713,8 @@ def main():
     if os.getpid() == 1:
         # Our own session: killpg(0) from a child must not reach the launcher processes
         # outside the PID namespace (same uid, same inherited process group).
-        try:
+        with contextlib.suppress(OSError):
             os.setsid()
-        except OSError:
-            pass
     try:
         import ctypes
 

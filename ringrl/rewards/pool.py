@@ -17,6 +17,7 @@ code-block extraction; only the answer (not the whole response) travels to a gra
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import select
@@ -89,10 +90,8 @@ class _Grader:
         except Exception:
             pass
         for c in (self.tx, self.rx):
-            try:
+            with contextlib.suppress(Exception):
                 c.close()
-            except Exception:
-                pass
 
 
 @dataclass
@@ -385,10 +384,8 @@ class RewardPool:
         b.sandbox.close()
         b.item = None
         self._boxes.remove(b)
-        try:
+        with contextlib.suppress(SandboxDied, OSError):
             self._boxes.append(_Box(Sandbox()))
-        except (SandboxDied, OSError):
-            pass
 
     def close(self) -> None:
         """Stop every worker and sandbox (idempotent)."""
@@ -396,25 +393,19 @@ class RewardPool:
             return
         self._closed = True
         for g in self._graders:
-            try:
+            with contextlib.suppress(Exception):
                 g.tx.send(None)
-            except Exception:
-                pass
         for g in self._graders:
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 g.proc.wait(2)
-            except subprocess.TimeoutExpired:
-                pass
             g.kill()
         for b in self._boxes:
             b.sandbox.close()
         self._graders, self._boxes = [], []
 
     def __del__(self) -> None:
-        try:
+        with contextlib.suppress(Exception):
             self.close()
-        except Exception:
-            pass
 
 
 def score_batch(rows: Sequence[Mapping[str, Any]], responses: Sequence[str], **pool_kwargs: Any) -> list[Verdict]:

@@ -20,6 +20,7 @@ the zygote runs with rlimits only (as uid 65534 when we are root), with one loud
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
@@ -260,18 +261,12 @@ class Sandbox:
         return self.proc.poll() is None
 
     def close(self) -> None:
-        try:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-        try:
+        with contextlib.suppress(OSError):
             self.proc.kill()
-        except OSError:
-            pass
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             self.proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            pass
         for f in (self.proc.stdin, self.proc.stdout):
             try:
                 if f:

@@ -36,7 +36,7 @@ class TrainerState:
         return d
 
     @classmethod
-    def from_json(cls, d: dict[str, Any]) -> "TrainerState":
+    def from_json(cls, d: dict[str, Any]) -> TrainerState:
         carry = [Sample(**s) for s in d.pop("carry", [])]
         return cls(**d, carry=carry)
 

@@ -29,7 +29,9 @@ from typing import Any
 import torch
 
 from ringrl.algorithms.moe import moe_aux_loss
+from ringrl.common_config import make_optimizer, optimizer_step, schedule_step
 from ringrl.config import save_config
+from ringrl.data.rows import load_rows
 from ringrl.distributed import (
     Dist,
     all_reduce_sum,
@@ -41,7 +43,7 @@ from ringrl.distributed import (
     sync_unless,
     wrap_ddp,
 )
-from ringrl.data.rows import load_rows
+from ringrl.errors import UserError
 from ringrl.models.forward import forward
 from ringrl.models.loading import is_moe, load_policy, moe_top_k
 from ringrl.sft.config import SFTConfig
@@ -52,8 +54,6 @@ from ringrl.utils.checkpoint import quiet_transformers, save_checkpoint, seed_ev
 from ringrl.utils.io import write_json
 from ringrl.utils.metrics import MetricsLogger
 from ringrl.utils.progress import Progress
-from ringrl.common_config import make_optimizer, optimizer_step, schedule_step
-from ringrl.errors import UserError
 
 
 def load_sft_data(cfg: SFTConfig) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -73,10 +73,11 @@ def load_sft_data(cfg: SFTConfig) -> tuple[list[dict[str, Any]], list[dict[str, 
 
 
 def prepare_model(
-    cfg: SFTConfig, run_dir: Path, train_rows: list[dict[str, Any]], dist: Dist = Dist(), device: str | None = None
+    cfg: SFTConfig, run_dir: Path, train_rows: list[dict[str, Any]], dist: Dist | None = None, device: str | None = None
 ) -> tuple[Any, Any, str]:
     """Load ``model.path``, or build the embedded tiny MoE (tokenizer trained on the rows) under RUN_DIR/base
     (rank 0 builds it, the other ranks load what it wrote)."""
+    dist = dist or Dist()
     path = cfg.model.path
     if path is None:
         from ringrl.models.tiny import build_tiny
@@ -276,10 +277,11 @@ def clip_and_step(model, optimizer, scheduler, grad_clip: float) -> float:
 
 
 def finish_epoch(
-    cfg, run_dir, model, tokenizer, held_rows, grader, epoch, step, tokens_seen, bar, dist: Dist = Dist()
+    cfg, run_dir, model, tokenizer, held_rows, grader, epoch, step, tokens_seen, bar, dist: Dist | None = None
 ) -> dict[str, Any]:
     """Checkpoint ``epoch-N`` (rank 0 writes it) and measure the policy's entropy and accuracy on
     the held-out rows (each rank samples its share of them; the measures are pooled)."""
+    dist = dist or Dist()
     name = f"epoch-{epoch}"
     path = run_dir / "checkpoints" / name
     check_before_save(model, dist, path)

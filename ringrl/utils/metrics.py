@@ -61,7 +61,7 @@ class MetricsLogger:
             self._tb.flush()
             self._tb.close()
 
-    def __enter__(self) -> "MetricsLogger":
+    def __enter__(self) -> MetricsLogger:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -129,7 +129,7 @@ def test_micro_batch_split_sums_to_full_batch_gradient(algo, cfg):
         assert sorted(i for mb in split for i in mb) == list(range(len(sel)))
         total = [torch.zeros_like(p) for p in params]
         for mb in split:
-            parts = _grad(params, lambda: _loss(embed, head, [sel[i] for i in mb], noise))
+            parts = _grad(params, lambda mb=mb: _loss(embed, head, [sel[i] for i in mb], noise))
             total = [t + p for t, p in zip(total, parts)]
         for a, b in zip(full, total):
             assert torch.allclose(a, b, atol=1e-6), (algo, split)
@@ -161,6 +161,6 @@ def test_clip_branches_occur_and_per_micro_batch_mean_would_differ():
         local = [
             replace(sel[i], token_weight=1.0 / n / len(split_by_tokens([s.n_tokens for s in sel], 10))) for i in mb
         ]
-        parts = _grad(params, lambda: _loss(embed, head, local, noise))
+        parts = _grad(params, lambda local=local: _loss(embed, head, local, noise))
         total = [t + p for t, p in zip(total, parts)]
     assert not all(torch.allclose(a, b, atol=1e-6) for a, b in zip(full, total))

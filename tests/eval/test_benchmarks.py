@@ -6,13 +6,12 @@ import json
 from pathlib import Path
 
 import pytest
+from eval_helpers import FIXTURES, real_data_dir
 
 from ringrl.data.prompts import MATH_SUFFIX, user_message
 from ringrl.errors import DataError, UserError
 from ringrl.eval import benchmarks as bm
 from ringrl.eval.benchmarks import BENCHMARKS, load_benchmark, parse_benchmark_list, resolve_data_dir
-
-from eval_helpers import FIXTURES, real_data_dir
 
 # One hand-written row per file, with the fields SOURCES.md documents (not copies of the data).
 FAKE_ROWS = {

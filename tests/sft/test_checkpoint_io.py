@@ -57,10 +57,9 @@ def test_interrupted_overwrite_keeps_the_previous_checkpoint(tmp_path, policy, m
     with torch.no_grad():
         for p in model.parameters():
             p.add_(1.0)
-    with pytest.raises(KeyboardInterrupt):
-        with atomic_dir(target) as tmp:
-            model.save_pretrained(tmp)
-            raise KeyboardInterrupt  # Ctrl-C in the middle of writing
+    with pytest.raises(KeyboardInterrupt), atomic_dir(target) as tmp:
+        model.save_pretrained(tmp)
+        raise KeyboardInterrupt  # Ctrl-C in the middle of writing
     assert sorted(os.listdir(tmp_path)) == ["final"]
     assert json.loads((target / "trainer_state.json").read_text()) == {"step": 1}
     reloaded = AutoModelForCausalLM.from_pretrained(target).state_dict()
