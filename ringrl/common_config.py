@@ -64,7 +64,8 @@ def make_optimizer(model, cfg: OptimConfig, total_steps: int):
     """AdamW (no decay on biases and norms) and a LambdaLR implementing :func:`lr_factor`."""
     import torch
 
-    decay, no_decay = [], []
+    decay: list[torch.nn.Parameter] = []
+    no_decay: list[torch.nn.Parameter] = []
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue

@@ -14,13 +14,16 @@ import dataclasses
 import types
 import typing
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import yaml
 
 from ringrl.errors import ConfigError, UserError
 
-T = TypeVar("T")
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+T = TypeVar("T", bound="DataclassInstance")
 
 
 def doc(text: str, default: Any = dataclasses.MISSING, default_factory: Any = dataclasses.MISSING) -> Any:
@@ -104,7 +107,7 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         if value not in args:
             raise ConfigError(key, f"must be one of {', '.join(map(repr, args))}, got {value!r}")
         return value
-    if dataclasses.is_dataclass(tp):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
             raise ConfigError(key, f"expected a section (mapping), got {value!r}")
         return from_dict(tp, value, prefix=key + ".")
@@ -172,8 +175,8 @@ def from_dict(cls: type[T], data: dict[str, Any], prefix: str = "") -> T:
             and isinstance(data[f.name], dict)
             and dataclasses.is_dataclass(hints[f.name])
             and f.default_factory is not dataclasses.MISSING
-        ):  # type: ignore[misc]
-            data[f.name] = merge(to_dict(f.default_factory()), data[f.name])  # type: ignore[misc]
+        ):
+            data[f.name] = merge(to_dict(f.default_factory()), data[f.name])
     kwargs = {k: _coerce(v, hints[k], prefix + k) for k, v in data.items()}
     try:
         return cls(**kwargs)
@@ -227,19 +230,19 @@ def save_config(cfg: Any, path: str | Path) -> None:
     atomic_write_text(Path(path), yaml.safe_dump(to_dict(cfg), sort_keys=False))
 
 
-def describe(cls: type, prefix: str = "") -> list[tuple[str, str, str]]:
+def describe(cls: type[DataclassInstance], prefix: str = "") -> list[tuple[str, str, str]]:
     """(dotted key, default, doc) for every field, for ``--help`` listings."""
     rows: list[tuple[str, str, str]] = []
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
         tp = hints[f.name]
-        if dataclasses.is_dataclass(tp):
+        if isinstance(tp, type) and dataclasses.is_dataclass(tp):
             rows.extend(describe(tp, prefix + f.name + "."))
             continue
         if f.default is not dataclasses.MISSING:
             default = repr(f.default)
-        elif f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
-            default = repr(f.default_factory())  # type: ignore[misc]
+        elif f.default_factory is not dataclasses.MISSING:
+            default = repr(f.default_factory())
         else:
             default = "(required)"
         rows.append((prefix + f.name, default, f.metadata.get("doc", "")))

@@ -116,12 +116,9 @@ def wrap_ddp(model: Any, dist: Dist) -> Any:
 
     dev = next(model.parameters()).device
     ids = [dev] if dev.type == "cuda" else None
-    no_sync_key = (
-        "forward_sync_buffers"
-        if "forward_sync_buffers" in inspect.signature(DistributedDataParallel).parameters
-        else "broadcast_buffers"
-    )
-    return DistributedDataParallel(model, device_ids=ids, find_unused_parameters=True, **{no_sync_key: False})
+    if "forward_sync_buffers" in inspect.signature(DistributedDataParallel).parameters:
+        return DistributedDataParallel(model, device_ids=ids, find_unused_parameters=True, forward_sync_buffers=False)
+    return DistributedDataParallel(model, device_ids=ids, find_unused_parameters=True, broadcast_buffers=False)
 
 
 def unwrap(model: Any) -> Any:

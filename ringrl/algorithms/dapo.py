@@ -22,7 +22,8 @@ from ringrl.algorithms.types import FormedBatch, Sample, ScoredGroup, SelectedSa
 
 def informative_groups(groups: list[ScoredGroup]) -> tuple[list[ScoredGroup], list[ScoredGroup]]:
     """Split groups into (kept, dropped): dropped ones have all rewards equal (or < 2 samples)."""
-    kept, dropped = [], []
+    kept: list[ScoredGroup] = []
+    dropped: list[ScoredGroup] = []
     for g in groups:
         rewards = g.rewards
         (kept if len(rewards) >= 2 and min(rewards) != max(rewards) else dropped).append(g)

@@ -8,6 +8,7 @@ batch former      -> FormedBatch: SelectedSample (kept tokens + per-token weight
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 
@@ -83,7 +84,7 @@ class FormedBatch:
     """Samples to put back into the next step's pool (C3PO ``leftover: carry``), ages +1."""
     denominator: str
     """The denominator in words, e.g. ``"Phi = 4096 (constant)"``."""
-    stats: dict[str, float] = field(default_factory=dict)
+    stats: Mapping[str, float] = field(default_factory=dict)
     """``tokens`` (trained tokens), ``responses``, ``shortfall_tokens``, ``dropped_groups``,
     and former-specific counts; see each former's docstring."""
 

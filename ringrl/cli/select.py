@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from ringrl.sft.select import PAPER_BAND
 
@@ -32,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
     from ringrl.utils.io import read_json
 
     sel, record = select_run(args.run_dir, args.band[0], args.band[1])
-    print_checkpoints(read_json(f"{args.run_dir}/summary.json")["checkpoints"], chosen=record["chosen"])
+    print_checkpoints(read_json(Path(args.run_dir) / "summary.json")["checkpoints"], chosen=record["chosen"])
     if not sel.in_band:
         print(f"warning: {sel.reason}", file=sys.stderr)
     print(f"chosen: {record['chosen']} ({record['path']}): {sel.reason}")

@@ -215,7 +215,7 @@ def curate_file(
     entries, errors = read_entries(input_path)
     index = None
     counted: list[tuple[Path, int]] = []
-    note = "skipped: no benchmark files (pass --benchmarks or --data-dir)"
+    note: str | None = "skipped: no benchmark files (pass --benchmarks or --data-dir)"
     if benchmark_files:
         items = []
         for path in benchmark_files:

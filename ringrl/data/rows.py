@@ -32,7 +32,7 @@ def row_prompt(row: dict[str, Any]) -> str:
 def check_row(row: dict[str, Any], purpose: str) -> tuple[str, str] | None:
     """Return ``(field, message)`` for the first problem of ``row`` for ``purpose``
     (``"sft"``, ``"rl"`` or ``"eval"``), or None when the row is usable."""
-    if not any(isinstance(row.get(k), str) and row.get(k).strip() for k in ("prompt", "problem", "question")):
+    if not any(isinstance(v := row.get(k), str) and v.strip() for k in ("prompt", "problem", "question")):
         if any(k in row for k in ("prompt", "problem", "question")):
             return "prompt", "must be a non-empty string"
         return "prompt", "missing (a row needs 'prompt' or 'problem')"
@@ -92,7 +92,7 @@ def load_rows(path: str | Path, purpose: str, limit: int | None = None) -> list[
 def _load_table(p: Path) -> Iterable[dict[str, Any]]:
     if p.is_dir():
         try:
-            import datasets  # type: ignore[import-not-found]
+            import datasets
         except ImportError:
             raise UserError(f"{p}: reading a `datasets` folder needs `pip install datasets`") from None
         ds = datasets.load_from_disk(str(p))
@@ -100,7 +100,7 @@ def _load_table(p: Path) -> Iterable[dict[str, Any]]:
             ds = ds["train"] if "train" in ds else ds[next(iter(ds.keys()))]
         return list(ds)
     try:
-        import pyarrow.parquet as pq  # type: ignore[import-not-found]
+        import pyarrow.parquet as pq
     except ImportError:
         raise UserError(f"{p}: reading Parquet needs `pip install ringrl[parquet]` (pyarrow)") from None
     return pq.read_table(p).to_pylist()

@@ -186,17 +186,15 @@ def _load_synthetic(name: str, limit: int | None) -> Benchmark:
     level = re.fullmatch(r"(.+)-l(\d+)", domain)
     if level:
         domain, levels = level.group(1), (int(level.group(2)),)
-    try:
-        from ringrl.tasks import make_split  # type: ignore[attr-defined]
-    except ImportError:
-        raise UserError(f"benchmark '{name}': the embedded synthetic tasks (ringrl.tasks) are not available") from None
+    from ringrl.tasks import make_split
+
     n = limit or SYNTHETIC_TEST_SIZE
     try:
         raw_rows = make_split(domain, "test", n, SYNTHETIC_TEST_SEED, levels=levels, strict=levels is None)
     except (KeyError, ValueError, UserError) as e:
         raise UserError(f"benchmark '{name}': {e}") from None
     if not raw_rows:
-        raise UserError(f"benchmark '{name}': level {levels[0]} of '{domain}' has no test problems")  # type: ignore[index]
+        raise UserError(f"benchmark '{name}': {domain} at levels {levels} has no test problems")
     rows = [{**r, "id": str(r.get("id", f"{name}-{i}"))} for i, r in enumerate(raw_rows)]
     _check_unique(rows, name)
     args = f"{domain!r}, 'test', {n}, {SYNTHETIC_TEST_SEED}" + (f", levels={levels}" if levels else "")

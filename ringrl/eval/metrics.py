@@ -101,7 +101,7 @@ def summarize(name: str, records: Sequence[SampleRecord], length_unit: str, unkn
     by_id: dict[str, list[SampleRecord]] = {}
     for r in records:
         by_id.setdefault(r.id, []).append(r)
-    counts = {}
+    counts: dict[str, int] = {}
     for r in records:
         counts[r.status] = counts.get(r.status, 0) + 1
     if not by_id:

@@ -201,10 +201,8 @@ def _config(cfg: EvalConfig | None, overrides: Mapping[str, Any]) -> EvalConfig:
 
 
 def _default_grader(cfg: EvalConfig) -> contextlib.AbstractContextManager[Grader]:
-    try:
-        from ringrl.rewards import RewardPool  # type: ignore[attr-defined]
-    except ImportError:
-        raise UserError("grading needs ringrl.rewards (RewardPool), which is not available") from None
+    from ringrl.rewards import RewardPool
+
     return RewardPool(workers=cfg.grader_workers, timeout=cfg.grader_timeout, code_timeout=cfg.code_timeout)
 
 

@@ -84,7 +84,7 @@ def load_policy(path: str | Path, device: str | None = None, dtype: str | None =
     except Exception as e:
         raise UserError(f"{p}: cannot load the model ({type(e).__name__}: {str(e).splitlines()[0][:160]})") from None
     tokenizer = load_tokenizer(p)
-    model.to(dev)
+    model.to(dev)  # type: ignore[arg-type]  # transformers' typing of the wrapped .to reads it as unbound
     if model.generation_config.pad_token_id is None:
         model.generation_config.pad_token_id = tokenizer.pad_token_id
     return model, tokenizer
@@ -99,7 +99,7 @@ def is_moe(model: Any) -> bool:
         or getattr(cfg, "num_local_experts", None)
         or getattr(cfg, "n_routed_experts", None)
     )
-    return bool(n) and n > 1
+    return isinstance(n, int) and n > 1
 
 
 def moe_top_k(model: Any) -> int:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import yaml
 
@@ -55,7 +55,7 @@ class _LineLoader(yaml.SafeLoader):
 
 
 def _construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> dict[str, Any]:
-    mapping = yaml.SafeLoader.construct_mapping(loader, node)
+    mapping = cast(dict[str, Any], yaml.SafeLoader.construct_mapping(loader, node))
     mapping["__line__"] = node.start_mark.line + 1
     return mapping
 

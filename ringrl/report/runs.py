@@ -92,7 +92,7 @@ def read_metrics_tolerant(path: Path) -> tuple[list[dict[str, float]], list[str]
             if not isinstance(obj, dict):
                 warnings.append(f"{path}:{lineno}: skipped (not a JSON object)")
                 continue
-            record = {k: f for k, v in obj.items() if (f := to_float(v)) is not None}
+            record = {k: x for k, v in obj.items() if (x := to_float(v)) is not None}
             records.append(record)
     return records, warnings
 

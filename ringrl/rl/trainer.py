@@ -349,7 +349,7 @@ class RLTrainer:
         rewards = [r["reward/mean"] for r in rows if "reward/mean" in r]
         k = max(1, len(rewards) // 5)
         sft_tokens = None
-        tstate = Path(self.cfg.model.path) / "trainer_state.json"
+        tstate = Path(self.cfg.model.path or "") / "trainer_state.json"
         if tstate.is_file():
             sft_tokens = read_json(tstate).get("tokens_seen")
         summary = {

@@ -83,7 +83,7 @@ def build_micro_batches(
                 adv_tok[b, t] = s.sample.advantage
                 if s.sample.rollout_logprobs is not None:
                     roll[b, t] = torch.tensor(s.sample.rollout_logprobs[:n])
-                if old is not None:
+                if old is not None and s.sample.old_logprobs is not None:  # has_old: every sample has them
                     old[b, t] = torch.tensor(s.sample.old_logprobs[:n])
                 at += p + n
         adv = adv_tok if pack else torch.tensor([s.sample.advantage for s in part], dtype=torch.float32)
@@ -180,7 +180,7 @@ def accumulate_gradients(
     out.update({k: v for k, v in sums.items() if k.startswith("moe/")})
     out["train/loss"] = loss_sum
     if "_expert_load" in sums:
-        out["_expert_load"] = sums["_expert_load"]  # type: ignore[assignment]
+        out["_expert_load"] = sums["_expert_load"]
     return out
 
 
@@ -224,7 +224,7 @@ def _micro_batch_backward(
         loss = loss + share * aux
         for k in ("moe/balance_loss", "moe/z_loss", "moe/max_expert_load"):
             sums[k] = sums.get(k, 0.0) + share * float(mm[k])
-        sums["_expert_load"] = sums.get("_expert_load", 0) + share * mm["moe/expert_load"].cpu()  # type: ignore[operator]
+        sums["_expert_load"] = sums.get("_expert_load", 0) + share * mm["moe/expert_load"].cpu()
     (loss * loss_scale if loss_scale != 1.0 else loss).backward()
     mask = w_BT != 0
     with torch.no_grad():

@@ -223,7 +223,8 @@ def train_step(
 
     ``loss_scale`` multiplies what is back-propagated (the world size under DDP, which
     averages over ranks); under DDP only the last micro-batch's backward all-reduces."""
-    nll, out = 0.0, {}
+    nll: float = 0.0
+    out: dict[str, Any] = {}
     for i, g in enumerate(group):
         g = {k: v.to(device) for k, v in g.items()}
         with sync_unless(model, skip=i < len(group) - 1):
