@@ -78,9 +78,20 @@ def ema(values: np.ndarray, alpha: float) -> np.ndarray:
     return out
 
 
+def alert_steps(run: Run) -> list[tuple[int, list[str]]]:
+    """``(step, [alert names])`` for each step where the stability monitor raised an alert."""
+    out = []
+    for i, m in enumerate(run.metrics):
+        names = sorted(k[len("alert/") :] for k, v in m.items() if k.startswith("alert/") and v)
+        if names:
+            out.append((int(m.get("step", i)), names))
+    return out
+
+
 def curve_plot(runs: Sequence[Run], spec: CurveSpec, run_colors: Sequence) -> bytes | None:
     """``spec.key`` against step, one line per run that has it. Curves with more than 30
-    points are drawn faint with an EMA (0.8) on top."""
+    points are drawn faint with an EMA (0.8) on top. Steps where the stability monitor raised
+    an alert are marked with a band in the run's color."""
     present = [
         (run, c) for run, c in zip(runs, run_colors) if run.has(spec.key) and (not spec.kinds or run.kind in spec.kinds)
     ]
@@ -105,6 +116,8 @@ def curve_plot(runs: Sequence[Run], spec: CurveSpec, run_colors: Sequence) -> by
                 markersize=3,
                 label=run.label,
             )
+        for k, (step, _) in enumerate(alert_steps(run)):
+            ax.axvspan(step - 0.5, step + 0.5, color=color, alpha=0.15, label=f"{run.label}: alert" if k == 0 else None)
     ax.set_title(spec.title + (" (EMA 0.8; faint: raw)" if smoothed else ""))
     ax.set_xlabel("step")
     ax.set_ylabel(spec.ylabel)

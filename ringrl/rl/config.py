@@ -9,6 +9,7 @@ from ringrl.algorithms.config import FormerConfig
 from ringrl.common_config import ModelConfig, OptimConfig, validate_task_mix
 from ringrl.config import doc
 from ringrl.errors import ConfigError
+from ringrl.monitor import MonitorConfig
 
 
 @dataclass(frozen=True)
@@ -119,6 +120,11 @@ class RLConfig:
     )
     max_fill_rounds: int = doc(
         "extra rollout rounds allowed per step to fill the C3PO budget or DAPO's informative groups", 2
+    )
+    monitor: MonitorConfig = doc(
+        "stability monitor: alerts for entropy collapse, gradient spikes, reward collapse, KL blow-up, lengths at "
+        "the cap, skipped updates; optionally stop (exit 3) or roll back",
+        default_factory=MonitorConfig,
     )
     max_nonfinite: int = doc("stop the run after this many skipped updates with a non-finite loss or gradient", 3)
     save_every: int = doc("checkpoint every N steps (0: only at the end)", 0)

@@ -29,6 +29,8 @@ class TrainerState:
     nonfinite_skips: int = 0
     elapsed: float = 0.0
     rl_tokens: int = 0  # tokens trained so far
+    rollbacks: int = 0  # monitor rollbacks so far
+    lr_scale: float = 1.0  # the configured lr times this (halved at each monitor rollback)
     carry: list[Sample] = dataclasses.field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:

@@ -42,6 +42,7 @@ from ringrl.config import save_config
 from ringrl.distributed import barrier, broadcast_object, check_before_save, init_distributed, wrap_ddp
 from ringrl.errors import UserError
 from ringrl.models.loading import is_moe, load_policy, moe_top_k
+from ringrl.monitor import Alert, MonitorStop, StabilityMonitor, alert_metrics
 from ringrl.rl.config import RLConfig
 from ringrl.rl.data import PromptStream, load_rl_rows
 from ringrl.rl.rollout import RolloutResult, collect_groups, gather_rollouts, merge
@@ -92,6 +93,7 @@ class RLTrainer:
         self.optimizer, self.scheduler = make_optimizer(self.model, cfg.optim, cfg.steps)
         self.moe_top_k = moe_top_k(self.model) if is_moe(self.model) else None
         self.state = TrainerState()
+        self.monitor = StabilityMonitor(cfg.monitor)
         self._own_pool = None
         if score is None:
             from ringrl.rewards import RewardPool
@@ -289,14 +291,21 @@ class RLTrainer:
         try:
             with Progress(cfg.steps, f"rl {cfg.algo}", enabled=cfg.progress and main) as bar:
                 bar.update("", advance=self.state.step)
+                if cfg.monitor.rollback and self._latest_checkpoint() is None:
+                    self._save(f"step-{self.state.step}")  # somewhere to roll back to
                 while self.state.step < cfg.steps:
                     m = self.step()
+                    alerts = self._watch(m)
                     self.state.elapsed = logger.elapsed()
                     logger.log(self.state.step, m)
                     bar.update(
                         f"reward {m['reward/mean']:.3f} len {m['response_length/mean']:.0f} "
                         f"tokens {m['train/tokens']} {m['time/step']:.1f}s/step"
                     )
+                    for a in alerts:
+                        bar.note(f"alert {a.name} at step {a.step}: {a.message}")
+                    if alerts and self._act_on(alerts):
+                        continue  # rolled back: the steps after the checkpoint run again
                     if self.state.nonfinite_skips >= cfg.max_nonfinite:
                         raise NonFiniteStop(
                             f"{self.state.nonfinite_skips} updates skipped for a non-finite loss or gradient "
@@ -322,11 +331,10 @@ class RLTrainer:
                 prune_checkpoints(self.run_dir, self.cfg.keep_checkpoints)
         barrier(self.dist)
 
-    def _maybe_resume(self) -> str | None:
-        if not self.cfg.resume:
-            return None
+    def _latest_checkpoint(self) -> Path | None:
+        """Rank 0's latest checkpoint, the same on every rank (all must restore the same step)."""
         found = broadcast_object(str(latest_checkpoint(self.run_dir) or "") if self.dist.is_main else None, self.dist)
-        if not found:  # rank 0 chose (every rank must resume from the same step)
+        if not found:
             return None
         ckpt = Path(found)
         if not ckpt.is_dir():
@@ -334,13 +342,67 @@ class RLTrainer:
                 f"resume: {ckpt} (rank 0's latest checkpoint) is not visible on rank {self.dist.rank}; "
                 "the run directory must be on a filesystem every rank shares"
             )
+        return ckpt
+
+    def _maybe_resume(self) -> str | None:
+        if not self.cfg.resume:
+            return None
+        ckpt = self._latest_checkpoint()
+        if ckpt is None:
+            return None
+        self._restore(ckpt)
+        return str(ckpt)
+
+    def _restore(self, ckpt: Path) -> None:
+        """Weights, optimizer, schedule and trainer state of ``ckpt``; metrics past it dropped, the
+        monitor rebuilt from the metrics that remain."""
         model, _ = load_policy(ckpt, "cpu", self.cfg.model.dtype)
         self.model.load_state_dict(model.state_dict())
         self.state = load_rl_state(ckpt, self.optimizer, self.scheduler)
         self.stream.position = self.state.position
         if self.dist.is_main:
             truncate_metrics(self.run_dir, self.state.step)
-        return str(ckpt)
+        barrier(self.dist)
+        from ringrl.utils.metrics import read_metrics
+
+        self.monitor = StabilityMonitor(self.cfg.monitor)
+        for row in read_metrics(self.run_dir) if (self.run_dir / "metrics.jsonl").is_file() else []:
+            self.monitor.observe(int(row.get("step", 0)), row)
+
+    # ------------------------------------------------------------------ the monitor
+    def _watch(self, m: dict[str, Any]) -> list[Alert]:
+        """The monitor's alerts starting at this step (rank 0's, so every rank acts alike), added to ``m``."""
+        if not self.cfg.monitor.enabled:
+            return []
+        alerts = self.monitor.observe(self.state.step, m)
+        alerts = broadcast_object(alerts if self.dist.is_main else None, self.dist)
+        m.update(alert_metrics(alerts))
+        return alerts
+
+    def _act_on(self, alerts: list[Alert]) -> bool:
+        """``monitor.stop``: stop (exit 3) with a recent checkpoint kept. ``monitor.rollback``: reload the
+        last checkpoint with the learning rate halved and return True; stop once rollbacks run out."""
+        cfg, names = self.cfg.monitor, ", ".join(a.name for a in alerts)
+        if not (cfg.stop or cfg.rollback):
+            return False
+        last = self._latest_checkpoint()
+        if cfg.rollback and last is not None and self.state.rollbacks < cfg.max_rollbacks:
+            rollbacks, lr_scale = self.state.rollbacks + 1, self.state.lr_scale * 0.5
+            self._restore(last)
+            self._scale_lr(lr_scale / self.state.lr_scale)
+            self.state.rollbacks, self.state.lr_scale = rollbacks, lr_scale
+            return True
+        last_step = _checkpoint_step(last)
+        if last_step is None or self.state.step - last_step >= cfg.window:
+            self._save(f"step-{self.state.step}")  # no recent checkpoint: keep this one
+            last = self.run_dir / "checkpoints" / f"step-{self.state.step}"
+        why = "rollbacks exhausted" if cfg.rollback else "monitor.stop"
+        raise MonitorStop(f"step {self.state.step}: alert {names} ({why}); last checkpoint {last}")
+
+    def _scale_lr(self, factor: float) -> None:
+        self.scheduler.base_lrs = [lr * factor for lr in self.scheduler.base_lrs]
+        for group in self.optimizer.param_groups:
+            group["lr"] *= factor
 
     def _write_summary(self, resumed_from: str | None) -> dict[str, Any]:
         from ringrl.utils.metrics import read_metrics
@@ -371,6 +433,12 @@ class RLTrainer:
         if self._own_pool is not None:
             self._own_pool.close()
             self._own_pool = None
+
+
+def _checkpoint_step(ckpt: Path | None) -> int | None:
+    if ckpt is None:
+        return None
+    return int(read_json(ckpt / "trainer_state.json").get("step", 0))
 
 
 def train_rl(cfg: RLConfig, score=None) -> dict[str, Any]:

@@ -24,7 +24,10 @@ class MetricsLogger:
         self._file = None
         if write:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._file = self.path.open("a" if append else "w", encoding="utf-8")
+            if not append:
+                self.path.write_text("", encoding="utf-8")
+            # always O_APPEND: after a rollback truncates the file, lines go on at its new end
+            self._file = self.path.open("a", encoding="utf-8")
         self._start = time.perf_counter() - t0
         self._tb = None
         if tensorboard and write:

@@ -80,7 +80,10 @@ def test_nan_loss_via_cli_exit_2(tmp_path, ringrl_moe_dir, ringrl_util, monkeypa
     code = main(["rl", f"model.path={ringrl_moe_dir}", f"out={out}", "micro_batch_tokens=100000", *BASE])
     err = capsys.readouterr().err.strip()
     assert code == 2
-    assert err.splitlines() == [err] and "updates skipped for a non-finite loss or gradient" in err
+    *alerts, last = err.splitlines()
+    assert last.startswith("ringrl rl: error: ") and "updates skipped for a non-finite loss or gradient" in last
+    assert all(line.startswith("alert ") for line in alerts), alerts  # the stability monitor's lines, no traceback
+    assert any(line.startswith("alert skipped_updates at step 3") for line in alerts)
     m = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["train/skipped_nonfinite"] for r in m] == [0, 1, 1]
     assert m[1]["train/loss"] in ("inf", "nan", "-inf")  # logged, visible as a string
