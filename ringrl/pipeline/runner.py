@@ -110,13 +110,20 @@ def _with_curated_data(stage: Stage, outputs: dict[str, dict[str, Any]], base: d
     return merge(base, {"data": {"train": outputs[name]["data"]}})
 
 
+def _wandb_names(spec: PipelineSpec, stage: Stage) -> dict[str, Any]:
+    """One W&B run per training stage, named PIPELINE/STAGE and grouped under the pipeline's name."""
+    name = Path(spec.out).resolve().name
+    return {"logger": {"wandb_group": name, "wandb_name": f"{name}/{stage.name}"}}
+
+
 # --------------------------------------------------------------------------- stage kinds
 def _run_sft(spec: PipelineSpec, stage: Stage, outputs, overrides: list[str]) -> dict[str, Any]:
     from ringrl.config import load_config
     from ringrl.sft.config import SFTConfig
     from ringrl.sft.trainer import train_sft
 
-    base = merge(_nested(stage.config), {"out": str(Path(spec.out) / stage.name)})
+    base = merge(_wandb_names(spec, stage), _nested(stage.config))
+    base = merge(base, {"out": str(Path(spec.out) / stage.name)})
     src = _source_model(stage, outputs)
     if src:
         base = merge(base, {"model": {"path": src}})
@@ -183,7 +190,7 @@ def _run_rl(spec: PipelineSpec, stage: Stage, outputs, overrides: list[str]) -> 
     from ringrl.rl.config import RLConfig
     from ringrl.rl.trainer import train_rl
 
-    base = merge({"save_every": 10}, _nested(stage.config))
+    base = merge({"save_every": 10, **_wandb_names(spec, stage)}, _nested(stage.config))
     base = merge(base, {"out": str(Path(spec.out) / stage.name), "resume": True})
     src = _source_model(stage, outputs)
     if src:

@@ -10,6 +10,7 @@ from ringrl.common_config import ModelConfig, OptimConfig, validate_task_mix
 from ringrl.config import doc
 from ringrl.errors import ConfigError
 from ringrl.monitor import MonitorConfig
+from ringrl.utils.metrics import LoggerConfig
 
 
 @dataclass(frozen=True)
@@ -135,6 +136,7 @@ class RLConfig:
     threads: int = doc("torch CPU threads (0: torch's default)", 0)
     reward_workers: int = doc("verifier worker processes (0: sized to the machine)", 0)
     tensorboard: bool = doc("write TensorBoard events under RUN_DIR/tb", True)
+    logger: LoggerConfig = doc("Weights & Biases logging", default_factory=LoggerConfig)
     progress: bool = doc("show a progress bar", True)
     expert_load_per_layer: bool = doc("log moe/load/layer{i}/expert{j} every step", True)
 

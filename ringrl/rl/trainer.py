@@ -38,7 +38,7 @@ from typing import Any
 from ringrl.algorithms import assign_advantages, get_batch_former, informative_groups
 from ringrl.algorithms.types import FormedBatch, Sample, SelectedSample
 from ringrl.common_config import make_optimizer, optimizer_step, schedule_step
-from ringrl.config import save_config
+from ringrl.config import save_config, to_dict
 from ringrl.distributed import barrier, broadcast_object, check_before_save, init_distributed, wrap_ddp
 from ringrl.errors import UserError
 from ringrl.models.loading import is_moe, load_policy, moe_top_k
@@ -287,7 +287,10 @@ class RLTrainer:
             append=resumed_from is not None,
             t0=self.state.elapsed,
             write=main,
+            wandb=cfg.logger,
+            config=to_dict(cfg),
         )
+        summary = None
         try:
             with Progress(cfg.steps, f"rl {cfg.algo}", enabled=cfg.progress and main) as bar:
                 bar.update("", advance=self.state.step)
@@ -316,7 +319,7 @@ class RLTrainer:
             self._save("final")
             summary = broadcast_object(self._write_summary(resumed_from) if main else None, self.dist)
         finally:
-            logger.close()
+            logger.close(summary)
             self.close()
         return summary
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from ringrl.common_config import ModelConfig, OptimConfig, validate_task_mix
 from ringrl.config import doc
 from ringrl.errors import ConfigError
+from ringrl.utils.metrics import LoggerConfig
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,7 @@ class SFTConfig:
     seed: int = doc("seed of initialisation, batch order and sampling", 0)
     threads: int = doc("torch CPU threads (0: torch's default)", 0)
     tensorboard: bool = doc("write TensorBoard events under RUN_DIR/tb", True)
+    logger: LoggerConfig = doc("Weights & Biases logging", default_factory=LoggerConfig)
     progress: bool = doc("show a progress bar", True)
 
     def validate(self) -> None:

@@ -30,7 +30,7 @@ import torch
 
 from ringrl.algorithms.moe import moe_aux_loss
 from ringrl.common_config import make_optimizer, optimizer_step, schedule_step
-from ringrl.config import save_config
+from ringrl.config import save_config, to_dict
 from ringrl.data.rows import load_rows
 from ringrl.distributed import (
     Dist,
@@ -155,7 +155,7 @@ def _train_sft(cfg: SFTConfig, grader, dist: Dist, device: str) -> dict[str, Any
     }
     step, tokens_seen = 0, 0
     model.train()
-    logger = MetricsLogger(run_dir, tensorboard=cfg.tensorboard, write=main)
+    logger = MetricsLogger(run_dir, tensorboard=cfg.tensorboard, write=main, wandb=cfg.logger, config=to_dict(cfg))
     try:
         with Progress(total_steps, "sft", enabled=cfg.progress and main) as bar:
             for epoch, batches in enumerate(epoch_batches, start=1):
@@ -203,7 +203,7 @@ def _train_sft(cfg: SFTConfig, grader, dist: Dist, device: str) -> dict[str, Any
                 if main:
                     write_json(run_dir / "summary.json", summary)
     finally:
-        logger.close()
+        logger.close(summary)
         if own_grader and hasattr(grader, "close"):
             grader.close()
     return summary
