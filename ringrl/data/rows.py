@@ -6,6 +6,11 @@ A row is a JSON object with ``prompt`` (or ``problem``), a ``domain`` in
 a string of assert-style test code, optionally with ``entry_point``); ``response`` for
 SFT rows. Extra fields are kept. Loading validates every row before any training
 starts and names the file, line and field of the first bad one.
+
+Chat-format rows give ``messages`` (a list of ``{"role", "content"}`` with roles
+``system``, ``user``, ``assistant``) instead of ``prompt``/``response``: an SFT row's
+conversation holds at least one assistant turn (the loss covers every assistant turn); an
+RL or eval row's conversation ends with the user turn the model answers.
 """
 
 from __future__ import annotations
@@ -18,24 +23,61 @@ from ringrl.errors import DataError, UserError
 from ringrl.utils.io import iter_jsonl
 
 DOMAINS = ("math", "code", "science", "logic", "general")
+ROLES = ("system", "user", "assistant")
 
 
 def row_prompt(row: dict[str, Any]) -> str:
-    """The user-facing question of a row (``prompt``, else ``problem``, else ``question``)."""
+    """The user-facing question of a row (``prompt``, else ``problem``, else ``question``, else the
+    last user turn of ``messages``)."""
     for key in ("prompt", "problem", "question"):
         value = row.get(key)
         if isinstance(value, str):
             return value
+    messages = row.get("messages")
+    if isinstance(messages, list):
+        for m in reversed(messages):
+            if isinstance(m, dict) and m.get("role") == "user" and isinstance(m.get("content"), str):
+                return str(m["content"])
     return ""
+
+
+def check_messages(messages: Any, purpose: str) -> str | None:
+    """What is wrong with a ``messages`` list for ``purpose``, or None."""
+    if not isinstance(messages, list) or not messages:
+        return "must be a non-empty list of {role, content} objects"
+    for i, m in enumerate(messages):
+        if not isinstance(m, dict) or "role" not in m:
+            return f"item {i} must be an object with 'role' and 'content'"
+        if m["role"] not in ROLES:
+            return f"item {i}: unknown role {m['role']!r} (one of {', '.join(ROLES)})"
+        if not isinstance(m.get("content"), str) or not m["content"].strip():
+            return f"item {i}: 'content' must be a non-empty string"
+        if m["role"] == "system" and i != 0:
+            return f"item {i}: a system message may only come first"
+    roles = [m["role"] for m in messages]
+    if "user" not in roles:
+        return "needs a user turn"
+    if purpose == "sft":
+        if "assistant" not in roles:
+            return "needs an assistant turn (the SFT target)"
+    elif roles[-1] != "user":
+        return "must end with the user turn the model answers"
+    return None
 
 
 def check_row(row: dict[str, Any], purpose: str) -> tuple[str, str] | None:
     """Return ``(field, message)`` for the first problem of ``row`` for ``purpose``
     (``"sft"``, ``"rl"`` or ``"eval"``), or None when the row is usable."""
-    if not any(isinstance(v := row.get(k), str) and v.strip() for k in ("prompt", "problem", "question")):
+    if "messages" in row:
+        problem = check_messages(row["messages"], purpose)
+        if problem is not None:
+            return "messages", problem
+        if purpose == "sft":
+            return None if row.get("domain", "general") in DOMAINS else ("domain", f"unknown domain {row['domain']!r}")
+    elif not any(isinstance(v := row.get(k), str) and v.strip() for k in ("prompt", "problem", "question")):
         if any(k in row for k in ("prompt", "problem", "question")):
             return "prompt", "must be a non-empty string"
-        return "prompt", "missing (a row needs 'prompt' or 'problem')"
+        return "prompt", "missing (a row needs 'prompt', 'problem' or 'messages')"
     domain = row.get("domain", "general" if purpose == "sft" else None)
     if domain is None:
         return "domain", f"missing (one of {', '.join(DOMAINS)})"

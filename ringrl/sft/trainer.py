@@ -262,7 +262,7 @@ def pool_evals(parts: list[PolicyEval]) -> PolicyEval:
 
 def _targets(e) -> int:
     """Target tokens of one example in the loss (``loss_mask[1:]``: the first position is never a target)."""
-    return len(e.input_ids) - max(e.n_prompt, 1)
+    return sum(max(0, end - max(start, 1)) for start, end in e.target_spans)
 
 
 def _zero_mask(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
