@@ -67,7 +67,8 @@ def check_messages(messages: Any, purpose: str) -> str | None:
 
 def check_row(row: dict[str, Any], purpose: str) -> tuple[str, str] | None:
     """Return ``(field, message)`` for the first problem of ``row`` for ``purpose``
-    (``"sft"``, ``"rl"`` or ``"eval"``), or None when the row is usable."""
+    (``"sft"``, ``"rl"``, ``"eval"``, or ``"prompt"``: only a prompt, for rows a
+    ``reward.function`` scores), or None when the row is usable."""
     if "messages" in row:
         problem = check_messages(row["messages"], purpose)
         if problem is not None:
@@ -78,6 +79,8 @@ def check_row(row: dict[str, Any], purpose: str) -> tuple[str, str] | None:
         if any(k in row for k in ("prompt", "problem", "question")):
             return "prompt", "must be a non-empty string"
         return "prompt", "missing (a row needs 'prompt', 'problem' or 'messages')"
+    if purpose == "prompt":
+        return None
     domain = row.get("domain", "general" if purpose == "sft" else None)
     if domain is None:
         return "domain", f"missing (one of {', '.join(DOMAINS)})"

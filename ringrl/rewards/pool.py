@@ -107,11 +107,19 @@ class RewardPool:
     ``workers`` (default: the CPU count) grader processes and as many code sandboxes;
     ``timeout``: hard limit per math/science/logic item in seconds; ``code_timeout``:
     wall limit per program execution; ``limits``: the other sandbox limits.
+    ``reward_fn``: a picklable ``(row, response) -> Verdict`` that scores every row in the
+    grader processes instead of the domain verifiers (``reward.function``, :mod:`.custom`).
     """
 
     def __init__(
-        self, workers: int | None = None, timeout: float = 5.0, code_timeout: float = 10.0, limits: Limits | None = None
+        self,
+        workers: int | None = None,
+        timeout: float = 5.0,
+        code_timeout: float = 10.0,
+        limits: Limits | None = None,
+        reward_fn: Callable[[Mapping[str, Any], str], Verdict] | None = None,
     ):
+        self.reward_fn = reward_fn
         self.workers = max(1, int(workers or os.cpu_count() or 1))
         self.timeout = float(timeout)
         self.limits = Limits(timeout=float(code_timeout)) if limits is None else limits
@@ -168,6 +176,8 @@ class RewardPool:
         """``("done", Verdict)``, ``("grade", (fn, row, response))`` or ``("code", job)``."""
         if not isinstance(response, str):
             response = "" if response is None else str(response)
+        if self.reward_fn is not None:
+            return "grade", (self.reward_fn, dict(row), response)
         problem = row_problem(row)
         if problem is not None:
             field, msg = problem

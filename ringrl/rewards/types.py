@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 # Statuses shared by every domain; code adds CODE_STATUSES.
-STATUSES = ("correct", "wrong", "no_answer", "timeout", "error")
+STATUSES = ("correct", "wrong", "no_answer", "timeout", "error", "scored")  # scored: a reward.function's value
 CODE_STATUSES = ("runtime_error", "compile_error", "memory_limit", "output_limit", "unsupported_language")
 
 

@@ -83,6 +83,39 @@ class LossConfig:
                 raise ConfigError(f"loss.{key}", "must be >= 0")
 
 
+@dataclass(frozen=True)
+class RewardConfig:
+    """Rewards: the built-in verifier of each row's domain, or reward functions from files."""
+
+    function: str | list[str] | None = doc(
+        "reward function FILE.py:NAME (or a list of them), called as NAME(prompt, response, row) -> float in the reward workers, "
+        "replacing the built-in verifiers (null: the verifier of each row's domain)",
+        None,
+    )
+    weights: list[float] | None = doc("weights of the reward functions' sum (null: 1 each)", None)
+    timeout: float = doc("hard time limit per scored response in seconds (a slower one scores 0, status timeout)", 5.0)
+
+    def validate(self) -> None:
+        import math
+
+        if not (math.isfinite(self.timeout) and self.timeout > 0):
+            raise ConfigError("reward.timeout", f"must be a finite number > 0, got {self.timeout}")
+        if self.weights is not None and self.function is None:
+            raise ConfigError("reward.weights", "needs reward.function")
+        if self.function is not None:
+            from ringrl.rewards.custom import check_functions
+
+            if not self.function:
+                raise ConfigError("reward.function", "is empty (null: the built-in verifiers)")
+            check_functions(self.functions(), self.weights)
+
+    def functions(self) -> list[str]:
+        """``function`` as a list (empty: the built-in verifiers)."""
+        if self.function is None:
+            return []
+        return [self.function] if isinstance(self.function, str) else list(self.function)
+
+
 def _rl_optim() -> OptimConfig:
     return OptimConfig(lr=3e-6, weight_decay=0.0, warmup_ratio=0.05, schedule="constant")
 
@@ -134,6 +167,9 @@ class RLConfig:
     out: str = doc("run directory", "runs/rl")
     seed: int = doc("seed of sampling, batch forming and the prompt order", 0)
     threads: int = doc("torch CPU threads (0: torch's default)", 0)
+    reward: RewardConfig = doc(
+        "reward functions (default: the built-in verifier per domain)", default_factory=RewardConfig
+    )
     reward_workers: int = doc("verifier worker processes (0: sized to the machine)", 0)
     tensorboard: bool = doc("write TensorBoard events under RUN_DIR/tb", True)
     logger: LoggerConfig = doc("Weights & Biases logging", default_factory=LoggerConfig)

@@ -37,9 +37,10 @@ class PromptStream:
         return out
 
 
-def load_rl_rows(cfg: RLDataConfig) -> list[dict[str, Any]]:
+def load_rl_rows(cfg: RLDataConfig, custom_reward: bool = False) -> list[dict[str, Any]]:
+    """The RL prompts; with ``reward.function`` a row needs only its prompt (the function scores it)."""
     if cfg.train:
-        return load_rows(cfg.train, "rl")
+        return load_rows(cfg.train, "prompt" if custom_reward else "rl")
     from ringrl.tasks import embedded_rows
 
     return embedded_rows(cfg.tasks, "train", cfg.train_size, cfg.seed, cfg.levels, cfg.weights)

@@ -88,7 +88,9 @@ class RLTrainer:
             )
         self.ref_model = self._load_reference() if cfg.loss.beta > 0 else None
         self.engine = engine or HFEngine(self.model, self.tokenizer, batch_size=cfg.rollout.batch_size)
-        self.stream = PromptStream(load_rl_rows(cfg.data), seed=cfg.data.seed)
+        self.stream = PromptStream(
+            load_rl_rows(cfg.data, custom_reward=bool(cfg.reward.functions())), seed=cfg.data.seed
+        )
         self.former = get_batch_former(cfg.algo)
         self.optimizer, self.scheduler = make_optimizer(self.model, cfg.optim, cfg.steps)
         self.moe_top_k = moe_top_k(self.model) if is_moe(self.model) else None
@@ -99,7 +101,12 @@ class RLTrainer:
             from ringrl.rewards import RewardPool
 
             workers = cfg.reward_workers or max(1, (os.cpu_count() or 1) // self.dist.local_world_size)
-            self._own_pool = RewardPool(workers=workers)
+            reward_fn = None
+            if cfg.reward.functions():
+                from ringrl.rewards.custom import FileReward
+
+                reward_fn = FileReward.from_config(cfg.reward.functions(), cfg.reward.weights)
+            self._own_pool = RewardPool(workers=workers, timeout=cfg.reward.timeout, reward_fn=reward_fn)
             score = lambda rows, responses: [v.reward for v in self._own_pool.score(rows, responses)]  # noqa: E731
         self.score = score
 

@@ -1,0 +1,125 @@
+"""Reward functions from files named on the command line (reward.function=FILE.py:NAME)."""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+
+import pytest
+
+from ringrl.cli import main
+from ringrl.rewards import RewardPool
+from ringrl.rewards.custom import FileReward
+
+FUNCS = """
+import json, os, time
+
+def length(prompt, response, row):
+    value = len(response) / 100
+    with open(os.environ["REWARD_LOG"], "a") as f:  # one line per call: what the trainer must have averaged
+        f.write(json.dumps({"prompt": prompt, "response": response, "value": value}) + "\\n")
+    return value
+
+def has_x(prompt, response, row):
+    return 1.0 if row.get("marker") in response else 0.0
+
+def boom(prompt, response, row):
+    raise ValueError("bad row")
+
+def nan(prompt, response, row):
+    return float("nan")
+
+def text(prompt, response, row):
+    return "1"
+
+def slow(prompt, response, row):
+    time.sleep(30)
+    return 1.0
+"""
+
+
+@pytest.fixture
+def funcs(tmp_path, monkeypatch):
+    path = tmp_path / "my_rewards.py"
+    path.write_text(FUNCS)
+    monkeypatch.setenv("REWARD_LOG", str(tmp_path / "calls.jsonl"))
+    return path
+
+
+def test_weighted_sum_and_arguments(funcs):
+    fr = FileReward.from_config([f"{funcs}:length", f"{funcs}:has_x"], [0.5, 2.0])
+    v = fr({"messages": [{"role": "user", "content": "q?"}], "marker": "x"}, "ab x")
+    assert (v.status, v.reward) == ("scored", pytest.approx(0.5 * 0.04 + 2.0 * 1.0))
+    call = json.loads((funcs.parent / "calls.jsonl").read_text())
+    assert call == {"prompt": "q?", "response": "ab x", "value": 0.04}  # prompt = the last user turn
+
+
+@pytest.mark.parametrize(
+    ("name", "detail"),
+    [
+        ("boom", "my_rewards.py:boom raised ValueError: bad row"),
+        ("nan", "my_rewards.py:nan returned nan, not a finite number"),
+        ("text", "my_rewards.py:text returned '1', not a finite number"),
+    ],
+)
+def test_a_bad_function_is_an_error_status_not_a_crash(funcs, name, detail):
+    v = FileReward.from_config([f"{funcs}:{name}"], None)({"prompt": "q"}, "r")
+    assert (v.status, v.reward, v.detail) == ("error", 0.0, detail)
+
+
+def test_pool_runs_functions_in_workers_with_a_timeout(funcs):
+    rows = [{"prompt": "p", "marker": "x"}] * 2
+    with RewardPool(workers=2, timeout=2.0, reward_fn=FileReward.from_config([f"{funcs}:has_x"], None)) as pool:
+        assert [v.reward for v in pool.score(rows, ["x", "y"])] == [1.0, 0.0]
+    with RewardPool(workers=1, timeout=1.0, reward_fn=FileReward.from_config([f"{funcs}:slow"], None)) as pool:
+        v = pool.score([{"prompt": "p"}], ["r"])[0]
+    assert v.status == "timeout" and v.reward == 0.0
+
+
+def test_rl_driven_by_a_file_reward(tmp_path, funcs, ringrl_moe_dir, capsys):
+    data = tmp_path / "prompts.jsonl"  # prompt-only rows: no verifier fields needed
+    data.write_text("".join(json.dumps({"prompt": f"say something {i}"}) + "\n" for i in range(8)))
+    out = tmp_path / "run"
+    code = main(
+        [
+            "rl",
+            f"model.path={ringrl_moe_dir}",
+            f"data.train={data}",
+            f"reward.function={funcs}:length",  # one function: no list needed
+            f"out={out}",
+            "steps=2",
+            "rollout.prompts_per_step=2",
+            "rollout.samples_per_prompt=4",
+            "rollout.max_new_tokens=8",
+            "former.budget_tokens=29",
+            "reward_workers=1",
+            "progress=false",
+            "tensorboard=false",
+            "threads=1",
+        ]
+    )
+    assert code == 0, capsys.readouterr().err
+    metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    calls = [json.loads(line) for line in (tmp_path / "calls.jsonl").read_text().splitlines()]
+    assert len(calls) == 2 * 2 * 4  # every response of every step went through the function
+    for step, m in enumerate(metrics):
+        values = [c["value"] for c in calls[step * 8 : (step + 1) * 8]]
+        assert m["reward/mean"] == pytest.approx(statistics.fmean(values))
+    assert any(not math.isclose(v["value"], 0.0) for v in calls)
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("reward.function=[nofile.py:f]", "config key 'reward.function': nofile.py: no such Python file"),
+        ("reward.function=[{funcs}]", "config key 'reward.function': expected FILE.py:NAME"),
+        ("reward.function=[{funcs}:missing]", "has no function 'missing'"),
+        ("reward.weights=[1.0]", "config key 'reward.weights': needs reward.function"),
+        ("reward.timeout=nan", "config key 'reward.timeout': must be a finite number > 0"),
+    ],
+)
+def test_bad_reward_options_are_one_line(tmp_path, funcs, ringrl_moe_dir, capsys, override, message):
+    code = main(["rl", f"model.path={ringrl_moe_dir}", f"out={tmp_path / 'run'}", override.format(funcs=funcs)])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and message in err, err
