@@ -38,6 +38,9 @@ class PromptStream:
 
 
 def load_rl_rows(cfg: RLDataConfig) -> list[dict[str, Any]]:
+    """The RL prompts: ``data.train`` validated row by row by the verifier registry
+    (``ringrl.rewards.registry.row_problem``: a row no verifier can score is an error naming
+    file, line and field; registered domains are accepted), else the embedded tasks."""
     if cfg.train:
         return load_rows(cfg.train, "rl")
     from ringrl.tasks import embedded_rows
