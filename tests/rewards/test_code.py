@@ -6,10 +6,13 @@ import pytest
 
 from ringrl.rewards import RewardPool
 
+from .nsprobe import namespaces_unsupported
+
 
 @pytest.fixture(scope="module")
 def pool():
-    with RewardPool(workers=2, code_timeout=3.0) as p:
+    # honest programs only: where namespaces are unsupported they may run with rlimits only
+    with RewardPool(workers=2, code_timeout=3.0, unsafe_no_sandbox=namespaces_unsupported() is not None) as p:
         yield p
 
 
