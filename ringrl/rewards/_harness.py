@@ -83,9 +83,11 @@ def _trusted_types():
     import decimal
     import enum
     import fractions
+    import numbers
 
     found = {}
-    for mod in (collections, fractions, decimal, datetime, enum):
+    # numbers: Fraction's bases (Rational, Real, Complex) define __eq__, __bool__, __abs__, ...
+    for mod in (collections, fractions, decimal, datetime, enum, numbers):
         for v in list(vars(mod).values()):
             if isinstance(v, type):
                 d = _dict_of(v)
