@@ -9,13 +9,19 @@ Launch chain (util-linux only, no extra Debian package)::
 
     setpriv --reuid=65534 --regid=65534 --clear-groups \
       unshare --user --map-root-user --pid --fork --kill-child --net --mount --ipc --uts --mount-proc \
-        sh -c 'mount -t tmpfs ... /tmp ...; exec unshare --user --map-user=65534 --map-group=65534 PY -I -c ZYGOTE'
+        sh -c 'exec 3<PREFIX; mount -t tmpfs ... /tmp ...; bind /proc/self/fd/3 at PREFIX read-only;
+               exec unshare --user --map-user=65534 --map-group=65534 PY -I -c ZYGOTE HARNESS'
 
-The outer user namespace has the capabilities to mount the tmpfs; the inner one maps the
-sandbox uid to a non-root uid, so after ``exec`` nothing inside holds any capability
-(programs cannot ptrace the zygote, mount, or change limits back). Where this chain does
-not work (no user namespaces, no util-linux), :func:`namespaces_available` is False and
-the zygote runs with rlimits only (as uid 65534 when we are root), with one loud warning.
+``PREFIX`` are the interpreter's directories that lie under a private directory (a virtual
+environment in /tmp, :func:`interpreter_binds`): opened before the tmpfs hides them and
+bound back afterwards, read-only. The outer user namespace has the capabilities to mount;
+the inner one maps the sandbox uid to a non-root uid, so after ``exec`` nothing inside
+holds any capability (programs cannot ptrace the zygote, mount, or change limits back).
+
+Where this chain does not work (no user namespaces, no util-linux), the sandbox refuses
+to run code (:class:`SandboxRefused`, with :func:`isolation_problem` as the reason) unless
+the user opted in (``RINGRL_SANDBOX_UNSAFE=1``, ``--unsafe-no-sandbox``): then the zygote
+runs with rlimits only (as uid 65534 when we are root), with one loud warning.
 """
 
 from __future__ import annotations

@@ -119,6 +119,7 @@ def test_host_tmp_is_private_and_host_dirs_not_writable(pool, tmp_path):
     code = (
         f"import os\nfor m in {markers!r}:\n    open(m, 'w').write('x')\n"
         f"host = sorted(e for e in os.listdir('/tmp') if not e.startswith('run-') and e != {name!r})\n"
+        f"assert not os.path.exists({host_marker!r})\n"
         f"try:\n    open({str(probe)!r}, 'w').write('x')\n    print('wrote host')\nexcept OSError:\n"
         f"    print('ok' if host == {allowed!r} else host)"
     )
@@ -126,6 +127,7 @@ def test_host_tmp_is_private_and_host_dirs_not_writable(pool, tmp_path):
         v = one(pool, OK, code)
         assert v.status == "correct", v
         assert not any(os.path.exists(m) for m in markers) and not probe.exists()
+        assert os.path.exists(host_marker)  # the host's /tmp file is neither seen nor removed
     finally:
         os.unlink(host_marker)
 

@@ -137,3 +137,25 @@ def test_hostile_batch_from_a_venv_under_tmp(tmp_venv):
     assert out["binds"] == [str(tmp_venv)], out["binds"]  # the venv was bound back into the sandbox
     assert out["prefix"] == ["correct", "1 tests passed"], out["prefix"]  # and runs the programs
     check(out)
+
+
+def test_verify_survives_kill_everything_programs(tmp_path):
+    """`ringrl verify` itself is out of reach: exit 0 and every row has its verdict."""
+    ok = {"domain": "code", "tests": [{"input": "", "output": "ok"}]}
+    programs = [
+        "print('ok')",
+        "import os, signal\nos.kill(-1, signal.SIGKILL)\nprint('ok')",
+        "import os, signal\nos.killpg(0, signal.SIGKILL)",
+        "import os, signal\nos.kill(os.getppid(), signal.SIGKILL)\nprint('ok')",
+        "print('ok')",
+    ]
+    rows = [dict(ok, id=i, response=f"```python\n{p}\n```") for i, p in enumerate(programs)]
+    inp, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    inp.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    cmd = ["timeout", "-s", "KILL", "120", sys.executable, "-m", "ringrl", "verify", str(inp), "-o", str(out)]
+    r = subprocess.run(
+        [*cmd, "--no-progress", "--workers", "2"], capture_output=True, text=True, env=clean_env(), timeout=150
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    got = [(g["id"], g["status"]) for g in map(json.loads, out.read_text().splitlines())]
+    assert got == [(0, "correct"), (1, "runtime_error"), (2, "runtime_error"), (3, "correct"), (4, "correct")]
