@@ -6,7 +6,7 @@ namespace with a copy of the builtins, before any program runs. So every name bo
 (``_exit``, ``_SockT``, ``_compile``, ...) is a reference taken before a program could patch
 ``builtins``, ``os`` or ``socket``; a program that reached the zygote's module globals would
 still not reach these. It is a real module so that it is linted and can be read and tested
-like any other (``tests/rewards/test_harness.py`` runs its functions in a forked child).
+like any other (``tests/rewards/test_harness.py`` runs its functions in a child interpreter).
 
 Two entry points, each called in a forked child with its rlimits set:
 

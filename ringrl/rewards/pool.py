@@ -289,7 +289,7 @@ class RewardPool:
             err = self._ensure_boxes()
             if err is not None:
                 for i, _ in code_q:
-                    out[i] = Verdict.of("error", f"sandbox: {err}")
+                    out[i] = Verdict.of("error", err if err.startswith("sandbox") else f"sandbox: {err}")
                 if progress:
                     progress(len(code_q))
                 code_q.clear()

@@ -254,8 +254,8 @@ def unsafe_allowed(explicit: bool = False) -> bool:
 def refusal() -> str:
     """The one-line reason code is not run, for errors and ``ringrl verify``."""
     return (
-        f"sandbox isolation is unavailable ({isolation_problem()}); code is not run. To run untrusted "
-        "code with rlimits only, set RINGRL_SANDBOX_UNSAFE=1 or pass --unsafe-no-sandbox (docs/rewards.md)"
+        "sandbox isolation is unavailable, so code is not run (to run it with rlimits only, never for "
+        f"untrusted code: RINGRL_SANDBOX_UNSAFE=1 or --unsafe-no-sandbox): {isolation_problem()}"
     )
 
 
