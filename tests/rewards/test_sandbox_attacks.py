@@ -9,6 +9,7 @@ hard outer ``timeout -s KILL`` (DESIGN.md, "Sandbox safety"). No assertion here 
 
 import os
 import secrets
+import signal
 import socket
 import subprocess
 import threading
@@ -397,3 +398,35 @@ def test_a_host_process_of_the_same_uid_cannot_be_signalled(pool):
     finally:
         sleeper.kill()
         sleeper.wait()
+
+
+# -- failures of the sandbox itself never cost a row its verdict -------------------------------
+def test_a_zygote_killed_while_idle_is_replaced_and_the_row_run_again(pool):
+    assert_healthy(pool)
+    started = pool.stats.sandboxes_started
+    for b in pool._boxes:  # killed from outside, as by the OOM killer
+        os.killpg(b.sandbox.proc.pid, signal.SIGKILL)
+        b.sandbox.proc.wait()
+    assert_healthy(pool)  # seen dead before use: replaced, nothing to run again
+    assert pool.stats.sandboxes_started == started + 1
+    # the race: it dies after the pool checked it (alive() forced True once): the row runs again
+    retries = pool.stats.code_retries
+    for b in pool._boxes:
+        os.killpg(b.sandbox.proc.pid, signal.SIGKILL)
+        b.sandbox.proc.wait()
+        b.sandbox.alive = lambda: True  # type: ignore[method-assign]
+    assert_healthy(pool)
+    assert pool.stats.code_retries == retries + 1 and pool.stats.sandboxes_started == started + 2
+
+
+def test_a_zygote_failure_is_answered_as_internal_then_the_zygote_exits():
+    from ringrl.rewards.sandbox import Sandbox
+
+    box = Sandbox()
+    try:
+        res = box.run({"mode": "unit"}, 30)  # no code: the zygote itself fails, not a program
+        assert res["status"] == "error" and res["internal"] is True and "KeyError" in res["detail"], res
+        box.proc.wait(timeout=30)
+        assert not box.alive()
+    finally:
+        box.close()
