@@ -430,3 +430,37 @@ def test_a_zygote_failure_is_answered_as_internal_then_the_zygote_exits():
         assert not box.alive()
     finally:
         box.close()
+
+
+def descendants(pid: int) -> list[int]:
+    """``pid`` and every process below it (host PIDs, from /proc)."""
+    out, todo = [], [pid]
+    while todo:
+        q = todo.pop()
+        out.append(q)
+        try:
+            with open(f"/proc/{q}/task/{q}/children") as f:
+                todo += [int(c) for c in f.read().split()]
+        except OSError:
+            pass
+    return out
+
+
+def test_a_program_cannot_signal_another_sandbox():
+    with RewardPool(workers=2, code_timeout=5.0) as p:
+        assert_healthy(p)
+        assert_healthy(p)  # both zygotes started
+        outer = [b.sandbox.proc.pid for b in p._boxes]
+        targets = [q for pid in outer for q in descendants(pid)]  # the launchers and the zygotes, host PIDs
+        assert len(targets) >= 4
+        code = (
+            "import os, signal\nhit = []\n"
+            f"for pid in {targets!r}:\n    try:\n        os.kill(pid, signal.SIGKILL)\n        hit.append(pid)\n"
+            "    except ProcessLookupError:\n        pass\nprint('ok' if not hit else hit)"
+        )
+        got = p.score([OK, OK], [py(code), py(code)])
+        assert [v.status for v in got] == ["correct", "correct"], got
+        assert all(b.sandbox.alive() for b in p._boxes) and [b.sandbox.proc.pid for b in p._boxes] == outer
+        assert all(os.path.exists(f"/proc/{q}") for q in targets)
+        assert p.stats.sandboxes_started == 2
+        assert_healthy(p)
