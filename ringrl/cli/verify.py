@@ -5,11 +5,17 @@ are ignored); output rows are ``{"id", "reward", "status", "detail"}`` in input 
 A row that cannot be verified (unknown domain, missing field) is reported on stderr as
 ``FILE:LINE: field 'F': message``; by default it gets status ``error`` and reward 0 and
 the run goes on, with ``--strict`` the command stops with exit code 2 before grading.
+
+Code rows need the sandbox's isolation: where it is unavailable the command stops with one
+line and exit code 2 before grading, unless ``--unsafe-no-sandbox`` (or
+``RINGRL_SANDBOX_UNSAFE=1``) allows running code with rlimits only.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
+import os
 import sys
 import time
 from collections import Counter
@@ -40,6 +46,12 @@ def register(subparsers: Any) -> None:
         "--strict", action="store_true", help="stop at the first bad row (exit 2) instead of marking it error"
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--unsafe-no-sandbox",
+        action="store_true",
+        help="where sandbox isolation (user, PID, network, mount namespaces) is unavailable, run code "
+        "with rlimits only instead of refusing (same as RINGRL_SANDBOX_UNSAFE=1); never for untrusted code",
+    )
     p.set_defaults(func=run)
 
 
@@ -50,7 +62,13 @@ def _load(path: Path, strict: bool) -> tuple[list[dict[str, Any]], list[str], di
     rows: list[dict[str, Any]] = []
     responses: list[str] = []
     bad: dict[int, str] = {}  # row index -> the problem, as the verdict's detail
-    for lineno, row in iter_jsonl(path):
+    try:
+        numbered = list(iter_jsonl(path))
+    except UnicodeDecodeError as e:
+        raise DataError(str(path), _first_bad_line(path), None, f"not UTF-8 text ({e.reason})") from None
+    except OSError as e:
+        raise UserError(f"{path}: cannot read: {e.strerror or e}") from None
+    for lineno, row in numbered:
         problem = row_problem(row)
         if problem is None and "id" not in row:
             problem = ("id", "missing")
@@ -69,17 +87,56 @@ def _load(path: Path, strict: bool) -> tuple[list[dict[str, Any]], list[str], di
     return rows, responses, bad
 
 
+def _first_bad_line(path: Path) -> int | None:
+    """The 1-based number of the first line of ``path`` that is not valid UTF-8."""
+    try:
+        with path.open("rb") as f:
+            for lineno, raw in enumerate(f, start=1):
+                try:
+                    raw.decode("utf-8")
+                except UnicodeDecodeError:
+                    return lineno
+    except OSError:
+        pass
+    return None
+
+
+def _check_output(out: Path) -> None:
+    """One line, before any grading, for an output path that cannot be written."""
+    if out.is_dir():
+        raise UserError(f"--output {out}: is a directory")
+    parent = out.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise UserError(f"--output {out}: {parent} is a file, not a directory")
+    if out.exists() and not os.access(out, os.W_OK):
+        raise UserError(f"--output {out}: not writable")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise UserError(f"--output {out}: cannot write in {parent} (read-only or no permission)")
+
+
+def _needs_sandbox(rows: list[dict[str, Any]], bad: dict[int, str]) -> bool:
+    return any(r.get("domain") == "code" for i, r in enumerate(rows) if i not in bad)
+
+
 def run(args: argparse.Namespace) -> int:
     from ringrl.rewards import RewardPool, Verdict
+    from ringrl.rewards.sandbox import namespaces_available, refusal, unsafe_allowed
     from ringrl.utils.io import write_jsonl
 
     if args.workers is not None and args.workers < 1:
         raise UserError("--workers must be at least 1")
-    if args.timeout is not None and args.timeout <= 0:
-        raise UserError("--timeout must be positive")
+    if args.timeout is not None and not (math.isfinite(args.timeout) and args.timeout > 0):
+        raise UserError(f"--timeout must be a positive number of seconds, got {args.timeout}")
     path = Path(args.input)
+    out = Path(args.output)
+    _check_output(out)
     rows, responses, bad = _load(path, args.strict)
-    kwargs: dict[str, Any] = {"workers": args.workers}
+    unsafe = unsafe_allowed(args.unsafe_no_sandbox)
+    if _needs_sandbox(rows, bad) and not unsafe and not namespaces_available():
+        raise UserError(refusal())
+    kwargs: dict[str, Any] = {"workers": args.workers, "unsafe_no_sandbox": unsafe}
     if args.timeout is not None:
         kwargs.update(timeout=args.timeout, code_timeout=args.timeout)
     start = time.monotonic()
@@ -106,7 +163,10 @@ def run(args: argparse.Namespace) -> int:
     out_rows = [
         {"id": r.get("id"), "reward": v.reward, "status": v.status, "detail": v.detail} for r, v in zip(rows, verdicts)
     ]
-    write_jsonl(Path(args.output), out_rows)
+    try:
+        write_jsonl(out, out_rows)
+    except OSError as e:
+        raise UserError(f"--output {out}: cannot write: {e.strerror or e}") from None
     _summary(rows, verdicts, elapsed)
     return 0
 

@@ -81,6 +81,10 @@ def check_row(row: dict[str, Any], purpose: str) -> tuple[str, str] | None:
         return "prompt", "missing (a row needs 'prompt', 'problem' or 'messages')"
     if purpose == "prompt":
         return None
+    if purpose == "rl":  # what RL can score is the verifier registry's decision (registered domains too)
+        from ringrl.rewards.registry import row_problem
+
+        return row_problem(row)
     domain = row.get("domain", "general" if purpose == "sft" else None)
     if domain is None:
         return "domain", f"missing (one of {', '.join(DOMAINS)})"

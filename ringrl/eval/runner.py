@@ -29,6 +29,7 @@ from ringrl.eval.benchmarks import Benchmark, load_benchmark
 from ringrl.eval.config import EvalConfig
 from ringrl.eval.generate import Generator, TransformersGenerator, load_model, response_text, response_tokens
 from ringrl.eval.metrics import BenchmarkResult, SampleRecord, summarize
+from ringrl.rewards.sandbox import require_isolation
 from ringrl.utils.io import iter_jsonl, write_json, write_jsonl
 
 Row = dict[str, Any]
@@ -244,6 +245,8 @@ def run_eval(
         tokenizer = getattr(engine, "tokenizer", None)
         if tokenizer is None:
             raise UserError("run_eval with an engine needs its tokenizer (to render prompts)")
+    if grader is None:
+        require_isolation([r for b in loaded for r in b.rows], "code benchmarks")
     settings = {
         "mode": "model",
         "model": None if model_dir is None else str(model_dir),
@@ -343,6 +346,7 @@ def run_responses(
         if not present:
             raise UserError(f"{resp.path}: no response id matches a problem of {', '.join(b.name for b in loaded)}")
         if grader is None:
+            require_isolation([r for _, rows in present for r in rows], "code benchmarks")
             grader = stack.enter_context(_default_grader(cfg))
         bars = stack.enter_context(_Progress(progress).running())
         for bench, rows in present:

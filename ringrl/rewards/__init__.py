@@ -1,6 +1,6 @@
 """Verifiable rewards: math, science, logic and sandboxed code; a pool that scores batches.
 
-The reward is the paper's sparse rule-based one (PAPER_NOTES.md, "Rewards"): 1.0 when
+The reward is the Ring-lite paper's sparse rule-based one: 1.0 when
 a verifier accepts the final answer, else 0.0, no format reward, no partial credit.
 Verifiers are total: any response, however broken or large, gets a :class:`Verdict`
 with a status (``correct``, ``wrong``, ``no_answer``, ``timeout``, ``error``, and for

@@ -1,13 +1,16 @@
 """Sandbox zygote: a long-lived interpreter inside the sandbox that forks one child per run.
 
-Standard library only: this file is passed as ``python -I -c SOURCE`` to an interpreter
-running as an unprivileged uid inside fresh user/PID/network/mount/IPC/UTS namespaces
-(see ``ringrl/rewards/sandbox.py``). It is PID 1 of its PID namespace, so it survives
+Standard library only: this file is passed as ``python -I -c SOURCE HARNESS`` to an
+interpreter running as an unprivileged uid inside fresh user/PID/network/mount/IPC/UTS
+namespaces (see ``ringrl/rewards/sandbox.py``); ``HARNESS`` is the text of ``_harness.py``,
+the code that the forked children run, executed here once in a private namespace. It is PID 1 of its PID namespace, so it survives
 ``kill(-1)`` from its children and can kill every other process of the namespace after
 each run. It never runs untrusted code itself: each run is a forked child with rlimits.
 
 Protocol (stdin/stdout, one JSON object per line): it first prints ``{"ready": ...}``;
-then for each job line it prints one result ``{"status", "detail", "runs"}``.
+then for each job line it prints one result ``{"status", "detail", "runs"}``. A failure of
+the zygote itself (not of the program) is ``{"status": "error", "internal": true, ...}``,
+after which the zygote exits: the parent starts a fresh one and runs the job again there.
 
 Jobs:
 - ``{"mode": "stdio", "code", "tests": [{"input", "output"}], ...limits}``: one child per
@@ -30,6 +33,7 @@ import secrets
 import select
 import signal
 import socket
+import stat
 import struct
 import sys
 import time
@@ -61,248 +65,11 @@ for _m in (
     with contextlib.suppress(Exception):
         __import__(_m)
 
-HARNESS_SRC = r'''
-import builtins as _b, os as _os, signal as _signal, _thread, _socket, sys as _sys, io as _io
-_exit = _os._exit
-_count = _thread._count
-_SockT = _socket.socket
-_AF_UNIX = _socket.AF_UNIX
-_STREAM = _socket.SOCK_STREAM
-_sig = _signal.signal
-_setitimer = _signal.setitimer
-_IGN = _signal.SIG_IGN
-_valid = sorted(_signal.valid_signals())
-_addhook = _sys.addaudithook
-_compile = compile
-_exec = exec
-_fsdecode = _os.fsdecode
-_basename = _os.path.basename
-_BaseException = BaseException
-_AssertionError = AssertionError
-_MemoryError = MemoryError
-_SyntaxError = SyntaxError
-_RecursionError = RecursionError
-_type = type
-_str = str
-_dict = dict
-_isinstance = isinstance
-_pristine = dict(_b.__dict__)
-_FunctionType = type(lambda: None)
-_mro_of = type.__dict__["__mro__"].__get__
-_dict_of = type.__dict__["__dict__"].__get__
-_flags_of = type.__dict__["__flags__"].__get__
-_HEAPTYPE = 1 << 9
-_list_iter, _tuple_iter, _set_iter, _fset_iter = list.__iter__, tuple.__iter__, set.__iter__, frozenset.__iter__
-_dict_keys, _dict_values = dict.keys, dict.values
-_list, _len, _range = list, len, range
-# Methods that make a returned object compare, test or subtract as anything: overriding them
-# in a class the program defines is the "always equal" reward hack.
-_SUSPECT = ("__eq__", "__ne__", "__lt__", "__le__", "__gt__", "__ge__", "__bool__", "__abs__",
-            "__sub__", "__rsub__", "__float__", "__round__", "__len__")
 
-
-def _trusted_types():
-    """Library classes, each with a snapshot of its comparison methods (a program may patch them)."""
-    import collections, fractions, decimal, datetime, enum
-    found = {}
-    for mod in (collections, fractions, decimal, datetime, enum):
-        for v in list(vars(mod).values()):
-            if isinstance(v, type):
-                d = _dict_of(v)
-                found[v] = tuple(d.get(n) for n in _SUSPECT)
-    return found
-
-
-_TRUSTED = _trusted_types()
-
-
-def _rigged(value):
-    """True if ``value`` (or anything in the lists, tuples, sets and dicts it holds) is an
-    instance of a class defined at run time that overrides comparison or truth."""
-    stack = [value]
-    seen = 0
-    while stack:
-        x = stack.pop()
-        seen += 1
-        if seen > 100000:
-            return False
-        t = _type(x)
-        for c in _mro_of(t):
-            if c is object or not (_flags_of(c) & _HEAPTYPE):
-                continue
-            d = _dict_of(c)
-            snap = _TRUSTED.get(c)
-            if snap is not None:
-                for i in _range(_len(_SUSPECT)):
-                    if d.get(_SUSPECT[i]) is not snap[i]:
-                        return True  # a library class whose comparison was patched
-                continue
-            for name in _SUSPECT:
-                if name in d:
-                    return True
-        if _isinstance(x, _list):
-            stack.extend(_list_iter(x))
-        elif _isinstance(x, tuple):
-            stack.extend(_tuple_iter(x))
-        elif _isinstance(x, set):
-            stack.extend(_set_iter(x))
-        elif _isinstance(x, frozenset):
-            stack.extend(_fset_iter(x))
-        elif _isinstance(x, dict):
-            stack.extend(_dict_keys(x))
-            stack.extend(_dict_values(x))
-    return False
-
-
-def _guard(fn, denied, rigged):
-    def candidate(*args, **kwargs):
-        result = fn(*args, **kwargs)
-        if rigged(result):
-            raise denied("sandbox: the candidate returned an object whose class overrides comparison")
-        return result
-    return candidate
-_Denied = type("SandboxDenied", (RuntimeError,), {})
-_FrameDenied = type("SandboxFrameDenied", (ValueError,), {})
-_BLOCK_EVENTS = frozenset(("sys._current_frames", "sys.settrace", "sys.setprofile",
-    "sys.addaudithook", "gc.get_objects", "gc.get_referrers", "gc.get_referents",
-    "os.exec", "os.posix_spawn", "os.spawn", "os.system",
-    "os.fork", "os.forkpty", "subprocess.Popen", "pty.spawn", "os.startfile",
-    "code.__new__", "function.__new__", "sys.setrecursionlimit_never"))
-_BLOCK_PREFIXES = ("ctypes.", "socket.", "cpython.", "_xxsubinterpreters", "os.symlink", "os.link")
-_FRAME_ATTRS = frozenset(("tb_frame", "gi_frame", "cr_frame", "ag_frame", "f_back", "f_locals", "f_globals"))
-_BLOCK_MODULES = frozenset(("ctypes", "_ctypes", "_posixsubprocess", "subprocess", "multiprocessing",
-    "_multiprocessing", "_xxsubinterpreters", "_testcapi", "_testinternalcapi", "gc_never"))
-
-
-def _name(e):
-    try:
-        n = _type(e).__name__
-        return n if _isinstance(n, _str) else "Exception"
-    except _BaseException:
-        return "Exception"
-
-
-def _msg(e):
-    try:
-        s = _str(e)
-        return s[:200] if _isinstance(s, _str) else ""
-    except _BaseException:
-        return ""
-
-
-def unit_target(code, test_code, entry_point, sockname):
-    # Everything the finish uses is bound here, before any program code runs: even a
-    # program that reached this module's globals could not change what the finish does.
-    count, setitimer, sig, ign, valid, exit_ = _count, _setitimer, _sig, _IGN, _valid, _exit
-    SockT, AF_UNIX, STREAM, BaseExc = _SockT, _AF_UNIX, _STREAM, _BaseException
-    done = [False]
-
-    def hook(event, args):
-        if done[0]:
-            return
-        if event == "sys._getframe" or (event == "object.__getattr__" and len(args) > 1 and args[1] in _FRAME_ATTRS):
-            raise _FrameDenied("sandbox: frame access is not allowed")
-        if event in _BLOCK_EVENTS or event.startswith(_BLOCK_PREFIXES):
-            raise _Denied("sandbox: " + event + " is not allowed")
-        if event == "import" and args and _isinstance(args[0], _str):
-            if args[0].partition(".")[0] in _BLOCK_MODULES:
-                raise ImportError("sandbox: import of " + args[0] + " is not allowed")
-        if event == "open" and args and _isinstance(args[0], (_str, bytes)):
-            p = _fsdecode(args[0])
-            if p.startswith("/proc") or _basename(p.rstrip("/")) in ("mem", "maps", "pagemap"):
-                raise _Denied("sandbox: opening " + p + " is not allowed")
-
-    _addhook(hook)
-    verdict = b"FAIL error harness"
-    prog = {"__name__": "__candidate__", "__builtins__": _b}
-    tns = None
-    try:
-        try:
-            compiled = _compile(code, "<program>", "exec")
-        except _BaseException as e:
-            verdict = ("FAIL compile_error " + _name(e) + ": " + _msg(e)).encode("utf-8", "replace")
-            compiled = None
-        if compiled is not None:
-            _exec(compiled, prog)
-            tns = _dict(prog)
-            for k in _list(prog):
-                if _type(prog[k]) is _FunctionType:  # the tests call the program's functions through the guard
-                    tns[k] = _guard(prog[k], _Denied, _rigged)
-            tns["__builtins__"] = _dict(_pristine)
-            tns["__name__"] = "__tests__"
-            _exec(_compile(test_code, "<tests>", "exec"), tns)
-            if entry_point:
-                if entry_point not in prog:
-                    verdict = ("FAIL wrong entry point " + entry_point + " not defined").encode()
-                    raise _AssertionError("entry point missing")
-                if "check" not in tns:
-                    verdict = b"FAIL error test code defines no check()"
-                    raise _AssertionError("no check")
-                tns["check"](_guard(prog[entry_point], _Denied, _rigged))
-            verdict = b"PASS"
-    except _BaseException as e:
-        if verdict == b"PASS" or verdict == b"FAIL error harness":
-            n = _name(e)
-            kind = "wrong" if _isinstance(e, _AssertionError) else (
-                "memory_limit" if _isinstance(e, _MemoryError) else "runtime_error")
-            verdict = ("FAIL " + kind + " " + n + ": " + _msg(e)).encode("utf-8", "replace")
-    # Finish: no program code may run from here on.
-    try:
-        if count() != 0:
-            verdict = b"FAIL runtime_error threads still running after the tests"
-        for s in (0, 1, 2):
-            setitimer(s, 0)
-        for s in valid:
-            try:
-                sig(s, ign)
-            except BaseExc:
-                pass
-        done[0] = True
-        s = SockT(AF_UNIX, STREAM)
-        s.settimeout(5.0)
-        s.connect(sockname)
-        nonce = s.recv(64)
-        s.sendall(nonce + b" " + verdict[:400])
-        s.close()
-    except BaseExc:
-        exit_(3)
-    exit_(0)
-
-
-def stdio_target(code):
-    _sys.stdin = _io.TextIOWrapper(_io.BufferedReader(_io.FileIO(0, "r", closefd=False)), encoding="utf-8", errors="replace")
-    _sys.stdout = _io.TextIOWrapper(_io.BufferedWriter(_io.FileIO(1, "w", closefd=False)), encoding="utf-8", errors="replace")
-    _sys.stderr = _io.TextIOWrapper(_io.BufferedWriter(_io.FileIO(2, "w", closefd=False)), encoding="utf-8", errors="replace")
-    try:
-        compiled = _compile(code, "<program>", "exec")
-    except _BaseException as e:
-        try:
-            _os.write(2, ("compile_error " + _name(e) + ": " + _msg(e)).encode("utf-8", "replace"))
-        finally:
-            _exit(97)
-    status = 0
-    try:
-        _exec(compiled, {"__name__": "__main__", "__builtins__": _b})
-    except SystemExit as e:
-        status = 0 if e.code is None or e.code == 0 else 1
-    except _BaseException as e:
-        status = 98 if _isinstance(e, _MemoryError) else 1
-        try:
-            _sys.stderr.write(_name(e) + ": " + _msg(e) + "\n")
-        except _BaseException:
-            pass
-    for f in (_sys.stdout, _sys.stderr):
-        try:
-            f.flush()
-        except _BaseException:
-            pass
-    _exit(status)
-'''
-
-
-def build_harness():
+def build_harness(source):
+    """``(unit_target, stdio_target)`` of the harness, executed in a private namespace."""
     ns = {"__builtins__": dict(builtins.__dict__), "__name__": "_ringrl_harness"}
-    exec(compile(HARNESS_SRC, "<harness>", "exec"), ns)
+    exec(compile(source, "<harness>", "exec"), ns)
     return ns["unit_target"], ns["stdio_target"]
 
 
@@ -337,10 +104,11 @@ def norm_lines(text):
 
 
 class Zygote:
-    def __init__(self, base):
+    def __init__(self, base, harness):
         self.base = base
         self.init = os.getpid() == 1
-        self.unit_target, self.stdio_target = build_harness()
+        self.unit_target, self.stdio_target = build_harness(harness)
+        self.cpu_s = 0.0  # CPU seconds of the last child reaped by watch()
 
     # -- process control ------------------------------------------------------
     def fork(self, workdir, in_fd, out_fd, err_fd, job, target, args):
@@ -424,16 +192,50 @@ class Zygote:
                 pass
         return total
 
-    def wait_exit(self, pid, pidfd, deadline):
-        """Wait for the child until the deadline; return its wait status or None on timeout."""
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return None
-            r, _, _ = select.select([pidfd], [], [], left)
-            if r:
-                _, status = os.waitpid(pid, 0)
-                return status
+    def watch(self, pid, deadline, mem_total, readers, drain):
+        """The one watch loop of every run: wait for child ``pid`` until ``deadline``.
+
+        ``readers`` maps a file descriptor to a callback called when it is readable; a callback
+        returns ``"eof"`` (stop watching that fd), a ``(status, detail)`` verdict that ends the
+        run, or None. Every ``TICK`` seconds the resident memory of the whole sandbox is checked
+        against ``mem_total``. The run ends when the child has exited and, with ``drain``, every
+        reader has reached end of file. Returns ``(verdict, wait_status)``: the verdict is None
+        when the run ended normally, ``("timeout", ...)`` or ``("memory_limit", ...)`` when the
+        loop stopped it; the wait status is None if the child was not reaped (its CPU seconds are
+        then in ``self.cpu_s``). The caller kills everything that is left (:meth:`kill_all`).
+        """
+        pidfd = os.pidfd_open(pid)
+        open_fds = set(readers)
+        status = None
+        self.cpu_s = 0.0
+        next_check = time.monotonic() + TICK
+        try:
+            while status is None or (drain and open_fds):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return ("timeout", "wall time limit"), status
+                watched = list(open_fds) + ([pidfd] if status is None else [])
+                r, _, _ = select.select(watched, [], [], min(left, TICK))
+                if time.monotonic() >= next_check:
+                    if self.sandbox_rss() > mem_total:
+                        return (
+                            "memory_limit",
+                            f"sandbox processes used more than {mem_total >> 20} MiB together",
+                        ), status
+                    next_check = time.monotonic() + TICK
+                for fd in r:
+                    if fd == pidfd:
+                        _, status, usage = os.wait4(pid, 0)
+                        self.cpu_s = usage.ru_utime + usage.ru_stime
+                        continue
+                    got = readers[fd](fd)
+                    if got == "eof":
+                        open_fds.discard(fd)
+                    elif got is not None:
+                        return got, status
+            return None, status
+        finally:
+            os.close(pidfd)
 
     # -- jobs -----------------------------------------------------------------
     def compile_cpp(self, job, workdir):
@@ -451,25 +253,24 @@ class Zygote:
         )
         os.close(err_w)
         os.close(null_r)
-        pidfd = os.pidfd_open(pid)
-        deadline = time.monotonic() + CPP_COMPILE_S
         err = bytearray()
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                break
-            r, _, _ = select.select([err_r], [], [], left)
-            if not r:
-                continue
-            chunk = os.read(err_r, 65536)
+
+        def read_err(fd):
+            chunk = os.read(fd, 65536)
             if not chunk:
-                break
+                return "eof"
             if len(err) < 4096:
-                err += chunk
-        status = self.wait_exit(pid, pidfd, deadline)
+                err.extend(chunk)
+            return None
+
+        mem = int(limits["mem_mb"]) << 21
+        stopped, status = self.watch(pid, time.monotonic() + CPP_COMPILE_S, mem, {err_r: read_err}, drain=True)
         self.kill_all(pid)
         os.close(err_r)
-        os.close(pidfd)
+        if stopped is not None and stopped[0] == "memory_limit":
+            return None, {"status": "compile_error", "detail": "the compiler ran out of memory", "runs": 0}
+        if stopped is not None:
+            status = None
         if status is None:
             return None, {
                 "status": "compile_error",
@@ -506,58 +307,49 @@ class Zygote:
             os.close(err_w)
             os.close(in_fd)
             runs += 1
-            pidfd = os.pidfd_open(pid)
-            deadline = time.monotonic() + timeout
             out, err = bytearray(), bytearray()
-            next_check = time.monotonic() + TICK
-            open_fds = {out_r, err_r}
-            verdict = None
-            while open_fds:
-                left = deadline - time.monotonic()
-                if left <= 0:
+
+            def read(fd, out=out, err=err, out_r=out_r, i=i):
+                chunk = os.read(fd, 65536)
+                if not chunk:
+                    return "eof"
+                if fd == out_r:
+                    out.extend(chunk)
+                    if len(out) > cap:
+                        return ("output_limit", f"test {i}: more than {cap} bytes of output")
+                elif len(err) < 4096:
+                    err.extend(chunk)
+                return None
+
+            deadline = time.monotonic() + timeout
+            verdict, status = self.watch(pid, deadline, mem_total, {out_r: read, err_r: read}, drain=True)
+            if verdict is not None:
+                if verdict[0] == "timeout":
                     verdict = ("timeout", f"test {i}: wall time limit {timeout:g}s")
-                    break
-                r, _, _ = select.select(list(open_fds), [], [], min(left, TICK))
-                if time.monotonic() >= next_check and self.sandbox_rss() > mem_total:
-                    verdict = (
-                        "memory_limit",
-                        f"test {i}: sandbox processes used more than {mem_total >> 20} MiB together",
-                    )
-                    break
-                if time.monotonic() >= next_check:
-                    next_check = time.monotonic() + TICK
-                for fd in r:
-                    chunk = os.read(fd, 65536)
-                    if not chunk:
-                        open_fds.discard(fd)
-                    elif fd == out_r:
-                        out += chunk
-                        if len(out) > cap:
-                            verdict = ("output_limit", f"test {i}: more than {cap} bytes of output")
-                    elif len(err) < 4096:
-                        err += chunk
-                if verdict:
-                    break
-            status = None
-            if verdict is None:
-                status = self.wait_exit(pid, pidfd, deadline)
-                if status is None:
-                    verdict = ("timeout", f"test {i}: wall time limit {timeout:g}s")
+                elif verdict[0] == "memory_limit":
+                    verdict = ("memory_limit", f"test {i}: {verdict[1]}")
             self.kill_all(pid)
-            for fd in (out_r, err_r, pidfd):
+            for fd in (out_r, err_r):
                 os.close(fd)
             if verdict is None:
-                verdict = self.judge(i, status, bytes(out), bytes(err), case, job.get("lang") != "cpp")
+                verdict = self.judge(
+                    i, status, bytes(out), bytes(err), case, job.get("lang") != "cpp", max(1, int(job.get("cpu_s", 10)))
+                )
             if verdict[0] != "correct":
                 return {"status": verdict[0], "detail": verdict[1], "runs": runs}
         return {"status": "correct", "detail": f"{runs} tests passed", "runs": runs}
 
-    def judge(self, i, status, out, err, case, python=True):
+    def cpu_limited(self, sig, cpu_limit):
+        """True if signal ``sig`` was the CPU limit's: SIGXCPU, or the hard limit's SIGKILL after
+        the child used its CPU seconds (a program that kills itself is a runtime error)."""
+        return sig == signal.SIGXCPU or (sig == signal.SIGKILL and self.cpu_s >= cpu_limit - 0.05)
+
+    def judge(self, i, status, out, err, case, python=True, cpu_limit=10):
         errs = err.decode("utf-8", "replace").strip()
         last = errs.splitlines()[-1][:200] if errs else ""
         if os.WIFSIGNALED(status):
             sig = os.WTERMSIG(status)
-            if sig == signal.SIGXCPU or sig == signal.SIGKILL:
+            if self.cpu_limited(sig, cpu_limit):
                 return ("timeout", f"test {i}: killed by signal {sig} (CPU time limit)")
             if "bad_alloc" in errs:
                 return ("memory_limit", f"test {i}: std::bad_alloc")
@@ -595,49 +387,37 @@ class Zygote:
         )
         os.close(devnull_w)
         os.close(devnull_r)
-        pidfd = os.pidfd_open(pid)
-        deadline = time.monotonic() + timeout
-        report = None
-        status = None
+        report = []
         mem_total = int(job.get("mem_total_mb", 2 * int(job.get("mem_mb", 512)))) << 20
-        too_big = False
-        next_check = time.monotonic() + TICK
+        deadline = time.monotonic() + timeout
+
+        def accept(fd):
+            conn, _ = lsock.accept()
+            try:
+                cred = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+                if struct.unpack("3i", cred)[0] == pid and not report:
+                    conn.settimeout(max(0.05, deadline - time.monotonic()))
+                    conn.sendall(nonce)
+                    data = b""
+                    while len(data) < 1024:
+                        chunk = conn.recv(1024)
+                        if not chunk:
+                            break
+                        data += chunk
+                    report.append(data)
+            except OSError:
+                pass
+            finally:
+                conn.close()
+            return None
+
         try:
-            while status is None:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    break
-                r, _, _ = select.select([lsock, pidfd], [], [], min(left, TICK))
-                if time.monotonic() >= next_check:
-                    if self.sandbox_rss() > mem_total:
-                        too_big = True
-                        break
-                    next_check = time.monotonic() + TICK
-                if lsock in r:
-                    conn, _ = lsock.accept()
-                    try:
-                        cred = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-                        peer = struct.unpack("3i", cred)[0]
-                        if peer == pid and report is None:
-                            conn.settimeout(max(0.05, deadline - time.monotonic()))
-                            conn.sendall(nonce)
-                            data = b""
-                            while len(data) < 1024:
-                                chunk = conn.recv(1024)
-                                if not chunk:
-                                    break
-                                data += chunk
-                            report = data
-                    except OSError:
-                        pass
-                    finally:
-                        conn.close()
-                if pidfd in r:
-                    _, status = os.waitpid(pid, 0)
+            stopped, status = self.watch(pid, deadline, mem_total, {lsock.fileno(): accept}, drain=False)
         finally:
             self.kill_all(pid)
             lsock.close()
-            os.close(pidfd)
+        too_big = stopped is not None and stopped[0] == "memory_limit"
+        report = report[0] if report else None
         if too_big:
             return {
                 "status": "memory_limit",
@@ -648,7 +428,7 @@ class Zygote:
             return {"status": "timeout", "detail": f"wall time limit {timeout:g}s", "runs": 1}
         if os.WIFSIGNALED(status):
             sig = os.WTERMSIG(status)
-            if sig in (signal.SIGXCPU, signal.SIGKILL):
+            if self.cpu_limited(sig, max(1, int(job.get("cpu_s", 10)))):
                 return {"status": "timeout", "detail": f"killed by signal {sig} (CPU time limit)", "runs": 1}
             return {"status": "runtime_error", "detail": f"killed by signal {sig}", "runs": 1}
         code = os.WEXITSTATUS(status)
@@ -670,41 +450,65 @@ class Zygote:
         return {"status": kind, "detail": parts[2] if len(parts) > 2 else body, "runs": 1}
 
     def clean(self):
-        """Remove everything the run left in the private temporary directories."""
-        import shutil
-
-        bases = [self.base] + (
-            [d for d in ("/var/tmp", "/dev/shm", "/run/lock") if os.path.isdir(d)] if self.init else []
-        )
-
-        def onerror(func, path, exc):
-            try:
-                os.chmod(os.path.dirname(path) or ".", 0o700)
-                os.chmod(path, 0o700)
-                func(path)
-            except OSError:
-                pass
-
-        entries = []
+        """Empty the private temporary directories after a run and give them back mode 1777
+        (the program runs as the same uid and may have changed it). Never crosses into another
+        mount: the interpreter's read-only binds under /tmp stay. Raises if a directory is left
+        unusable; the zygote then exits after answering, and the parent starts a fresh one."""
+        bases = [self.base] + ([d for d in PRIVATE_DIRS[1:] if os.path.isdir(d)] if self.init else [])
         for b in bases:
-            with contextlib.suppress(OSError):
-                entries += [os.path.join(b, e) for e in os.listdir(b)]
-        for p in entries:
-            if os.path.isdir(p) and not os.path.islink(p):
-                shutil.rmtree(p, onerror=onerror)
-            else:
-                with contextlib.suppress(OSError):
-                    os.unlink(p)
+            if self.init:
+                os.chmod(b, 0o1777)
+            wipe(b)
+            if not os.access(b, os.W_OK | os.X_OK):
+                raise OSError(f"{b} is not writable after the run")
 
     def run(self, job):
         workdir = os.path.join(self.base, "run-" + secrets.token_hex(8))
         os.mkdir(workdir, 0o700)
+        if job.get("mode") == "stdio":
+            return self.run_stdio(job, workdir)
+        return self.run_unit(job, workdir)
+
+
+PRIVATE_DIRS = ("/tmp", "/var/tmp", "/dev/shm", "/run/lock")
+
+
+def wipe(top):
+    """Remove everything under ``top`` that is on ``top``'s own file system (iteratively: a
+    program may leave directories nested deeper than the recursion limit)."""
+    dev = os.lstat(top).st_dev
+    stack = [(top, False)]
+    while stack:
+        path, visited = stack.pop()
+        if visited:
+            with contextlib.suppress(OSError):
+                os.rmdir(path)
+            continue
         try:
-            if job.get("mode") == "stdio":
-                return self.run_stdio(job, workdir)
-            return self.run_unit(job, workdir)
-        finally:
-            self.clean()
+            entries = os.listdir(path)
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.chmod(path, 0o700)
+            try:
+                entries = os.listdir(path)
+            except OSError:
+                continue
+        for name in entries:
+            p = os.path.join(path, name)
+            try:
+                st = os.lstat(p)
+            except OSError:
+                continue
+            if st.st_dev != dev:
+                continue  # a mount point (the interpreter's bind): not ours to remove
+            if stat.S_ISDIR(st.st_mode):
+                with contextlib.suppress(OSError):
+                    os.chmod(p, 0o700)
+                stack.append((p, True))
+                stack.append((p, False))
+            else:
+                with contextlib.suppress(OSError):
+                    os.unlink(p)
 
 
 def main():
@@ -726,8 +530,10 @@ def main():
         pass
     for m in ("ctypes", "_ctypes", "ctypes._endian"):
         sys.modules.pop(m, None)
+    harness = sys.argv[1] if len(sys.argv) > 1 else ""
+    del sys.argv[1:]
     base = os.environ.get("RINGRL_SANDBOX_BASE") or "/tmp"
-    z = Zygote(base)
+    z = Zygote(base, harness)
     inp = sys.stdin.buffer
     out = sys.stdout.buffer
     ready = {"ready": True, "pid": os.getpid(), "uid": os.getuid(), "init": z.init}
@@ -737,14 +543,21 @@ def main():
         line = inp.readline()
         if not line:
             return
+        healthy = True
         try:
-            job = json.loads(line)
-            res = z.run(job)
-        except Exception as e:  # a zygote bug must not leave the parent waiting
-            res = {"status": "error", "detail": f"sandbox: {type(e).__name__}: {e}"[:300], "runs": 0}
+            res = z.run(json.loads(line))
+        except Exception as e:  # a zygote failure: answer, then let the parent start a fresh zygote
+            res = {"status": "error", "detail": f"sandbox: {type(e).__name__}: {e}"[:300], "runs": 0, "internal": True}
+            healthy = False
+        try:
+            z.clean()
+        except Exception:
+            healthy = False
         out.write(json.dumps(res).encode() + b"\n")
         out.flush()
+        if not healthy:
+            return
 
 
-if __name__ == "__main__":  # run as `python -I -c SOURCE`; importing this module does nothing
+if __name__ == "__main__":  # run as `python -I -c SOURCE HARNESS`; importing this module does nothing
     main()

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import json
+import math
 import os
 import select
 import subprocess
@@ -40,11 +42,37 @@ from ringrl.rewards.types import Verdict
 
 _OUTER_GRACE_S = 5.0
 _CACHE_SIZE = 100_000
-_CACHE_FIELDS = ("answer", "checker", "numbers", "target")
+_NOT_GRADED = ("id", "response")  # row fields no built-in verifier reads
 
 
-def _cache_key(domain: str, row: Mapping[str, Any], pred: str) -> tuple[Any, ...]:
-    return (domain, pred, *(repr(row.get(f)) for f in _CACHE_FIELDS))
+def _cache_key(domain: str, row: Mapping[str, Any], pred: str) -> tuple[str, str, str] | None:
+    """Everything a built-in verdict can depend on: the domain, the boxed answer and every
+    field of the row but ``id`` and ``response`` (a registered logic checker may read any
+    field). None when the row cannot be serialised canonically: such an item is not cached."""
+    fields = {k: v for k, v in row.items() if k not in _NOT_GRADED}
+    try:
+        return (domain, pred, json.dumps(fields, sort_keys=True, default=repr))
+    except (TypeError, ValueError):
+        return None
+
+
+def _positive_seconds(name: str, value: float) -> float:
+    v = float(value)
+    if not math.isfinite(v) or v <= 0:
+        raise ValueError(f"{name} must be a positive number of seconds, got {value!r}")
+    return v
+
+
+@dataclass
+class PoolStats:
+    """Counters of what a pool did (tests assert on these, never on time)."""
+
+    graded: int = 0  # items sent to a grader process
+    cache_hits: int = 0  # items answered from the verdict cache (earlier calls)
+    batch_duplicates: int = 0  # items that shared the grading of an identical item in the same call
+    code_runs: int = 0  # jobs sent to a sandbox (retries included)
+    code_retries: int = 0  # jobs run again on a fresh sandbox after a sandbox failure not their own
+    sandboxes_started: int = 0
 
 
 def _child_env() -> dict[str, str]:
@@ -107,6 +135,8 @@ class RewardPool:
     ``workers`` (default: the CPU count) grader processes and as many code sandboxes;
     ``timeout``: hard limit per math/science/logic item in seconds; ``code_timeout``:
     wall limit per program execution; ``limits``: the other sandbox limits.
+    Without sandbox isolation, code rows get status ``error`` (the reason in the detail)
+    unless ``unsafe_no_sandbox`` (or ``RINGRL_SANDBOX_UNSAFE=1``) allows rlimits only.
     ``reward_fn``: a picklable ``(row, response) -> Verdict`` that scores every row in the
     grader processes instead of the domain verifiers (``reward.function``, :mod:`.custom`).
     """
@@ -117,19 +147,22 @@ class RewardPool:
         timeout: float = 5.0,
         code_timeout: float = 10.0,
         limits: Limits | None = None,
+        unsafe_no_sandbox: bool = False,
         reward_fn: Callable[[Mapping[str, Any], str], Verdict] | None = None,
     ):
         self.reward_fn = reward_fn
         self.workers = max(1, int(workers or os.cpu_count() or 1))
-        self.timeout = float(timeout)
-        self.limits = Limits(timeout=float(code_timeout)) if limits is None else limits
+        self.timeout = _positive_seconds("timeout", timeout)
+        self.limits = Limits(timeout=_positive_seconds("code_timeout", code_timeout)) if limits is None else limits
+        self.unsafe_no_sandbox = bool(unsafe_no_sandbox)
+        self.stats = PoolStats()
         self._graders: list[_Grader] = []
         self._boxes: list[_Box] = []
         self._closed = False
         self._starts = 0  # grader processes started (bounded per call: no respawn storm)
-        # (domain, reference fields, boxed answer) -> Verdict: a group of K samples often
+        # (domain, boxed answer, row fields) -> Verdict: a group of K samples often
         # repeats the same final answer, and Math-Verify is the slow part.
-        self._cache: OrderedDict[tuple[Any, ...], Verdict] = OrderedDict()
+        self._cache: OrderedDict[tuple[str, str, str], Verdict] = OrderedDict()
 
     def __enter__(self) -> RewardPool:
         return self
@@ -165,7 +198,7 @@ class RewardPool:
         err = None
         while len(self._boxes) < self.workers:
             try:
-                self._boxes.append(_Box(Sandbox()))
+                self._boxes.append(_Box(self._new_sandbox()))
             except (SandboxDied, OSError) as e:
                 err = str(e)
                 break
@@ -206,8 +239,9 @@ class RewardPool:
         ):
             return "done", Verdict.of("correct", "exact match")
         key = _cache_key(spec.domain, row, pred)
-        hit = self._cache.get(key)
+        hit = self._cache.get(key) if key is not None else None
         if hit is not None:
+            self.stats.cache_hits += 1
             return "done", hit
         return "grade", (functools.partial(spec.fn, timeout=inner), dict(row), "\\boxed{" + pred + "}", key)
 
@@ -227,8 +261,8 @@ class RewardPool:
         grade_q: deque[tuple[int, Any]] = deque()
         code_q: deque[tuple[int, Any]] = deque()
         done_now = 0
-        keys: dict[int, tuple[Any, ...]] = {}
-        leaders: dict[tuple[Any, ...], int] = {}  # cache key -> the item graded for it
+        keys: dict[int, tuple[str, str, str]] = {}
+        leaders: dict[tuple[str, str, str], int] = {}  # cache key -> the item graded for it
         followers: dict[int, int] = {}  # item -> the item with the same key in this batch
         for i, (row, resp) in enumerate(zip(rows, responses)):
             try:
@@ -241,11 +275,15 @@ class RewardPool:
             elif kind == "grade":
                 if len(payload) == 4:  # a built-in boxed verifier: grade each distinct answer once
                     key = payload[3]
+                    payload = payload[:3]
+                    if key is None:
+                        grade_q.append((i, payload))
+                        continue
                     if key in leaders:
                         followers[i] = leaders[key]
+                        self.stats.batch_duplicates += 1
                         continue
                     leaders[key], keys[i] = i, key
-                    payload = payload[:3]
                 grade_q.append((i, payload))
             else:
                 code_q.append((i, payload))
@@ -257,7 +295,7 @@ class RewardPool:
             err = self._ensure_boxes()
             if err is not None:
                 for i, _ in code_q:
-                    out[i] = Verdict.of("error", f"sandbox: {err}")
+                    out[i] = Verdict.of("error", err if err.startswith("sandbox") else f"sandbox: {err}")
                 if progress:
                     progress(len(code_q))
                 code_q.clear()
@@ -288,10 +326,21 @@ class RewardPool:
         progress: Callable[[int], None] | None,
         starts_at_entry: int,
     ) -> None:
-        def finish(i: int, v: Verdict) -> None:
-            out[i] = v
+        attempts: dict[int, int] = {}  # item -> times it was run again
+
+        def finish(i: int, v: Any) -> None:
+            out[i] = checked_verdict(v)
             if progress:
                 progress(1)
+
+        def retry(i: int, why: str) -> None:
+            """Run item ``i`` again on a fresh sandbox, once: the failure was the sandbox's."""
+            if attempts.get(i, 0) >= 1:
+                finish(i, Verdict.of("error", why))
+                return
+            attempts[i] = attempts.get(i, 0) + 1
+            self.stats.code_retries += 1
+            code_q.appendleft((i, code_jobs[i]))
 
         while True:
             now = time.monotonic()
@@ -300,19 +349,22 @@ class RewardPool:
                     i, task = grade_q.popleft()
                     try:
                         g.tx.send(task)
+                        self.stats.graded += 1
                         g.item, g.deadline = i, now + self.timeout
                     except Exception as e:
                         finish(i, Verdict.of("error", f"could not send to grader: {type(e).__name__}"))
                         g.kill()
-            for b in self._boxes:
-                while b.item is None and code_q:
+            for b in list(self._boxes):
+                if b.item is None and code_q:
                     i, job = code_q.popleft()
                     try:
                         b.sandbox.submit(job)
+                        self.stats.code_runs += 1
                         b.item = i
                         b.deadline = now + job_seconds(job) + _OUTER_GRACE_S
-                    except SandboxDied as e:
-                        finish(i, Verdict.of("error", f"sandbox: {e}"))
+                    except SandboxDied as e:  # it died idle: not this item's doing
+                        self._replace_box(b)
+                        retry(i, f"sandbox: {e}")
             starting = [g for g in self._graders if not g.ready and g.alive()]
             busy_g = [g for g in self._graders if g.item is not None]
             busy_b = [b for b in self._boxes if b.item is not None]
@@ -348,16 +400,20 @@ class RewardPool:
                         w.ready = v == "ready"
                         continue
                     w.item = None
-                    finish(item, v if isinstance(v, Verdict) else Verdict.of("error", "bad grader message"))
+                    finish(item, v)
                 else:
                     item = w.item
                     assert item is not None
                     try:
                         res = w.sandbox.poll_result()
                     except SandboxDied as e:
-                        res = {"status": "error", "detail": f"sandbox: {e}"}
                         self._replace_box(w)
-                    if res is not None:
+                        retry(item, f"sandbox: {e}")
+                        continue
+                    if res is not None and res.get("internal"):  # the zygote failed, then exited
+                        self._replace_box(w)
+                        retry(item, str(res.get("detail", "sandbox failure")))
+                    elif res is not None:
                         w.item = None
                         finish(item, to_verdict(res))
             now = time.monotonic()
@@ -395,7 +451,12 @@ class RewardPool:
         b.item = None
         self._boxes.remove(b)
         with contextlib.suppress(SandboxDied, OSError):
-            self._boxes.append(_Box(Sandbox()))
+            self._boxes.append(_Box(self._new_sandbox()))
+
+    def _new_sandbox(self) -> Sandbox:
+        box = Sandbox(allow_unsafe=self.unsafe_no_sandbox)
+        self.stats.sandboxes_started += 1
+        return box
 
     def close(self) -> None:
         """Stop every worker and sandbox (idempotent)."""
@@ -416,6 +477,19 @@ class RewardPool:
     def __del__(self) -> None:
         with contextlib.suppress(Exception):
             self.close()
+
+
+def checked_verdict(v: Any) -> Verdict:
+    """``v`` if it is a Verdict with a finite reward and a string status, else an ``error`` one:
+    a custom verifier's NaN or infinite reward must never reach a mean or a loss."""
+    if not isinstance(v, Verdict):
+        return Verdict.of("error", f"verifier returned {type(v).__name__}, not a Verdict")
+    r = v.reward
+    if isinstance(r, bool) or not isinstance(r, (int, float)) or not math.isfinite(r):
+        return Verdict.of("error", f"verifier returned a non-finite or non-numeric reward {r!r}")
+    if not isinstance(v.status, str):
+        return Verdict.of("error", f"verifier returned a status that is not a string: {v.status!r}")
+    return v if isinstance(r, float) else Verdict(float(r), v.status, v.detail)
 
 
 def score_batch(rows: Sequence[Mapping[str, Any]], responses: Sequence[str], **pool_kwargs: Any) -> list[Verdict]:

@@ -1,6 +1,11 @@
-"""Verifier registry by domain, and row validation for it.
+"""Verifier registry by domain, and the one row validator for it.
 
-A dataset row's ``domain`` picks the verifier. Built-in: ``math``, ``science``,
+A dataset row's ``domain`` picks the verifier. :func:`row_problem` is the only check of
+whether a row can be scored: RL data loading (``ringrl.data.rows.check_row`` for RL rows),
+``ringrl verify`` and the pool all call it, so a row no verifier can score (``domain:
+general`` with no verifier registered, an empty ``answer``, ``tests: []``, an unknown domain)
+is an error naming its field at load, and a domain added with :func:`register_verifier` is
+accepted everywhere at once. Built-in: ``math``, ``science``,
 ``logic`` (graded in pool worker processes) and ``code`` (graded in the sandbox).
 New domains are added with :func:`register_verifier` without touching the trainer;
 the function runs in a worker process, so it must be picklable (a module-level
@@ -66,7 +71,10 @@ def row_problem(row: Any) -> tuple[str, str] | None:
         return "domain", f"missing (one of {', '.join(verifier_names())})"
     spec = _REGISTRY.get(domain) if isinstance(domain, str) else None
     if spec is None:
-        return "domain", f"unknown domain {domain!r} (one of {', '.join(verifier_names())})"
+        known = ", ".join(verifier_names())
+        if domain == "general":
+            return "domain", f"no verifier for domain 'general' (one of {known}; add one with register_verifier)"
+        return "domain", f"unknown domain {domain!r} (one of {known})"
     if domain == "code":
         return _code_problem(row)
     fields = spec.required_fields
@@ -77,7 +85,10 @@ def row_problem(row: Any) -> tuple[str, str] | None:
         fields = CHECKER_FIELDS.get(checker, fields)
     for f in fields:
         if f not in row or row[f] is None:
-            return f, f"missing ({domain} rows need '{f}')"
+            need = "the reference answer" if f == "answer" else f"'{f}'"
+            return f, f"missing ({domain} rows need {need})"
+        if isinstance(row[f], str) and not row[f].strip():
+            return f, "must not be empty"
     if domain in ("math", "science") or (domain == "logic" and "answer" in fields):
         a = row["answer"]
         if isinstance(a, bool) or not isinstance(a, (str, int, float)) or (isinstance(a, str) and not a.strip()):

@@ -38,7 +38,10 @@ class PromptStream:
 
 
 def load_rl_rows(cfg: RLDataConfig, custom_reward: bool = False) -> list[dict[str, Any]]:
-    """The RL prompts; with ``reward.function`` a row needs only its prompt (the function scores it)."""
+    """The RL prompts: ``data.train`` validated row by row by the verifier registry
+    (``ringrl.rewards.registry.row_problem``: a row no verifier can score is an error naming
+    file, line and field; registered domains are accepted), else the embedded tasks. With
+    ``reward.function`` a row needs only its prompt (the function scores it)."""
     if cfg.train:
         return load_rows(cfg.train, "prompt" if custom_reward else "rl")
     from ringrl.tasks import embedded_rows

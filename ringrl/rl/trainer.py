@@ -43,6 +43,7 @@ from ringrl.distributed import barrier, broadcast_object, check_before_save, ini
 from ringrl.errors import UserError
 from ringrl.models.loading import is_moe, load_policy, moe_top_k
 from ringrl.monitor import Alert, MonitorStop, StabilityMonitor, alert_metrics
+from ringrl.rewards.sandbox import require_isolation
 from ringrl.rl.config import RLConfig
 from ringrl.rl.data import PromptStream, load_rl_rows
 from ringrl.rl.rollout import RolloutResult, collect_groups, gather_rollouts, merge
@@ -102,6 +103,8 @@ class RLTrainer:
 
             workers = cfg.reward_workers or max(1, (os.cpu_count() or 1) // self.dist.local_world_size)
             reward_fn = None
+            if not cfg.reward.functions():
+                require_isolation(self.stream.rows, "RL data")
             if cfg.reward.functions():
                 from ringrl.rewards.custom import FileReward
 

@@ -24,3 +24,7 @@ def raising(row: Mapping[str, Any], response: str) -> Verdict:
 
 def not_a_verdict(row: Mapping[str, Any], response: str) -> Any:
     return 1.0
+
+
+def nan_reward(row: Mapping[str, Any], response: str) -> Verdict:
+    return Verdict(float(row.get("value", "nan")), "correct")

@@ -6,10 +6,13 @@ import pytest
 
 from ringrl.rewards import RewardPool
 
+from .nsprobe import namespaces_unsupported
+
 
 @pytest.fixture(scope="module")
 def pool():
-    with RewardPool(workers=2, code_timeout=3.0) as p:
+    # honest programs only: where namespaces are unsupported they may run with rlimits only
+    with RewardPool(workers=2, code_timeout=3.0, unsafe_no_sandbox=namespaces_unsupported() is not None) as p:
         yield p
 
 
@@ -148,3 +151,9 @@ def test_candidates_returning_library_objects_pass_the_guard(pool):
     nt = {"domain": "code", "test_code": "assert g(1) == (1, 2)\nassert g(1).b == 2\nassert g(2) != (1, 2)\n"}
     code = "from collections import namedtuple\nP = namedtuple('P', 'a b')\ndef g(x):\n    return P(x, x + 1)\n"
     assert pool.score([nt], [py(code)])[0].status == "correct"
+
+
+def test_candidate_returning_a_fraction_is_not_mistaken_for_a_hack(pool):
+    row = {"domain": "code", "test_code": "from fractions import Fraction\nassert h(1, 3) == Fraction(1, 3)\n"}
+    code = "from fractions import Fraction\ndef h(a, b):\n    return Fraction(a, b)\n"
+    assert pool.score([row], [py(code)])[0].status == "correct"

@@ -86,3 +86,24 @@ def test_fast_path_agrees_with_math_verify():
             assert (fast.status == "correct") == _math_verify(gold, pred, 5), (gold, pred)
     assert fast_verdict("12", "13").status == "wrong" and fast_verdict("1/2", "0.5").status == "correct"
     assert fast_verdict("\\frac{1}{3}", "0.3333") is None  # left to Math-Verify's rounding rules
+
+
+@pytest.mark.parametrize(
+    "gold,pred,status",
+    [
+        ("100", "101", "correct"),  # exactly at the tolerance: |101 - 100| = 1e-2 * 100
+        ("100", "99", "correct"),  # at, from below
+        ("100", "100.9999999", "correct"),  # just inside
+        ("100", "101.0000001", "wrong"),  # just outside
+        ("100", "98.9999999", "wrong"),
+        ("-200", "-202", "correct"),  # relative to |gold|
+        ("-200", "-202.000001", "wrong"),
+        ("0", "0", "correct"),
+        ("0", "1e-13", "wrong"),  # a zero gold: tolerance 1e-2 * 1e-12, effectively exact
+    ],
+)
+def test_science_tolerance_boundary(gold, pred, status):
+    from ringrl.rewards.grading import SCIENCE_REL_TOL
+
+    assert SCIENCE_REL_TOL == 1e-2  # the values above are computed for this tolerance
+    assert grade_science({"answer": gold}, box(pred)).status == status

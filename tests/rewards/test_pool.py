@@ -1,5 +1,4 @@
 import functools
-import time
 
 import pytest
 
@@ -48,12 +47,12 @@ def test_bad_rows_and_broken_responses_never_raise(pool):
     assert "'domain'" in got[0].detail and "'answer'" in got[1].detail
 
 
-def test_megabyte_response_grades_quickly(pool):
+def test_megabyte_response_is_decided_from_its_last_box_in_the_parent(pool):
     big = "think " * 200_000 + "\\boxed{7}" + " and more words" * 50_000
-    t = time.perf_counter()
+    graded = pool.stats.graded
     v = pool.score([{"domain": "math", "answer": "7"}, {"domain": "math", "answer": "8"}], [big, big])
     assert [x.status for x in v] == ["correct", "wrong"]
-    assert time.perf_counter() - t < 5.0
+    assert pool.stats.graded == graded  # the fast path decided both: no grader round trip
 
 
 def test_registry_custom_domains_and_time_limit(pool):
@@ -64,11 +63,11 @@ def test_registry_custom_domains_and_time_limit(pool):
     assert {"kw", "slow", "math", "code"} <= set(verifier_names())
     with pytest.raises(TypeError):
         register_verifier("lambda", lambda r, s: Verdict.of("correct"), ())
-    t = time.perf_counter()
+    starts = pool._starts
     got = pool.score(
         [
             {"domain": "kw", "keyword": "yes"},
-            {"domain": "slow"},
+            {"domain": "slow", "sleep": 3600},  # waiting for it would hit the suite's 300 s timeout
             {"domain": "kw"},
             {"domain": "raises"},
             {"domain": "bad-return"},
@@ -77,7 +76,8 @@ def test_registry_custom_domains_and_time_limit(pool):
         ["oh yes", "x", "x", "x", "x", "no"],
     )
     assert [v.status for v in got] == ["correct", "timeout", "error", "error", "error", "wrong"]
-    assert time.perf_counter() - t < 10.0  # the stuck grader was killed at 1.5 s, not waited for
+    assert got[1].detail == "grading took longer than 1.5s"
+    assert pool._starts == starts + 1  # the stuck grader was killed and replaced, not waited for
     # the pool is healthy afterwards
     assert pool.score([{"domain": "math", "answer": "2"}], ["\\boxed{2.0}"])[0].status == "correct"
 
@@ -101,23 +101,24 @@ def test_pathological_latex_is_bounded(pool):
         "\\boxed{" + "(" * 300 + "1" + ")" * 300 + "}",
         "\\boxed{\\sum_{k=1}^{10^{12}} k^{k}}",
     ]
-    t = time.perf_counter()
     got = pool.score(rows, responses)
     assert all(v.status in ("wrong", "timeout") for v in got), got
-    assert time.perf_counter() - t < 3 * 1.5 + 3  # never more than the hard limit per item
 
 
 def test_repeated_answers_are_graded_once(pool):
     rows = [{"domain": "math", "answer": "\\frac{1}{3}+x"}] * 16
     responses = ["\\boxed{x + 1/3}"] * 8 + ["\\boxed{x + 0.3}"] * 8
     calls = []
+    before = dict(vars(pool.stats))
     first = pool.score(rows, responses, progress=calls.append)
     assert [v.status for v in first] == ["correct"] * 8 + ["wrong"] * 8
     assert sum(calls) == 16
-    t = time.perf_counter()
+    assert pool.stats.graded - before["graded"] == 2  # one grading per distinct answer
+    assert pool.stats.batch_duplicates - before["batch_duplicates"] == 14
     again = pool.score(rows, responses)
     assert again == first
-    assert time.perf_counter() - t < 0.05  # from the cache, no grader round trip
+    assert pool.stats.graded - before["graded"] == 2  # the second call: from the cache, no grader round trip
+    assert pool.stats.cache_hits - before["cache_hits"] == 16
 
 
 def test_interrupted_call_does_not_leak_into_the_next(pool):
@@ -136,3 +137,22 @@ def test_interrupted_call_does_not_leak_into_the_next(pool):
         ["\\boxed{6}", "\\boxed{x \\cdot x}", "x"],
     )
     assert [v.status for v in got] == ["wrong", "correct", "correct"]
+
+
+def test_non_finite_rewards_of_a_custom_verifier_become_errors(pool):
+    from .helpers import nan_reward
+
+    register_verifier("nan-reward", nan_reward, ())
+    rows = [{"domain": "nan-reward", "value": v} for v in ("nan", "inf", "-inf", "0.5")]
+    got = pool.score(rows, ["x"] * 4)
+    assert [v.status for v in got] == ["error", "error", "error", "correct"]
+    assert [v.reward for v in got] == [0.0, 0.0, 0.0, 0.5]
+    assert "non-finite" in got[0].detail and "nan" in got[0].detail
+
+
+def test_timeouts_must_be_positive_and_finite():
+    for bad in (float("nan"), float("inf"), 0, -1):
+        with pytest.raises(ValueError, match="positive number of seconds"):
+            RewardPool(workers=1, timeout=bad)
+        with pytest.raises(ValueError, match="positive number of seconds"):
+            RewardPool(workers=1, code_timeout=bad)
