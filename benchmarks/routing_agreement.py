@@ -14,7 +14,10 @@ bf16 weights (and fp32 for reference), on CPU with one torch thread:
 Prints ``moe/routing_agreement`` (fraction of (layer, token) whose top-k set equals the
 rollout's: the routing in force, and the router's own choice under replay) and the
 per-token log-prob mismatch |log pi_train - log pi_engine| over response tokens
-(mean, p99, max), plus the share of tokens whose ratio exp(diff) leaves [0.5, 2].
+(mean, p99, max), plus the share of tokens whose ratio exp(diff) leaves [0.5, 2], and
+the mean mismatch over the tokens the plain forward's routing flips can reach (response
+tokens predicted at or after the first position of their sequence whose top-k, in any
+layer, differs from the rollout's): the tokens replay is for.
 
     python benchmarks/routing_agreement.py [--prompts 32] [--max-new-tokens 96] [--micro-batch 4]
 """
@@ -76,6 +79,8 @@ def measure(model, tok, prompts: list[str], max_new: int, micro: int, seed: int)
     lens = enc.attention_mask.sum(1) + resp_mask.sum(1)  # tokens per sequence incl. the last response token
     plens = enc.attention_mask.sum(1)
 
+    affected: dict[int, torch.Tensor] = {}  # from the plain pass
+
     def train_pass(use_replay: bool):
         agree_on, agree_own, n_tok = 0.0, 0.0, 0
         diffs = []
@@ -104,12 +109,23 @@ def measure(model, tok, prompts: list[str], max_new: int, micro: int, seed: int)
             agree_own += routing_agreement(placed, own if own is not None else used) * m
             n_tok += m
             lp = torch.log_softmax(logits.float(), -1)
+            own_LBTk = (own if own is not None else used).reshape(used.shape[0], len(idx), T, -1)
+            placed_LBTk = placed.reshape(used.shape[0], len(idx), T, -1)
+            flip_BT = (
+                (own_LBTk.sort(-1).values != placed_LBTk.sort(-1).values).any(-1) & (placed_LBTk[..., 0] >= 0)
+            ).any(0)
             for r, b in enumerate(idx):
                 p0, nr = int(plens[b]), int(resp_mask[b].sum())
                 train = lp[r, p0 - 1 : p0 - 1 + nr].gather(-1, resp[b, :nr, None])[..., 0]
                 diffs.append(train - engine_lp[b, :nr])
+                if not use_replay:  # response tokens whose prediction sees a routing flip (at or before it)
+                    first = int(flip_BT[r].nonzero()[0]) if bool(flip_BT[r].any()) else T
+                    affected[b] = torch.arange(p0 - 1, p0 - 1 + nr) >= first
         d = torch.cat(diffs)
+        hit = torch.cat([affected[b] for b in range(B)])
         return {
+            "affected": float(hit.sum()),
+            "affected_mean_abs": float(d[hit].abs().mean()) if bool(hit.any()) else float("nan"),
             "agreement": agree_on / n_tok,
             "router_own_agreement": agree_own / n_tok,
             "mean_abs": float(d.abs().mean()),
@@ -140,20 +156,24 @@ def main() -> None:
         model = model.to(dtype)
         res = measure(model, tok, prompts, args.max_new_tokens, args.micro_batch, args.seed)
         print(
-            f"### {str(dtype).removeprefix('torch.')} weights, {len(prompts)} prompts, {res['steps']} decode calls, micro-batch {args.micro_batch}"
+            f"### {str(dtype).removeprefix('torch.')} weights, {len(prompts)} prompts, {res['steps']} new tokens, micro-batch {args.micro_batch}"
         )
         print(
-            "| training forward | moe/routing_agreement (in force) | router's own choice | mean abs dlogp | p99 | max | ratio outside [0.5, 2] | response tokens |"
+            "| training forward | moe/routing_agreement (in force) | router's own choice | mean abs dlogp | p99 | max "
+            "| ratio outside [0.5, 2] | response tokens | mean abs dlogp after a flip (tokens) |"
         )
-        print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+        print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
         for name in ("plain", "replay"):
             r = res[name]
             print(
                 f"| {name} | {r['agreement']:.4f} | {r['router_own_agreement']:.4f} | {r['mean_abs']:.4g} | "
-                f"{r['p99_abs']:.4g} | {r['max_abs']:.4g} | {r['ratio_out_0.5_2']:.4f} | {int(r['tokens'])} |"
+                f"{r['p99_abs']:.4g} | {r['max_abs']:.4g} | {r['ratio_out_0.5_2']:.4f} | {int(r['tokens'])} | "
+                f"{r['affected_mean_abs']:.4g} ({int(r['affected'])}) |"
             )
         p, q = res["plain"]["mean_abs"], res["replay"]["mean_abs"]
         print(f"mean abs dlogp, replay / plain: {q / p:.3f}" if p else "mean abs dlogp plain is 0")
+        a, c = res["plain"]["affected_mean_abs"], res["replay"]["affected_mean_abs"]
+        print(f"mean abs dlogp after a flip, replay / plain: {c / a:.3f}" if a == a and a else "no routing flip")
 
 
 if __name__ == "__main__":
