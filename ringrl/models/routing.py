@@ -194,6 +194,9 @@ def record(
     way), the routing in force (the replayed one) is what gets recorded.
     """
     routers = moe_routers(model)
+    most = max((int(getattr(m, "num_experts", 0) or 0) for m, _ in routers), default=0)
+    if dtype.is_floating_point or dtype.is_complex or most - 1 > torch.iinfo(dtype).max:
+        raise RoutingMismatchError(f"routing record: dtype {dtype} cannot hold expert indices up to {most - 1}")
     rec = RoutingRecord(num_layers=len(routers), per_layer=[[] for _ in routers])
 
     def make_hook(layer: int, adapter: RouterAdapter) -> Callable[..., None]:
@@ -226,6 +229,8 @@ class ReplayHandle:
 def _validate(indices: Tensor | Sequence[Tensor], routers: list[tuple[nn.Module, RouterAdapter]]) -> Tensor:
     """Routing as int64 ``[L, N, k]``; checks the layer count, value range and free rows."""
     idx = torch.stack([torch.as_tensor(t) for t in indices]) if not isinstance(indices, Tensor) else indices
+    if idx.dtype.is_floating_point or idx.dtype.is_complex or idx.dtype == torch.bool:
+        raise RoutingMismatchError(f"routing replay: expert indices must be integers, got {idx.dtype}")
     if idx.dim() < 3:
         raise RoutingMismatchError(
             f"routing replay: expected routing [L, N, k] or [L, B, T, k], got shape {tuple(idx.shape)}"

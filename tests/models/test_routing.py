@@ -439,3 +439,123 @@ def test_register_router_for_another_family(monkeypatch: pytest.MonkeyPatch):
     assert torch.equal(idx, forced[0])
     want = torch.zeros(5, 4).scatter(-1, forced[0], logits.softmax(-1).gather(-1, forced[0]))
     torch.testing.assert_close(scores, want)
+
+
+def test_record_refuses_a_dtype_too_small_for_the_experts():
+    model = _MODELS.get("olmoe") or _MODELS.setdefault("olmoe", _build("olmoe"))
+    with pytest.raises(RoutingMismatchError, match="cannot hold expert indices"), record(model, dtype=torch.float32):
+        pass
+    with pytest.raises(RoutingMismatchError, match="must be integers"), replay(model, torch.zeros(LAYERS, 4, TOP_K)):
+        pass
+
+
+def test_dense_layers_are_not_counted():
+    import transformers as tf
+
+    torch.manual_seed(0)
+    cfg = tf.Qwen2MoeConfig(
+        vocab_size=VOCAB, hidden_size=32, intermediate_size=32, moe_intermediate_size=16,
+        shared_expert_intermediate_size=32, num_hidden_layers=3, num_attention_heads=2, num_key_value_heads=1,
+        num_experts=4, num_experts_per_tok=2, mlp_only_layers=[1],
+    )  # fmt: skip
+    model = tf.Qwen2MoeForCausalLM(cfg).eval()
+    ids = _ids(1, 5)
+    with torch.no_grad(), record(model) as rec:
+        out = model(input_ids=ids, output_router_logits=True)
+    assert num_moe_layers(model) == 2 and len(out.router_logits) == 2
+    routing = rec.calls()[0]
+    for layer in range(2):  # MoE layer 1 is decoder layer 2
+        assert _same_sets(routing[layer], out.router_logits[layer].topk(2, dim=-1).indices)
+
+
+def _replayed_router_grads(model: nn.Module, ids: torch.Tensor, targets: torch.Tensor, forced: torch.Tensor):
+    """Sum-reduced cross-entropy under replay of ``forced`` ([L, B, T, k]); the routers' gradients."""
+    model.zero_grad(set_to_none=True)
+    with replay(model, forced):
+        logits = model(input_ids=ids).logits
+        F.cross_entropy(logits.reshape(-1, VOCAB), targets.reshape(-1), reduction="sum").backward()
+    return [m.weight.grad.clone() for m, _ in moe_routers(model)]
+
+
+def test_gradient_accumulation_over_micro_batches_equals_the_whole_batch(family_model):
+    _, model = family_model
+    ids, targets = _ids(4, 6, seed=7), _ids(4, 6, seed=8)
+    with torch.no_grad(), record(model) as rec:
+        model(input_ids=ids)
+    forced = _shifted(rec.by_row(4))
+    whole = _replayed_router_grads(model, ids, targets, forced)
+    parts = [_replayed_router_grads(model, ids[r], targets[r], forced[:, r]) for r in ([0, 2], [1, 3])]
+    for w, a, b in zip(whole, *parts):
+        torch.testing.assert_close(a + b, w, rtol=1e-5, atol=1e-6)
+
+
+def test_gradient_checkpointing_recomputation_is_replayed():
+    model = _MODELS.get("qwen2_moe") or _MODELS.setdefault("qwen2_moe", _build("qwen2_moe"))
+    ids, targets = _ids(2, 6, seed=9), _ids(2, 6, seed=10)
+    with torch.no_grad(), record(model) as rec:
+        model(input_ids=ids)
+    forced = _shifted(rec.by_row(2))
+    want = _replayed_router_grads(model, ids, targets, forced)
+    model.train()  # checkpointing only runs in training mode (no dropout in these configs)
+    if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5.2x
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    try:
+        got = _replayed_router_grads(model, ids, targets, forced)
+        # backward outside the context recomputes with free routing: torch notices the different graph
+        with replay(model, forced):
+            logits = model(input_ids=ids).logits
+        with pytest.raises(torch.utils.checkpoint.CheckpointError):
+            F.cross_entropy(logits.reshape(-1, VOCAB), targets.reshape(-1)).backward()
+    finally:
+        getattr(model, "activation_checkpointing_disable", model.gradient_checkpointing_disable)()
+        model.eval()
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
+
+
+def _ddp_rank(rank: int, world: int, init_file: str, out_dir: str) -> None:
+    """One data-parallel rank: replay its rows' routing under DDP, save the all-reduced router grads."""
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    try:
+        model = _build("qwen2_moe")
+        ids, targets = _ids(4, 6, seed=11), _ids(4, 6, seed=12)
+        with torch.no_grad(), record(model) as rec:
+            model(input_ids=ids)
+        forced = _shifted(rec.by_row(4))
+        rows = list(range(rank, 4, world))
+        ddp = DistributedDataParallel(model)
+        with replay(ddp, forced[:, rows]):  # the wrapper is searched like the model
+            logits = ddp(input_ids=ids[rows]).logits
+            # sum over this rank's tokens times world: DDP's mean all-reduce then gives the sum over all rows
+            loss = F.cross_entropy(logits.reshape(-1, VOCAB), targets[rows].reshape(-1), reduction="sum") * world
+            loss.backward()
+        torch.save([m.weight.grad for m, _ in moe_routers(model)], f"{out_dir}/rank{rank}.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+def test_data_parallel_ranks_replaying_their_rows_give_the_one_process_gradient(tmp_path):
+    import torch.distributed as dist
+    import torch.multiprocessing as mp
+
+    if not dist.is_available():
+        pytest.fail("torch.distributed is not available")
+    # fork: the ranks inherit the imported modules (spawn would re-import transformers in each)
+    mp.start_processes(
+        _ddp_rank, args=(2, str(tmp_path / "init"), str(tmp_path)), nprocs=2, join=True, start_method="fork"
+    )
+    model = _build("qwen2_moe")
+    ids, targets = _ids(4, 6, seed=11), _ids(4, 6, seed=12)
+    with torch.no_grad(), record(model) as rec:
+        model(input_ids=ids)
+    want = _replayed_router_grads(model, ids, targets, _shifted(rec.by_row(4)))
+    for rank in range(2):
+        got = torch.load(tmp_path / f"rank{rank}.pt")
+        for a, b in zip(got, want):
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
