@@ -180,6 +180,16 @@ class RoutingRecord:
             raise RoutingMismatchError("routing record: no forward call was recorded")
         return torch.cat(parts, dim=2)
 
+    def sequences(self, fed_BT: Tensor) -> list[Tensor]:
+        """Per-row routing ``[L, T_i, k]`` of a batched generation, keeping the positions ``fed_BT`` marks.
+
+        ``fed_BT`` (``[B, T_total]``, as in :meth:`by_row`) is 1 where a row fed a real token:
+        its prompt without padding, then its response tokens up to the end but the last
+        (``cat([prompt_mask_BP, response_mask_BR[:, :-1]], 1)``). Row ``b``'s result covers
+        its sequence ``prompt + response`` but the last token (left free on replay).
+        """
+        return split_rows(self.by_row(fed_BT.shape[0]), fed_BT)
+
 
 @contextmanager
 def record(
@@ -374,3 +384,41 @@ def routing_agreement(recorded: Tensor, current: Tensor, mask: Tensor | None = N
         valid = valid & (mask.to(rec.device) != 0)
     n = int(valid.sum())
     return float((same & valid).sum()) / n if n else float("nan")
+
+
+@dataclass
+class PassRouting:
+    """What :func:`routing_pass` yields: the recorded routing and what the forward did."""
+
+    recorded_LNk: Tensor
+    in_force: RoutingRecord  # the routing the forward used (the replayed one under replay)
+    replay: ReplayHandle | None  # the routers' own choice under replay
+
+    def agreement(self) -> float:
+        """``moe/routing_agreement`` of the first forward: routing in force vs recorded (1.0 under replay)."""
+        return routing_agreement(self.recorded_LNk, self.in_force.calls()[0])
+
+    def router_agreement(self) -> float:
+        """The routers' own top-k vs recorded, also under replay (= :meth:`agreement` without replay)."""
+        if self.replay is None:
+            return self.agreement()
+        return routing_agreement(self.recorded_LNk, self.replay.natural_calls()[0])
+
+
+@contextmanager
+def routing_pass(model: nn.Module, recorded: Tensor, *, replay_routing: bool) -> Iterator[PassRouting]:
+    """A training forward (and its backward) with the rollout's routing replayed or only compared.
+
+    ``recorded`` is the micro-batch's routing in forward order, ``[L, B*T, k]`` or
+    ``[L, B, T, k]`` (:func:`routing_rows`); with ``replay_routing`` every forward under the
+    context is routed by it (:func:`replay`), else the routers choose and their choice is
+    recorded. Either way ``.agreement()`` is ``moe/routing_agreement`` for the first forward.
+    """
+    routers = moe_routers(model)
+    recorded_LNk = _validate(recorded, routers)
+    with record(model, dtype=torch.long) as in_force:
+        if replay_routing:
+            with replay(model, recorded_LNk) as handle:
+                yield PassRouting(recorded_LNk, in_force, handle)
+        else:
+            yield PassRouting(recorded_LNk, in_force, None)

@@ -559,3 +559,26 @@ def test_data_parallel_ranks_replaying_their_rows_give_the_one_process_gradient(
         got = torch.load(tmp_path / f"rank{rank}.pt")
         for a, b in zip(got, want):
             torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("replay_routing", [True, False])
+def test_routing_pass_reports_agreement_with_and_without_replay(replay_routing: bool):
+    from ringrl.models.routing import routing_pass
+
+    model = _MODELS.get("qwen3_moe") or _MODELS.setdefault("qwen3_moe", _build("qwen3_moe"))
+    prompts = _ids(2, 4, seed=13)
+    with torch.no_grad(), record(model) as rec:
+        seqs = model.generate(
+            input_ids=prompts, max_new_tokens=4, min_new_tokens=4, do_sample=False, pad_token_id=0, eos_token_id=1
+        )
+    per_seq = rec.sequences(torch.ones(2, 7, dtype=torch.bool))  # [L, 7, k] each: all but the last token
+    assert [tuple(r.shape) for r in per_seq] == [(LAYERS, 7, TOP_K)] * 2
+    # a routing half of whose tokens (in every layer) the routers would not choose
+    forced = [r.clone() for r in per_seq]
+    forced[0][:, ::2] = _shifted(forced[0][:, ::2]).to(forced[0].dtype)
+    placed = routing_rows(forced, [(0, 0), (1, 0)], (2, 8))  # the last column stays free
+    with torch.no_grad(), routing_pass(model, placed, replay_routing=replay_routing) as rp:
+        model(input_ids=seqs)
+    shifted_share = LAYERS * 4 / (LAYERS * 14)  # 4 of row 0's 7 recorded tokens, every layer, of 14 tokens
+    assert rp.router_agreement() == pytest.approx(1 - shifted_share)  # the routers' own choice
+    assert rp.agreement() == (1.0 if replay_routing else pytest.approx(1 - shifted_share))
