@@ -8,8 +8,8 @@ bf16 weights (and fp32 for reference), on CPU with one torch thread:
    each sampled token comes from the step's logits (``output_logits``).
 2. *Training forward*: the same sequences, padding stripped and re-batched the way a
    loss pass does it (right-padded micro-batches of ``--micro-batch`` rows, no cache),
-   a) plain (baseline) and b) under :func:`ringrl.models.routing.replay` of the rollout's
-   routing.
+   a) plain (baseline) and b) replaying the rollout's routing
+   (:func:`ringrl.models.routing.routing_pass`, the call the loss pass makes).
 
 Prints ``moe/routing_agreement`` (fraction of (layer, token) whose top-k set equals the
 rollout's: the routing in force, and the router's own choice under replay) and the
@@ -32,7 +32,7 @@ from pathlib import Path
 import torch
 from common import code_version, machine_line
 
-from ringrl.models.routing import record, replay, routing_agreement, routing_rows, split_rows
+from ringrl.models.routing import record, routing_pass, routing_rows
 
 
 def build(root: Path):
@@ -73,9 +73,8 @@ def measure(model, tok, prompts: list[str], max_new: int, micro: int, seed: int)
     step_lp = torch.stack([torch.log_softmax(s.float(), -1) for s in out.logits], 1)  # [B, n, V]
     engine_lp = step_lp.gather(-1, resp[..., None])[..., 0]  # [B, n]
 
-    gen_LBTk = rec.by_row(B)  # [L, B, P + n - 1, k]
     fed = torch.cat([enc.attention_mask.bool(), resp_mask[:, :-1]], 1)  # positions fed and real
-    per_seq = split_rows(gen_LBTk, fed)  # [L, T_i, k]: prompt tokens then response tokens but the last
+    per_seq = rec.sequences(fed)  # [L, T_i, k]: prompt tokens then response tokens but the last
     lens = enc.attention_mask.sum(1) + resp_mask.sum(1)  # tokens per sequence incl. the last response token
     plens = enc.attention_mask.sum(1)
 
@@ -94,22 +93,16 @@ def measure(model, tok, prompts: list[str], max_new: int, micro: int, seed: int)
                 ids[r, : len(row)] = row
                 mask[r, : len(row)] = 1
             placed = routing_rows([per_seq[b] for b in idx], [(r, 0) for r in range(len(idx))], (len(idx), T))
-            with record(model) as rec_t:
-                if use_replay:
-                    with replay(model, placed) as handle:
-                        logits = model(input_ids=ids, attention_mask=mask).logits
-                    own = handle.natural_calls()[0]
-                else:
-                    logits = model(input_ids=ids, attention_mask=mask).logits
-                    own = None
-            used = rec_t.calls()[0]  # [L, N, k]: the routing in force (replayed or chosen)
-            keep = placed[0, :, 0] >= 0  # recorded positions
-            m = int(keep.sum())
-            agree_on += routing_agreement(placed, used) * m
-            agree_own += routing_agreement(placed, own if own is not None else used) * m
+            with routing_pass(model, placed, replay_routing=use_replay) as rp:
+                logits = model(input_ids=ids, attention_mask=mask).logits
+            used = rp.in_force.calls()[0]  # [L, N, k]: the routing in force (replayed or chosen)
+            own = rp.replay.natural_calls()[0] if rp.replay is not None else used  # the routers' own choice
+            m = int((placed[0, :, 0] >= 0).sum())  # recorded positions
+            agree_on += rp.agreement() * m
+            agree_own += rp.router_agreement() * m
             n_tok += m
             lp = torch.log_softmax(logits.float(), -1)
-            own_LBTk = (own if own is not None else used).reshape(used.shape[0], len(idx), T, -1)
+            own_LBTk = own.reshape(used.shape[0], len(idx), T, -1)
             placed_LBTk = placed.reshape(used.shape[0], len(idx), T, -1)
             flip_BT = (
                 (own_LBTk.sort(-1).values != placed_LBTk.sort(-1).values).any(-1) & (placed_LBTk[..., 0] >= 0)
