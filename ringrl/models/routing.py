@@ -155,6 +155,12 @@ class RoutingRecord:
         n_calls = counts.pop() if counts else 0
         return [torch.stack([layer[i] for layer in self.per_layer]) for i in range(n_calls)]
 
+    def call(self, i: int) -> Tensor:
+        """``[L, N, k]`` of forward call ``i`` alone (robust to layers re-run by gradient checkpointing)."""
+        if any(len(layer) <= i for layer in self.per_layer):
+            raise RoutingMismatchError(f"routing record: forward call {i} was not recorded in every MoE layer")
+        return torch.stack([layer[i] for layer in self.per_layer])
+
     def clear(self) -> None:
         """Forget the calls recorded so far (e.g. after handing them to sequences)."""
         for layer in self.per_layer:
@@ -234,6 +240,10 @@ class ReplayHandle:
     def natural_calls(self) -> list[Tensor]:
         """The routers' own top-k (what they would have chosen), ``[L, N, k]`` per forward call."""
         return RoutingRecord(len(self.natural), self.natural).calls()
+
+    def natural_call(self, i: int) -> Tensor:
+        """The routers' own top-k of forward call ``i``, ``[L, N, k]``."""
+        return RoutingRecord(len(self.natural), self.natural).call(i)
 
 
 def _validate(indices: Tensor | Sequence[Tensor], routers: list[tuple[nn.Module, RouterAdapter]]) -> Tensor:
@@ -396,13 +406,13 @@ class PassRouting:
 
     def agreement(self) -> float:
         """``moe/routing_agreement`` of the first forward: routing in force vs recorded (1.0 under replay)."""
-        return routing_agreement(self.recorded_LNk, self.in_force.calls()[0])
+        return routing_agreement(self.recorded_LNk, self.in_force.call(0))
 
     def router_agreement(self) -> float:
         """The routers' own top-k vs recorded, also under replay (= :meth:`agreement` without replay)."""
         if self.replay is None:
             return self.agreement()
-        return routing_agreement(self.recorded_LNk, self.replay.natural_calls()[0])
+        return routing_agreement(self.recorded_LNk, self.replay.natural_call(0))
 
 
 @contextmanager

@@ -582,3 +582,29 @@ def test_routing_pass_reports_agreement_with_and_without_replay(replay_routing: 
     shifted_share = LAYERS * 4 / (LAYERS * 14)  # 4 of row 0's 7 recorded tokens, every layer, of 14 tokens
     assert rp.router_agreement() == pytest.approx(1 - shifted_share)  # the routers' own choice
     assert rp.agreement() == (1.0 if replay_routing else pytest.approx(1 - shifted_share))
+
+
+def test_routing_pass_under_partial_checkpointing_reports_the_first_forward():
+    from ringrl.models.routing import routing_pass
+
+    model = _MODELS.get("qwen2_moe") or _MODELS.setdefault("qwen2_moe", _build("qwen2_moe"))
+    if not hasattr(model, "activation_checkpointing_enable"):
+        pytest.fail("this transformers has no activation_checkpointing_enable(every_n_layers=...)")
+    ids, targets = _ids(2, 6, seed=14), _ids(2, 6, seed=15)
+    with torch.no_grad(), record(model) as rec:
+        model(input_ids=ids)
+    forced = _shifted(rec.by_row(2))
+    model.train()
+    model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False}, every_n_layers=2)
+    try:
+        with routing_pass(model, forced, replay_routing=True) as rp:
+            logits = model(input_ids=ids).logits
+            F.cross_entropy(logits.reshape(-1, VOCAB), targets.reshape(-1)).backward()
+    finally:
+        model.activation_checkpointing_disable()
+        model.eval()
+    assert [len(layer) for layer in rp.in_force.per_layer] == [2, 1]  # only layer 0 was checkpointed and re-run
+    assert rp.agreement() == 1.0
+    # layer 0 forced every token off its router's own choice (layer 1's inputs changed, so no claim there)
+    assert routing_agreement(forced[:1].reshape(1, 12, TOP_K), rp.replay.natural_call(0)[:1]) == 0.0
+    assert rp.router_agreement() <= 0.5
