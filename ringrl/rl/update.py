@@ -123,7 +123,9 @@ def _to(t: torch.Tensor | None, dev: Any) -> torch.Tensor | None:
 def sequence_logprobs(model: Any, mb: MicroBatch, temperature: float) -> torch.Tensor:
     """Log-probs of the targets under ``model`` (no grad), [B, T-1]."""
     dev = next(model.parameters()).device
-    logits, _ = forward(model, mb.input_ids_BT.to(dev), mb.attention_mask_BT.to(dev), _to(mb.position_ids_BT, dev))
+    logits, _ = forward(
+        model, mb.input_ids_BT.to(dev), mb.attention_mask_BT.to(dev), _to(mb.position_ids_BT, dev), router=False
+    )
     return token_logprobs(logits[:, :-1].float() / temperature, mb.input_ids_BT[:, 1:].to(dev))
 
 

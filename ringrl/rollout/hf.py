@@ -95,6 +95,18 @@ def ignored_sampling_settings(generation_config: Any) -> dict[str, Any]:
     return out
 
 
+def _padding_mask_suffices(config: Any) -> bool:
+    """True when a decode step may pass the padding mask as a ready 4D mask: full attention in
+    every layer (no sliding window to apply) and an attention kernel that takes such a mask."""
+    impl = getattr(config, "_attn_implementation", None) or "eager"
+    if impl not in ("sdpa", "eager"):
+        return False
+    types = getattr(config, "layer_types", None)
+    if types is not None:
+        return all(t == "full_attention" for t in types)
+    return getattr(config, "sliding_window", None) is None or getattr(config, "use_sliding_window", True) is False
+
+
 class HFEngine:
     """:class:`Engine` over a transformers causal LM; ``batch_size`` sequences decode together.
 
@@ -121,6 +133,7 @@ class HFEngine:
 
             raise UserError("the tokenizer has neither a pad nor an eos token; generation cannot pad batches")
         self.pad_id = int(pad)
+        self.mask_4d = _padding_mask_suffices(model.config)
         self.context = getattr(model.config, "max_position_embeddings", None)
         params = inspect.signature(model.forward).parameters
         # transformers >= 5.x names the KV cache argument ``cache`` (``past_key_values`` before)
@@ -228,7 +241,8 @@ class HFEngine:
             attn_AS = torch.cat([attn_AS, attn_AS.new_ones((attn_AS.shape[0], 1))], dim=-1)
             out = self.model(
                 input_ids=tok_A.unsqueeze(-1),
-                attention_mask=attn_AS,
+                # one query per row: the padding mask alone, already 4D (transformers then builds no mask)
+                attention_mask=attn_AS[:, None, None, :].bool() if self.mask_4d else attn_AS,
                 position_ids=next_pos_A1,
                 use_cache=True,
                 **extra,
