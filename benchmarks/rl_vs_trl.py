@@ -20,7 +20,7 @@ than wall time), and the per-phase split in wall seconds (medians): rollout
 and pi_old, loss, backward; for ringrl also advantages and batch forming), optimizer.
 
     pip install -e ".[bench]"
-    python benchmarks/rl_vs_trl.py [--rounds 8] [--warmup 2] [--out DIR]
+    python benchmarks/rl_vs_trl.py [--rounds 8] [--warmup 2] [--width 1] [--out DIR]
 """
 
 from __future__ import annotations
@@ -36,12 +36,19 @@ from pathlib import Path
 import common
 
 
-def build_model(root: Path) -> tuple[Path, list[dict], int]:
-    from ringrl.models.tiny import build_tiny
+def build_model(root: Path, width: int) -> tuple[Path, list[dict], int]:
+    """The embedded tiny MoE, its widths times ``width`` (1: ringrl.models.tiny defaults)."""
+    from ringrl.models.tiny import TinyModelConfig, build_tiny
     from ringrl.tasks import corpus, make_split
 
     rows = make_split("math", "train", 400, seed=0)
-    model_dir = build_tiny(root / "tiny-moe", corpus(rows))
+    d = TinyModelConfig()
+    shape = TinyModelConfig(
+        hidden_size=d.hidden_size * width,
+        expert_size=d.expert_size * width,
+        shared_expert_size=d.shared_expert_size * width,
+    )
+    model_dir = build_tiny(root / f"tiny-moe-x{width}", corpus(rows), shape)
     prompts = [{"prompt": r["prompt"], "domain": r["domain"], "answer": r["answer"]} for r in rows]
     from transformers import AutoModelForCausalLM
 
@@ -59,6 +66,7 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--out", default=None, help="working directory (default: a temporary one)")
     ap.add_argument("--trl-gradient-checkpointing", action="store_true")
+    ap.add_argument("--width", type=int, default=1, help="hidden and expert sizes x this (2: a 4.9M-parameter MoE)")
     args = ap.parse_args()
 
     import torch
@@ -77,7 +85,7 @@ def main() -> None:
     quiet_transformers()
     root = Path(args.out or tempfile.mkdtemp(prefix="rl_vs_trl-"))
     root.mkdir(parents=True, exist_ok=True)
-    model_dir, rows, n_params = build_model(root)
+    model_dir, rows, n_params = build_model(root, args.width)
     tok = AutoTokenizer.from_pretrained(model_dir)
     (root / "prompts.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     L, K, new_tokens, steps = 8, 8, 64, args.rounds
@@ -232,7 +240,7 @@ def main() -> None:
     import trl
 
     print(
-        f"model: embedded tiny MoE (ringrl.models.tiny defaults), {n_params / 1e6:.2f}M parameters; "
+        f"model: embedded tiny MoE (ringrl.models.tiny defaults, widths x{args.width}), {n_params / 1e6:.2f}M parameters; "
         f"TRL {trl.__version__}, transformers {transformers.__version__}"
     )
     print(

@@ -44,7 +44,7 @@ class RolloutConfig:
     top_p: float = doc("nucleus sampling threshold", 1.0)
     top_k: int = doc("sample among the k most likely tokens only (0: off, as in the paper)", 0)
     max_new_tokens: int = doc("longest response (paper 24576 in stage 1, 32768 in stage 2)", 512)
-    batch_size: int = doc("sequences per generate call", 128)
+    batch_size: int = doc("sequences decoded together by the rollout engine (prompts x K per chunk)", 128)
 
     def validate(self) -> None:
         if self.prompts_per_step < 1:
