@@ -155,9 +155,13 @@ def test_generation_config_changes_nothing(ringrl_moe_dir, tmp_path):
     a = engine.generate(prompts, **kw)
     b = HFEngine(plain_model, tok).generate(prompts, **kw)
     assert [c.token_ids for c in a[0]] == [c.token_ids for c in b[0]]
-    # teeth: transformers' generate with that config samples differently (suppressed tokens never appear)
+    # teeth: the settings are live for transformers' generate (it never emits a suppressed token), not for us
     suppressed = set(range(20, 120))
     assert any(t in suppressed for c in a[0] for t in c.token_ids)
+    enc = tok(prompts * 4, return_tensors="pt", add_special_tokens=False)
+    torch.manual_seed(0)
+    hf = model.generate(**enc, do_sample=True, max_new_tokens=16, pad_token_id=tok.pad_token_id)
+    assert not suppressed & set(hf[:, enc["input_ids"].shape[1] :].flatten().tolist())
 
 
 def test_engine_logprobs_equal_the_trainers_forward(ringrl_moe_dir):
@@ -179,7 +183,7 @@ def test_engine_logprobs_equal_the_trainers_forward(ringrl_moe_dir):
         mask = mb.weights_BT != 0
         diffs.append((lp_BT - mb.rollout_logprobs_BT)[mask].abs().max())
         assert float(lp_BT[mask].mean()) < -0.05  # real log-probs, not zeros
-    assert float(torch.stack(diffs).max()) < 2e-5
+    assert float(torch.stack(diffs).max()) < 5e-6  # measured 4.8e-7
 
 
 def test_eval_generator_is_the_rollout_engine(ringrl_moe_dir):
