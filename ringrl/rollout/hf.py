@@ -160,6 +160,8 @@ class HFEngine:
     ) -> list[list[Completion]]:
         """``n`` completions for each prompt. Greedy when ``temperature == 0``: one decode per
         prompt, returned ``n`` times."""
+        if n < 1 or not prompts:
+            return [[] for _ in prompts]
         device = next(self.model.parameters()).device
         gen = torch.Generator(device=device)
         if seed is not None:
