@@ -9,7 +9,10 @@ Defaults and policies (see docs/rl.md):
 - old log-probs are the trainer's own forward pass under the pre-update weights (as in
   verl). With one PPO epoch and one mini-batch the loss pass *is* that forward pass, so
   its detached log-probs serve as pi_old; otherwise a no-grad pass computes them first.
-  The engine's log-probs are kept only to log ``train/logprob_mismatch``.
+  The engine's log-probs are compared with pi_old (``train/logprob_mismatch``) and feed
+  the optional train-inference correction (``loss.correction``: TIS, IcePop).
+- Step metrics aggregate every loss pass of the step (``ppo_epochs`` x ``mini_batches``),
+  token-weighted; ``train/grad_norm`` is the mean of its optimizer steps' norms.
 - Refill: between rollout rounds the former's refill policy (``FILL_POLICIES``, next to
   each former) says how many more prompts to sample, for at most ``max_fill_rounds``
   extra rounds: C3PO (``former.fill: sample_more``) until the pool holds Phi tokens (what
