@@ -97,9 +97,8 @@ def ignored_sampling_settings(generation_config: Any) -> dict[str, Any]:
 
 def _padding_mask_suffices(config: Any) -> bool:
     """True when a decode step may pass the padding mask as a ready 4D mask: full attention in
-    every layer (no sliding window to apply) and an attention kernel that takes such a mask."""
-    impl = getattr(config, "_attn_implementation", None) or "eager"
-    if impl not in ("sdpa", "eager"):
+    every layer (no sliding window to apply) and SDPA, which takes a boolean "may attend" mask."""
+    if getattr(config, "_attn_implementation", None) != "sdpa":  # eager adds a float mask; flash wants 2D
         return False
     types = getattr(config, "layer_types", None)
     if types is not None:

@@ -164,8 +164,11 @@ def test_generation_config_changes_nothing(ringrl_moe_dir, tmp_path):
     assert not suppressed & set(hf[:, enc["input_ids"].shape[1] :].flatten().tolist())
 
 
-def test_engine_logprobs_equal_the_trainers_forward(ringrl_moe_dir):
+@pytest.mark.parametrize("attn", ["sdpa", "eager"])
+def test_engine_logprobs_equal_the_trainers_forward(ringrl_moe_dir, attn):
     model, tok = load_policy(ringrl_moe_dir, "cpu")
+    model.set_attn_implementation(attn)
+    assert model.config._attn_implementation == attn
     with torch.no_grad():
         model.lm_head.weight.mul_(8.0)  # sharper than uniform, so a wrong position would show
     prompts = ["<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n", "<|im_start|>user\nWhat is 12 + 7?"]
