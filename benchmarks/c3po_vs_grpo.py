@@ -36,7 +36,7 @@ non-zero advantages, so both algorithms train on a real policy-gradient signal.
 C3PO's budget Phi (``former.budget_tokens``): ``--budget``, or by default
 ``--budget-frac`` (0.6) x the tokens of a probe rollout of the first step's prompts with
 the run's own seed and sampling settings (L x K x mean length), so that a step's pool
-normally covers it; ``c3po_fill=sample_more`` (the default) tops up a short pool.
+normally covers it; ``former.fill=sample_more`` (the default) tops up a short pool.
 
     python benchmarks/c3po_vs_grpo.py [--steps 13] [--model-dir DIR] [--out DIR] [--reward parity|verifier]
 """
@@ -113,7 +113,7 @@ def rl_config(model_dir: Path, out: Path, algo: str, budget: int, args):
             f"rollout.max_new_tokens={args.max_new_tokens}",
             f"rollout.batch_size={args.L * args.K}",
             f"former.budget_tokens={budget}",
-            f"c3po_fill={args.fill}",
+            f"former.fill={args.fill}",
             f"optim.lr={args.lr}",
             f"reward_workers={args.reward_workers}",
             f"micro_batch_tokens={args.micro_batch_tokens}",
@@ -223,7 +223,7 @@ def main() -> None:
             )
         print(
             f"settings: L={args.L} K={args.K} max_new_tokens={args.max_new_tokens} levels {args.levels} "
-            f"lr {args.lr} steps {args.steps} seed {args.seed} c3po_fill={args.fill} "
+            f"lr {args.lr} steps {args.steps} seed {args.seed} former.fill={args.fill} "
             f"micro_batch_tokens={args.micro_batch_tokens} pack={args.pack} threads {args.threads}"
         )
 

@@ -17,10 +17,18 @@ See docs/algorithms.md for how the trainer strings them together.
 """
 
 from ringrl.algorithms.advantages import assign_advantages, grpo_advantages
-from ringrl.algorithms.c3po import form_c3po_batch, select_budget
+from ringrl.algorithms.c3po import c3po_needs_more, form_c3po_batch, select_budget
 from ringrl.algorithms.config import FormerConfig
-from ringrl.algorithms.dapo import form_dapo_batch, informative_groups
-from ringrl.algorithms.formers import BATCH_FORMERS, BatchFormer, get_batch_former, token_weights
+from ringrl.algorithms.dapo import dapo_keep_groups, dapo_needs_more, form_dapo_batch, informative_groups
+from ringrl.algorithms.formers import (
+    BATCH_FORMERS,
+    FILL_POLICIES,
+    BatchFormer,
+    FillPolicy,
+    get_batch_former,
+    get_fill_policy,
+    token_weights,
+)
 from ringrl.algorithms.grpo import form_grpo_batch
 from ringrl.algorithms.losses import kl_k3, policy_loss, token_entropy, token_logprobs
 from ringrl.algorithms.microbatch import balance_across_ranks, pack_by_tokens, split_by_tokens
@@ -29,7 +37,9 @@ from ringrl.algorithms.types import FormedBatch, Sample, ScoredGroup, SelectedSa
 
 __all__ = [
     "BATCH_FORMERS",
+    "FILL_POLICIES",
     "BatchFormer",
+    "FillPolicy",
     "FormedBatch",
     "FormerConfig",
     "Sample",
@@ -37,11 +47,15 @@ __all__ = [
     "SelectedSample",
     "assign_advantages",
     "balance_across_ranks",
+    "c3po_needs_more",
+    "dapo_keep_groups",
+    "dapo_needs_more",
     "expert_load",
     "form_c3po_batch",
     "form_dapo_batch",
     "form_grpo_batch",
     "get_batch_former",
+    "get_fill_policy",
     "grpo_advantages",
     "informative_groups",
     "kl_k3",

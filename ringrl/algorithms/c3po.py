@@ -23,7 +23,8 @@ Leftovers (``FormerConfig.leftover``), the responses not selected this step:
 Shortfall: when the pool holds fewer than Phi tokens the former trains on all of them,
 still divides by the constant Phi (the per-token weight never changes, so the gradient
 scale stays comparable across steps), and reports ``shortfall_tokens``. Topping the
-pool up (sampling more prompts before calling the former) is the trainer's policy.
+pool up first is :func:`c3po_needs_more` (``fill: sample_more``), which the trainer asks
+between rollout rounds.
 """
 
 from __future__ import annotations
@@ -112,3 +113,12 @@ def form_c3po_batch(groups: list[ScoredGroup], carry: list[Sample], cfg: FormerC
         "dropped_groups": 0,
     }
     return FormedBatch("c3po", selected, leftover, f"Phi = {phi} (constant)", stats)
+
+
+def c3po_needs_more(groups: list[ScoredGroup], carry: list[Sample], cfg: FormerConfig, prompts: int) -> int:
+    """Refill policy: ``prompts`` more prompts while the pool (``carry`` + ``groups``) holds fewer
+    than Phi tokens and ``cfg.fill == "sample_more"``; otherwise 0 (stop sampling)."""
+    if cfg.fill != "sample_more":
+        return 0
+    pool = sum(s.n_response for g in groups for s in g.samples) + sum(s.n_response for s in carry)
+    return 0 if pool >= cfg.budget_tokens else prompts

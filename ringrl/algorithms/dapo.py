@@ -8,8 +8,10 @@ loss's ``eps_low`` / ``eps_high`` (the trainer passes them from its config).
 
 Dynamic sampling works at the sample level: groups whose rewards are all equal have
 zero advantage and are left out (:func:`informative_groups`). Sampling more prompts
-until enough groups are informative, with a cap on retries, is the trainer's loop;
-the token count per step still varies, which is what C3PO fixes.
+until enough groups are informative is :func:`dapo_needs_more` (the trainer asks it
+between rollout rounds, with a cap on retries) and :func:`dapo_keep_groups` keeps the
+first ``prompts`` informative groups; the token count per step still varies, which is
+what C3PO fixes.
 """
 
 from __future__ import annotations
@@ -50,3 +52,20 @@ def form_dapo_batch(groups: list[ScoredGroup], carry: list[Sample], cfg: FormerC
         "dropped_responses": sum(len(g.samples) for g in dropped) + len(carry),
     }
     return FormedBatch("dapo", selected, [], f"T_total = {total} (step's tokens)", stats)
+
+
+def dapo_needs_more(groups: list[ScoredGroup], carry: list[Sample], cfg: FormerConfig, prompts: int) -> int:
+    """Refill policy: with dynamic sampling, how many informative groups are still missing out
+    of ``prompts`` (that many more prompts are sampled); 0 without it."""
+    if not cfg.dynamic_sampling:
+        return 0
+    return max(0, prompts - len(informative_groups(groups)[0]))
+
+
+def dapo_keep_groups(groups: list[ScoredGroup], cfg: FormerConfig, prompts: int) -> list[ScoredGroup]:
+    """After refilling: at most ``prompts`` informative groups, then the uninformative ones (the
+    former drops those again and counts them)."""
+    if not cfg.dynamic_sampling:
+        return groups
+    kept, dropped = informative_groups(groups)
+    return kept[:prompts] + dropped

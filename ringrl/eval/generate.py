@@ -8,9 +8,10 @@ works, where each ``X`` is a string or an object with ``text`` (and, optionally,
 ``token_ids``, so response lengths are counted in tokens): the rollout engine's
 ``Completion``, this module's :class:`Generated`, or a scripted fake in tests.
 
-:class:`TransformersGenerator` is the default: ``model.generate`` on left-padded
-batches, sampling with temperature and top-p (top-k off, as in the paper), greedy
-when ``temperature == 0``, one seed per call.
+:class:`TransformersGenerator` is the default: the rollout engine RL samples with
+(:class:`ringrl.rollout.HFEngine`, its own loop over the KV cache), sampling exactly
+``softmax(logits / temperature)`` under top-p (top-k off, as in the paper), greedy when
+``temperature == 0``, one seed per call.
 """
 
 from __future__ import annotations
@@ -51,71 +52,26 @@ def response_tokens(item: Any) -> int | None:
 
 
 class TransformersGenerator:
-    """:class:`Generator` over a Hugging Face causal LM and its tokenizer (``model.generate``)."""
+    """:class:`Generator` over a Hugging Face causal LM and its tokenizer: the rollout engine
+    (:class:`ringrl.rollout.HFEngine`) that RL samples with, returning :class:`Generated`."""
 
-    def __init__(self, model: Any, tokenizer: Any):
+    def __init__(self, model: Any, tokenizer: Any, batch_size: int = 1 << 30):
+        """``batch_size``: sequences decoded together (default: the whole call; the eval runner
+        already sends ``EvalConfig.batch_size`` prompts per call)."""
+        from ringrl.rollout import HFEngine
+
+        self.engine = HFEngine(model, tokenizer, batch_size=batch_size, add_special_tokens=None)
         self.model = model
         self.tokenizer = tokenizer
-        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-        if self.pad_id is None:
-            raise UserError("the tokenizer has neither a pad nor an eos token; generation cannot pad batches")
-        eos = getattr(model.generation_config, "eos_token_id", None)
-        if eos is None:
-            eos = tokenizer.eos_token_id
-        self.eos_ids: set[int] = set(eos if isinstance(eos, (list, tuple)) else [] if eos is None else [eos])
-        self.context = getattr(model.config, "max_position_embeddings", None)
 
     def generate(
         self, prompts: list[str], n: int, *, temperature: float, top_p: float, max_new_tokens: int, seed: int
     ) -> list[list[Generated]]:
-        """``n`` responses for each prompt (one ``model.generate`` call for the whole list)."""
-        import torch
-
-        tok = self.tokenizer
-        side = tok.padding_side
-        tok.padding_side = "left"
-        try:
-            # A chat-templated prompt already holds its special tokens.
-            enc = tok(
-                prompts, return_tensors="pt", padding=True, add_special_tokens=not getattr(tok, "chat_template", None)
-            )
-        finally:
-            tok.padding_side = side
-        device = next(self.model.parameters()).device
-        input_ids = enc["input_ids"].to(device)  # [B, T]
-        attention_mask = enc["attention_mask"].to(device)  # [B, T]
-        prompt_len = input_ids.shape[1]
-        budget = max_new_tokens if self.context is None else max(1, min(max_new_tokens, self.context - prompt_len))
-        greedy = temperature == 0
-        kwargs: dict[str, Any] = dict(
-            max_new_tokens=budget,
-            pad_token_id=self.pad_id,
-            num_return_sequences=1 if greedy else n,
-            do_sample=not greedy,
+        """``n`` responses for each prompt (greedy at ``temperature == 0``: one decode, repeated ``n`` times)."""
+        groups = self.engine.generate(
+            prompts, n=n, temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens, seed=seed
         )
-        if not greedy:
-            kwargs.update(temperature=temperature, top_p=top_p, top_k=0)
-        torch.manual_seed(seed)
-        with torch.no_grad():
-            out = self.model.generate(input_ids=input_ids, attention_mask=attention_mask, **kwargs)  # [B*m, T+L]
-        gen = out[:, prompt_len:].tolist()
-        per_prompt = 1 if greedy else n
-        results: list[list[Generated]] = []
-        for i in range(len(prompts)):
-            group = [self._decode(gen[i * per_prompt + j]) for j in range(per_prompt)]
-            results.append(group * n if greedy else group)
-        return results
-
-    def _decode(self, ids: list[int]) -> Generated:
-        # Keep tokens up to and including the first eos; what follows is padding.
-        for pos, t in enumerate(ids):
-            if t in self.eos_ids:
-                ids = ids[: pos + 1]
-                break
-        else:
-            while ids and ids[-1] == self.pad_id and self.pad_id not in self.eos_ids:
-                ids = ids[:-1]
-        return Generated(self.tokenizer.decode(ids, skip_special_tokens=True), ids)
+        return [[Generated(c.text, c.token_ids) for c in g] for g in groups]
 
 
 def load_model(path: str | Path, device: str | None = None) -> tuple[Any, Any]:

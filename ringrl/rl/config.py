@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Literal
 
@@ -43,8 +44,9 @@ class RolloutConfig:
     samples_per_prompt: int = doc("K: responses per prompt (paper 16); at least 2 for group advantages", 8)
     temperature: float = doc("sampling temperature (paper 1.0)", 1.0)
     top_p: float = doc("nucleus sampling threshold", 1.0)
+    top_k: int = doc("sample among the k most likely tokens only (0: off, as in the paper)", 0)
     max_new_tokens: int = doc("longest response (paper 24576 in stage 1, 32768 in stage 2)", 512)
-    batch_size: int = doc("sequences per generate call", 128)
+    batch_size: int = doc("sequences decoded together by the rollout engine (prompts x K per chunk)", 128)
 
     def validate(self) -> None:
         if self.prompts_per_step < 1:
@@ -59,6 +61,8 @@ class RolloutConfig:
             raise ConfigError("rollout.top_p", "must be in (0, 1]")
         if self.max_new_tokens < 1:
             raise ConfigError("rollout.max_new_tokens", "must be >= 1")
+        if self.top_k < 0:
+            raise ConfigError("rollout.top_k", f"must be >= 0 (0: off), got {self.top_k}")
 
 
 @dataclass(frozen=True)
@@ -72,6 +76,23 @@ class LossConfig:
     alpha_balance: float = doc("MoE load-balance coefficient (Eq. 5; paper 1e-5)", 1e-5)
     alpha_zloss: float = doc("router z-loss coefficient (Eq. 6; paper 1e-7)", 1e-7)
     adv_eps: float = doc("epsilon in (R - mean) / (std + eps)", 1e-6)
+    correction: Literal["none", "tis", "icepop"] = doc(
+        "train-inference correction with k = pi_old_train / pi_engine per token: none; tis (loss x min(k, high)); "
+        "icepop (token kept only when low <= k <= high)",
+        "none",
+    )
+    correction_low: float | None = doc("icepop's lower bound on k (null: 0.5; unused by tis)", None)
+    correction_high: float | None = doc("upper bound on k (null: 2.0 under tis, 5.0 under icepop)", None)
+
+    def correction_bounds(self) -> tuple[float | None, float | None]:
+        """``(low, high)`` of ``correction``: the keys where set, else the mode's defaults."""
+        from ringrl.algorithms.correction import DEFAULT_BOUNDS
+
+        d_low, d_high = DEFAULT_BOUNDS[self.correction]
+        return (
+            d_low if self.correction_low is None else self.correction_low,
+            d_high if self.correction_high is None else self.correction_high,
+        )
 
     def validate(self) -> None:
         if not 0 <= self.eps_low < 1:
@@ -81,6 +102,17 @@ class LossConfig:
         for key in ("beta", "alpha_entropy", "alpha_balance", "alpha_zloss"):
             if getattr(self, key) < 0:
                 raise ConfigError(f"loss.{key}", "must be >= 0")
+        if self.correction not in ("none", "tis", "icepop"):
+            raise ConfigError("loss.correction", f"must be none, tis or icepop, got {self.correction!r}")
+        for key in ("correction_low", "correction_high"):
+            v = getattr(self, key)
+            if v is not None and not (math.isfinite(v) and v > 0):
+                raise ConfigError(f"loss.{key}", f"must be a finite number > 0, got {v}")
+        if self.correction == "tis" and self.correction_low is not None:
+            raise ConfigError("loss.correction_low", "is icepop's lower bound; tis truncates from above only")
+        low, high = self.correction_bounds()
+        if low is not None and high is not None and not low < high:
+            raise ConfigError("loss.correction_low", f"must be < loss.correction_high, got {low} >= {high}")
 
 
 @dataclass(frozen=True)
@@ -148,10 +180,6 @@ class RLConfig:
     )
     ppo_epochs: int = doc("passes over each step's batch (1 = on-policy)", 1)
     mini_batches: int = doc("optimizer steps per pass (the formed batch split in token-balanced parts)", 1)
-    c3po_fill: Literal["sample_more", "train_fewer"] = doc(
-        "C3PO when a step's pool has fewer than Phi tokens: sample more prompts (up to max_fill_rounds), or train on fewer",
-        "sample_more",
-    )
     max_fill_rounds: int = doc(
         "extra rollout rounds allowed per step to fill the C3PO budget or DAPO's informative groups", 2
     )

@@ -23,6 +23,7 @@ class RolloutResult:
     rewards: list[float]
     rollout_seconds: float
     reward_seconds: float
+    extra_rounds: int = 0  # rollout rounds beyond the first this step (refill: C3PO budget, DAPO groups)
 
 
 def collect_groups(
@@ -31,6 +32,7 @@ def collect_groups(
     """Sample K responses for each row, score them, and group them by prompt."""
     t0 = time.perf_counter()
     prompts = [render_prompt(tokenizer, r) for r in rows]
+    extra = {"top_k": cfg.top_k} if cfg.top_k else {}  # an engine without top-k still works when it is off
     completions = engine.generate(
         prompts,
         n=cfg.samples_per_prompt,
@@ -38,6 +40,7 @@ def collect_groups(
         top_p=cfg.top_p,
         max_new_tokens=cfg.max_new_tokens,
         seed=seed,
+        **extra,
     )
     t1 = time.perf_counter()
     flat_rows = [r for r, comps in zip(rows, completions) for _ in comps]
@@ -45,9 +48,13 @@ def collect_groups(
     t2 = time.perf_counter()
     groups, k = [], 0
     for g, (row, prompt, comps) in enumerate(zip(rows, prompts, completions)):
-        prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        prompt_ids = None
         samples = []
         for i, c in enumerate(comps):
+            if getattr(c, "prompt_ids", None):  # the engine's own tokenisation of the prompt
+                prompt_ids = c.prompt_ids
+            elif prompt_ids is None:
+                prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
             samples.append(
                 Sample(
                     group_id=f"{tag}-{g}",
@@ -74,6 +81,7 @@ def merge(results: list[RolloutResult]) -> RolloutResult:
         rewards=[x for r in results for x in r.rewards],
         rollout_seconds=sum(r.rollout_seconds for r in results),
         reward_seconds=sum(r.reward_seconds for r in results),
+        extra_rounds=sum(r.extra_rounds for r in results),
     )
 
 

@@ -9,12 +9,15 @@ Defaults and policies (see docs/rl.md):
 - old log-probs are the trainer's own forward pass under the pre-update weights (as in
   verl). With one PPO epoch and one mini-batch the loss pass *is* that forward pass, so
   its detached log-probs serve as pi_old; otherwise a no-grad pass computes them first.
-  The engine's log-probs are kept only to log ``train/logprob_mismatch``.
-- C3PO shortfall (``c3po_fill``): when the pool holds fewer than Phi tokens the trainer
-  samples more prompts (up to ``max_fill_rounds``); what is still missing is trained
-  with the constant 1/Phi and logged as ``train/shortfall_tokens``.
-- DAPO dynamic sampling: groups with equal rewards are dropped and more prompts sampled
-  until L informative groups are collected or ``max_fill_rounds`` extra rounds ran.
+  The engine's log-probs are compared with pi_old (``train/logprob_mismatch``) and feed
+  the optional train-inference correction (``loss.correction``: TIS, IcePop).
+- Step metrics aggregate every loss pass of the step (``ppo_epochs`` x ``mini_batches``),
+  token-weighted; ``train/grad_norm`` is the mean of its optimizer steps' norms.
+- Refill: between rollout rounds the former's refill policy (``FILL_POLICIES``, next to
+  each former) says how many more prompts to sample, for at most ``max_fill_rounds``
+  extra rounds: C3PO (``former.fill: sample_more``) until the pool holds Phi tokens (what
+  is still missing is trained with the constant 1/Phi and logged as
+  ``train/shortfall_tokens``), DAPO dynamic sampling until L groups are informative.
 - A non-finite loss or gradient skips the update and is logged; after
   ``max_nonfinite`` skips the run stops. No checkpoint is written with non-finite weights.
 - Under ``torchrun`` (:mod:`ringrl.distributed`) every rank draws the same prompts and
@@ -35,7 +38,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from ringrl.algorithms import assign_advantages, get_batch_former, informative_groups
+from ringrl.algorithms import assign_advantages, get_batch_former, get_fill_policy
 from ringrl.algorithms.types import FormedBatch, Sample, SelectedSample
 from ringrl.common_config import make_optimizer, optimizer_step, schedule_step
 from ringrl.config import save_config, to_dict
@@ -55,7 +58,13 @@ from ringrl.rl.state import (
     save_rl_checkpoint,
     truncate_metrics,
 )
-from ringrl.rl.update import build_micro_batches, rank_gradients, sequence_logprobs, split_mini_batches
+from ringrl.rl.update import (
+    build_micro_batches,
+    combine_step_metrics,
+    rank_gradients,
+    sequence_logprobs,
+    split_mini_batches,
+)
 from ringrl.rollout import HFEngine
 from ringrl.utils.checkpoint import quiet_transformers, seed_everything, set_threads
 from ringrl.utils.io import read_json, write_json
@@ -93,6 +102,7 @@ class RLTrainer:
             load_rl_rows(cfg.data, custom_reward=bool(cfg.reward.functions())), seed=cfg.data.seed
         )
         self.former = get_batch_former(cfg.algo)
+        self.fill = get_fill_policy(cfg.algo)  # the former's refill policy (C3PO budget, DAPO groups)
         self.optimizer, self.scheduler = make_optimizer(self.model, cfg.optim, cfg.steps)
         self.moe_top_k = moe_top_k(self.model) if is_moe(self.model) else None
         self.state = TrainerState()
@@ -149,30 +159,18 @@ class RLTrainer:
 
     # ------------------------------------------------------------------ helpers
     def _rollout(self) -> RolloutResult:
-        """L prompts x K responses, scored; more rounds for C3PO's budget or DAPO's informative groups."""
+        """L prompts x K responses, scored; more rounds while the former's refill policy asks for them."""
         cfg, st = self.cfg, self.state
         L = cfg.rollout.prompts_per_step
         results = [self._collect(L, 0)]
         for extra in range(1, cfg.max_fill_rounds + 1):
-            if cfg.algo == "c3po" and cfg.c3po_fill == "sample_more":
-                pool = sum(s.n_response for g in merge(results).groups for s in g.samples) + sum(
-                    s.n_response for s in st.carry
-                )
-                if pool >= cfg.former.budget_tokens:
-                    break
-                results.append(self._collect(L, extra))
-            elif cfg.algo == "dapo" and cfg.former.dynamic_sampling:
-                kept, _ = informative_groups(merge(results).groups)
-                if len(kept) >= L:
-                    break
-                results.append(self._collect(L - len(kept), extra))
-            else:
+            more = self.fill.needs_more(merge(results).groups, st.carry, cfg.former, L)
+            if more <= 0:
                 break
+            results.append(self._collect(more, extra))
         ro = merge(results)
-        if cfg.algo == "dapo" and cfg.former.dynamic_sampling:
-            kept, dropped = informative_groups(ro.groups)
-            ro.groups = kept[:L] + dropped  # the former drops the uninformative ones again and counts them
-        ro.extra_rounds = len(results) - 1  # type: ignore[attr-defined]
+        ro.groups = self.fill.keep(ro.groups, cfg.former, L)
+        ro.extra_rounds = len(results) - 1
         return ro
 
     def _collect(self, n: int, round_: int) -> RolloutResult:
@@ -214,7 +212,7 @@ class RLTrainer:
         """PPO epochs x mini-batches of optimizer steps; each a loss pass over token micro-batches."""
         cfg = self.cfg
         parts = split_mini_batches(batch.selected, cfg.mini_batches)
-        metrics: dict[str, Any] = {}
+        passes: list[tuple[dict[str, Any], int]] = []
         norms, finite = [], True
         for _ in range(cfg.ppo_epochs):
             for part in parts:
@@ -235,8 +233,10 @@ class RLTrainer:
                 norm, ok = optimizer_step(self.model, self.optimizer, cfg.optim.grad_clip, metrics["train/loss"])
                 norms.append(norm)
                 finite = finite and ok
+                passes.append((metrics, sum(s.n_tokens for s in part)))
         schedule_step(self.scheduler)  # the schedule counts RL steps (cfg.steps), not PPO epochs x mini-batches
-        return metrics, norms[-1] if norms else 0.0, finite
+        # every pass counts in the step's metrics (token-weighted); grad_norm: the mean over the optimizer steps
+        return combine_step_metrics(passes), statistics.fmean(norms) if norms else 0.0, finite
 
     def _step_metrics(self, ro, batch, m, grad_norm, finite, t0, t1, t2) -> dict[str, Any]:
         t3 = time.perf_counter()
@@ -255,7 +255,7 @@ class RLTrainer:
             "train/lr": self.scheduler.get_last_lr()[0],
             "train/skipped_nonfinite": 0 if finite else 1,
             "rollout/responses": len(lengths),
-            "rollout/extra_rounds": getattr(ro, "extra_rounds", 0),
+            "rollout/extra_rounds": ro.extra_rounds,
             "time/rollout": ro.rollout_seconds,
             "time/reward": ro.reward_seconds,
             "time/train": t2 - t1,
@@ -269,6 +269,8 @@ class RLTrainer:
             "train/logprob_mismatch",
             "train/ratio",
             "train/loss",
+            "train/correction_weight_mean",
+            "train/correction_masked_fraction",
         ):
             out[k] = m.get(k, 0.0)
         for k in ("moe/balance_loss", "moe/z_loss", "moe/max_expert_load"):

@@ -23,6 +23,7 @@ from ringrl.algorithms import (
     token_entropy,
     token_logprobs,
 )
+from ringrl.algorithms.correction import correction_weights
 from ringrl.algorithms.types import SelectedSample
 from ringrl.distributed import Dist, all_reduce_sum, sync_unless
 from ringrl.models.forward import forward
@@ -99,6 +100,21 @@ def split_mini_batches(selected: list[SelectedSample], mini_batches: int) -> lis
     return [[selected[i] for i in p] for p in parts if p]
 
 
+def combine_step_metrics(parts: list[tuple[dict[str, Any], int]]) -> dict[str, Any]:
+    """One step's metrics from its loss passes (``ppo_epochs`` x ``mini_batches``): every metric
+    (per-token means, the loss, the MoE terms and the per-layer expert load) is the mean over the
+    passes weighted by each pass's trained tokens, so a step's figures cover all of its tokens."""
+    total = sum(n for _, n in parts)
+    if not parts:
+        return {}
+    weights = [n / total if total else 1.0 / len(parts) for _, n in parts]
+    out: dict[str, Any] = {}
+    for k in {k for m, _ in parts for k in m}:
+        vals = [(m[k], w) for (m, _), w in zip(parts, weights) if k in m]
+        out[k] = sum(v * w for v, w in vals) / sum(w for _, w in vals) if vals else 0.0
+    return out
+
+
 def _to(t: torch.Tensor | None, dev: Any) -> torch.Tensor | None:
     return None if t is None else t.to(dev)
 
@@ -107,7 +123,9 @@ def _to(t: torch.Tensor | None, dev: Any) -> torch.Tensor | None:
 def sequence_logprobs(model: Any, mb: MicroBatch, temperature: float) -> torch.Tensor:
     """Log-probs of the targets under ``model`` (no grad), [B, T-1]."""
     dev = next(model.parameters()).device
-    logits, _ = forward(model, mb.input_ids_BT.to(dev), mb.attention_mask_BT.to(dev), _to(mb.position_ids_BT, dev))
+    logits, _ = forward(
+        model, mb.input_ids_BT.to(dev), mb.attention_mask_BT.to(dev), _to(mb.position_ids_BT, dev), router=False
+    )
     return token_logprobs(logits[:, :-1].float() / temperature, mb.input_ids_BT[:, 1:].to(dev))
 
 
@@ -205,11 +223,14 @@ def _micro_batch_backward(
     ent_BT = token_entropy(logits_BTV) if loss_cfg.alpha_entropy > 0 else None
     old_BT = mb.old_logprobs_BT.to(dev) if mb.old_logprobs_BT is not None else lp_BT.detach()
     w_BT = mb.weights_BT.to(dev)
+    engine_BT = mb.rollout_logprobs_BT.to(dev)
+    low, high = loss_cfg.correction_bounds()
+    corr_BT = correction_weights(old_BT, engine_BT, loss_cfg.correction, low, high)  # 1 under "none"
     loss, m = policy_loss(
         lp_BT,
         old_BT,
         mb.advantages.to(dev),
-        w_BT,
+        w_BT * corr_BT if loss_cfg.correction != "none" else w_BT,
         eps_low=loss_cfg.eps_low,
         eps_high=loss_cfg.eps_high,
         beta=loss_cfg.beta if ref is not None else 0.0,
@@ -231,8 +252,15 @@ def _micro_batch_backward(
         if ent_BT is None:
             ent_BT = token_entropy(logits_BTV.detach())
         sums["train/entropy"] = sums.get("train/entropy", 0.0) + float(ent_BT[mask].sum())
+        # engine vs pi_old (the pre-update forward), not vs weights earlier mini-batches already moved
         sums["train/logprob_mismatch"] = sums.get("train/logprob_mismatch", 0.0) + float(
-            (mb.rollout_logprobs_BT.to(dev) - lp_BT.detach())[mask].abs().sum()
+            (engine_BT - old_BT)[mask].abs().sum()
+        )
+        sums["train/correction_weight_mean"] = sums.get("train/correction_weight_mean", 0.0) + float(
+            corr_BT[mask].sum()
+        )
+        sums["train/correction_masked_fraction"] = sums.get("train/correction_masked_fraction", 0.0) + float(
+            (corr_BT[mask] == 0).sum()
         )
         n = int(mask.sum())
         for k in ("clip_fraction", "kl", "ratio"):

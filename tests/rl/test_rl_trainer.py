@@ -182,7 +182,7 @@ def test_c3po_train_fewer_logs_the_shortfall(tmp_path, ringrl_moe_dir, ringrl_ut
         "rollout.prompts_per_step=1",
         "rollout.samples_per_prompt=2",
         "former.budget_tokens=40",
-        "c3po_fill=train_fewer",
+        "former.fill=train_fewer",
         "loss.beta=0",
     )
     RLTrainer(cfg, score=ringrl_util.parity_score).fit()
