@@ -81,7 +81,8 @@ def _load(path: Path, strict: bool) -> tuple[list[dict[str, Any]], list[str], di
             print(f"ringrl verify: {err}", file=sys.stderr)
             bad[len(rows)] = f"field '{problem[0]}': {problem[1]}"
         rows.append(row)
-        responses.append(row.get("response") if isinstance(row.get("response"), str) else "")
+        response = row.get("response")
+        responses.append(response if isinstance(response, str) else "")
     if not rows:
         raise UserError(f"{path}: no rows")
     return rows, responses, bad

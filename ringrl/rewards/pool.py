@@ -30,7 +30,7 @@ from collections import OrderedDict, deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
-from typing import Any
+from typing import Any, cast
 
 from ringrl.rewards.codejudge import build_job, job_seconds, to_verdict
 from ringrl.rewards.extract import extract_last_boxed
@@ -243,7 +243,9 @@ class RewardPool:
         if hit is not None:
             self.stats.cache_hits += 1
             return "done", hit
-        return "grade", (functools.partial(spec.fn, timeout=inner), dict(row), "\\boxed{" + pred + "}", key)
+        # the built-in boxed verifiers (math, science, logic) take a time limit besides (row, response)
+        graded = cast(Callable[..., Verdict], spec.fn)
+        return "grade", (functools.partial(graded, timeout=inner), dict(row), "\\boxed{" + pred + "}", key)
 
     def score(
         self, rows: Sequence[Mapping[str, Any]], responses: Sequence[str], progress: Callable[[int], None] | None = None
