@@ -118,7 +118,7 @@ class TransformersGenerator:
         return Generated(self.tokenizer.decode(ids, skip_special_tokens=True), ids)
 
 
-def load_model(path: str | Path, device: str | None = None) -> tuple[Any, Any]:
+def load_model(path: str | Path, device: str | None = None, trust_remote_code: bool = False) -> tuple[Any, Any]:
     """``(model, tokenizer)`` from a Hugging Face causal LM directory, in eval mode.
 
     Uses ``ringrl.models.load_policy`` when the package provides it; otherwise loads with
@@ -130,7 +130,9 @@ def load_model(path: str | Path, device: str | None = None) -> tuple[Any, Any]:
     except ImportError:
         load_policy = None
     if load_policy is not None:
-        model, tokenizer = load_policy(str(path), device=device)
+        model, tokenizer = load_policy(
+            str(path), device=device, trust_remote_code=trust_remote_code, trust_key="--trust-remote-code"
+        )
     else:
         p = Path(path)
         if not (p / "config.json").is_file():
