@@ -113,6 +113,80 @@ class TokenStats:
     router_logits: tuple[torch.Tensor, ...]  # one [B*T, E] per MoE layer, or ()
 
 
+class _LinearHeadStats(torch.autograd.Function):
+    """``(logprob_N, entropy_N)`` of ``softmax((h W^T + b) / T)`` over token chunks, with a hand-written backward.
+
+    Saved for backward: the hidden states, the weights and two floats per token (the
+    log-normaliser and the entropy); each chunk's ``[C, V]`` logits are recomputed in
+    backward and turned into their gradient in place, so forward and backward each hold
+    about two float32 ``[C, V]`` buffers at a time. With ``z = logits / T``, ``p = softmax(z)``
+    and ``mu = sum_v p_v z_v = lse - H``::
+
+        d logp_t / dz = onehot_t - p          dH / dz = -p (z - mu)
+
+    The matmuls run in ``compute_dtype`` (the autocast dtype, or the weights' own); every
+    softmax quantity and the weight-gradient accumulation are float32.
+    """
+
+    @staticmethod
+    def forward(ctx, hidden_NH, weight_VH, bias_V, targets_N, temperature, chunk, compute_dtype):  # type: ignore[override]
+        N = hidden_NH.shape[0]
+        w = weight_VH.to(compute_dtype)
+        b = None if bias_V is None else bias_V.to(compute_dtype)
+        lp_N = torch.empty(N, dtype=torch.float32, device=hidden_NH.device)
+        ent_N = torch.empty_like(lp_N)
+        lse_N = torch.empty_like(lp_N)
+        with torch.autocast(hidden_NH.device.type, enabled=False):
+            for s in range(0, N, chunk):
+                z_CV = torch.nn.functional.linear(hidden_NH[s : s + chunk].to(compute_dtype), w, b).float()
+                if temperature != 1.0:
+                    z_CV.div_(temperature)
+                lse_C = torch.logsumexp(z_CV, dim=-1)
+                lp_N[s : s + chunk] = z_CV.gather(-1, targets_N[s : s + chunk, None]).squeeze(-1) - lse_C
+                logp_CV = z_CV.sub_(lse_C[:, None])  # in place: z is not needed any more
+                ent_N[s : s + chunk] = -(logp_CV.exp() * logp_CV).sum(-1)
+                lse_N[s : s + chunk] = lse_C
+        ctx.save_for_backward(hidden_NH, weight_VH, bias_V, targets_N, lse_N, ent_N)
+        ctx.temperature, ctx.chunk, ctx.compute_dtype = temperature, chunk, compute_dtype
+        return lp_N, ent_N
+
+    @staticmethod
+    def backward(ctx, g_lp_N, g_ent_N):  # type: ignore[override]
+        hidden_NH, weight_VH, bias_V, targets_N, lse_N, ent_N = ctx.saved_tensors
+        T, chunk, cdt = ctx.temperature, ctx.chunk, ctx.compute_dtype
+        N = hidden_NH.shape[0]
+        g_lp_N = torch.zeros_like(lse_N) if g_lp_N is None else g_lp_N.float()
+        g_ent_N = torch.zeros_like(lse_N) if g_ent_N is None else g_ent_N.float()
+        w = weight_VH.to(cdt)
+        b = None if bias_V is None else bias_V.to(cdt)
+        g_h = torch.empty_like(hidden_NH) if ctx.needs_input_grad[0] else None
+        g_w = torch.zeros(weight_VH.shape, dtype=torch.float32, device=weight_VH.device)
+        g_b = None if bias_V is None else torch.zeros(bias_V.shape, dtype=torch.float32, device=bias_V.device)
+        with torch.autocast(hidden_NH.device.type, enabled=False):
+            for s in range(0, N, chunk):
+                sl = slice(s, s + chunk)
+                h_CH = hidden_NH[sl].to(cdt)
+                z_CV = torch.nn.functional.linear(h_CH, w, b).float()
+                if T != 1.0:
+                    z_CV.div_(T)
+                lse_C, mu_C = lse_N[sl, None], (lse_N[sl] - ent_N[sl])[:, None]
+                p_CV = (z_CV - lse_C).exp_()
+                # dL/dz = -p * (g_lp + g_ent (z - mu)) + g_lp onehot, built in z's buffer
+                g_CV = z_CV.sub_(mu_C).mul_(g_ent_N[sl, None]).add_(g_lp_N[sl, None]).mul_(p_CV).neg_()
+                del p_CV
+                g_CV.scatter_add_(1, targets_N[sl, None], g_lp_N[sl, None])
+                if T != 1.0:
+                    g_CV.div_(T)
+                if g_b is not None:
+                    g_b += g_CV.sum(0)
+                g_cdt = g_CV.to(cdt)
+                if g_h is not None:
+                    g_h[sl] = (g_cdt @ w).to(hidden_NH.dtype)
+                g_w.add_(g_cdt.t() @ h_CH)
+        g_b = None if g_b is None else g_b.to(bias_V.dtype)
+        return g_h, g_w.to(weight_VH.dtype), g_b, None, None, None, None
+
+
 def head_stats(
     head: Any,
     hidden_NH: torch.Tensor,
@@ -122,23 +196,28 @@ def head_stats(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``(logprob_N, entropy_N)`` float32 of ``softmax(head(hidden) / temperature)`` over chunks of tokens.
 
-    ``head``: a callable ``[C, H] -> [C, V]`` (the LM head module, or the identity over
-    precomputed logits). Each chunk's logits are upcast to float32 before the division by
-    the temperature, so the result is exactly the unchunked one. With grad enabled each
-    chunk is checkpointed: its ``[C, V]`` intermediates are freed after the forward and
-    recomputed (under the same autocast state) in backward.
+    ``head``: the LM head (an ``nn.Linear``: :class:`_LinearHeadStats`, bounded memory in
+    forward and backward), or any callable ``[C, H] -> [C, V]`` (e.g. the identity over
+    precomputed logits), then each chunk is activation-checkpointed instead. Logits are
+    upcast to float32 before the division by the temperature, so the result is the
+    unchunked one's.
     """
     N = hidden_NH.shape[0]
     if N == 0:  # keep the graph connected (a zero-token micro-batch still back-propagates)
         zero_N = hidden_NH.sum(-1).float() * 0.0
         return zero_N, zero_N
+    step = N if chunk_tokens <= 0 else chunk_tokens
+    weight = getattr(head, "weight", None)
+    if isinstance(head, torch.nn.Linear) and weight is not None:
+        dev = hidden_NH.device.type
+        cdt = torch.get_autocast_dtype(dev) if torch.is_autocast_enabled(dev) else weight.dtype
+        return _LinearHeadStats.apply(hidden_NH, weight, head.bias, targets_N, float(temperature), step, cdt)
 
     def chunk(h_CH: torch.Tensor, t_C: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         z_CV = head(h_CH).float() / temperature
         lp_C = z_CV.gather(-1, t_C.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(z_CV, dim=-1)
         return lp_C, _entropy_rows(z_CV)
 
-    step = N if chunk_tokens <= 0 else chunk_tokens
     grad = torch.is_grad_enabled() and hidden_NH.requires_grad
     lps, ents = [], []
     for s in range(0, N, step):

@@ -132,3 +132,18 @@ def test_sft_trains_with_the_key(custom_dir, tmp_path, ringrl_util, no_prompt):
     assert m and all(r["moe/balance_loss"] > 0 for r in m)
     before, after = weights(custom_dir), weights(out / "checkpoints" / "epoch-1")
     assert sum(not torch.equal(before[n], after[n]) for n in before) >= 0.9 * len(before)
+
+
+def test_curate_difficulty_with_a_custom_code_model(custom_dir, tmp_path, capsys, no_prompt):
+    rows = [{"prompt": f"What is {a} + {a}?", "answer": str(2 * a), "domain": "math"} for a in (3, 5, 7)]
+    src = tmp_path / "in.jsonl"
+    src.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    args = ["curate", str(src), "-o", str(tmp_path / "out.jsonl"), "--no-decontam", "--model", str(custom_dir)]
+    args += ["--samples", "2", "--max-new-tokens", "4", "--device", "cpu"]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--trust-remote-code" in err, err
+    assert main([*args, "--trust-remote-code"]) == 0
+    report = json.loads((tmp_path / "curation_report.json").read_text())
+    # a random model answers nothing in 4 tokens: every row is "never solved"
+    assert report["removed_by_filter"]["too_hard"] == 3 and report["rows_kept"] == 0
