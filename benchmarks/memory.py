@@ -43,17 +43,16 @@ VOCAB = 151_936
 N_SEQ, NEW_TOKENS, PROMPT_TOKENS = 32, 256, 150
 
 
-def build_model(out: Path) -> Path:
-    """The random Qwen3-MoE with a 151,936-entry word-level tokenizer, saved to ``out``."""
-    import torch
+def build_tokenizer(vocab_size: int = VOCAB):
+    """A word-level tokenizer with ``vocab_size`` entries: ChatML specials, one token per
+    printable ASCII character, then filler tokens (a model's vocabulary size without a download)."""
     from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast, Qwen3MoeConfig, Qwen3MoeForCausalLM
+    from transformers import PreTrainedTokenizerFast
 
     specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|pad|>"]
     chars = [chr(c) for c in range(32, 127)] + ["\n"]
-    words = specials + chars
-    vocab = {w: i for i, w in enumerate(words)}
-    for i in range(len(vocab), VOCAB):
+    vocab = {w: i for i, w in enumerate(specials + chars)}
+    for i in range(len(vocab), vocab_size):
         vocab[f"~{i}"] = i
     tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<|endoftext|>"))
     tok.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")
@@ -65,6 +64,15 @@ def build_model(out: Path) -> Path:
         "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
         "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
     )
+    return fast
+
+
+def build_model(out: Path) -> Path:
+    """The random Qwen3-MoE with a 151,936-entry word-level tokenizer, saved to ``out``."""
+    import torch
+    from transformers import Qwen3MoeConfig, Qwen3MoeForCausalLM
+
+    fast = build_tokenizer()
     cfg = Qwen3MoeConfig(
         vocab_size=VOCAB,
         hidden_size=64,
