@@ -18,7 +18,7 @@ class ModelConfig:
     device: str = doc("'auto' (CUDA when present), 'cpu' or 'cuda[:N]'", "auto")
     dtype: str = doc(
         "compute dtype, applied by autocast: 'auto' (bf16 on CUDA, fp32 on CPU), 'float32', 'bfloat16' or "
-        "'float16'; weights and optimizer state are always float32 (the master weights)",
+        "'float16' (no loss scaling: prefer bfloat16); weights and optimizer state are always float32 (the master weights)",
         "auto",
     )
     save_dtype: str = doc(
@@ -36,7 +36,7 @@ class ModelConfig:
     )
     head_chunk_tokens: int = doc(
         "tokens per chunk of the output head + float32 log-softmax in the loss pass and SFT loss (memory about "
-        "chunk x vocabulary x 16 bytes); 0: the model's own full [B, T, V] logits",
+        "chunk x vocabulary x 8 bytes); 0: the model's own full [B, T, V] logits",
         512,
     )
     tiny: TinyModelConfig = doc(
