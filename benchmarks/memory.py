@@ -12,6 +12,8 @@ the step, so ``peak - load`` is the step's own):
 * ``rl_step``: one ``RLTrainer.step()`` (C3PO, L=4 prompts x K=8 samples x 256 new
   tokens, Phi = 8192 so all 32 responses are trained, KL reference model on): the rollout
   through the branch's rollout engine, reward (a fake verifier), loss pass, optimizer.
+* ``rl_step_rollout_batch_4`` (not in the default list): the same with ``rollout.batch_size=4``,
+  so that the branch's engine stacks the logits of 4 sequences at a time, not 32.
 * ``rl_loss_pass``: the trainer's loss pass + optimizer step alone on a formed batch of 32
   random responses of 256 tokens after a 150-token prompt (reference model included).
 * ``sft_step``: one SFT optimizer step (``train_step`` + ``clip_and_step``) on 32
@@ -105,7 +107,7 @@ def _score(rows, responses):
     return [float(len(r) % 2 == 0) for r in responses]  # mixed rewards, no reward pool
 
 
-def _rl_trainer(model_dir: str, out: str):
+def _rl_trainer(model_dir: str, out: str, rollout_batch: int = 32):
     from ringrl.config import load_config
     from ringrl.rl.config import RLConfig
     from ringrl.rl.trainer import RLTrainer
@@ -120,7 +122,7 @@ def _rl_trainer(model_dir: str, out: str):
             "rollout.prompts_per_step=4",
             "rollout.samples_per_prompt=8",
             f"rollout.max_new_tokens={NEW_TOKENS}",
-            "rollout.batch_size=32",
+            f"rollout.batch_size={rollout_batch}",
             f"former.budget_tokens={N_SEQ * NEW_TOKENS}",
             "max_fill_rounds=0",
             "data.train_size=16",
@@ -134,6 +136,16 @@ def _rl_trainer(model_dir: str, out: str):
 
 def case_rl_step(model_dir: str, out: str) -> dict:
     trainer = _rl_trainer(model_dir, out)
+    load = _rss_mb()
+    m = trainer.step()
+    trainer.close()
+    generated = round(m["response_length/mean"] * m["rollout/responses"])
+    return {"load_mb": load, "trained_tokens": m["train/tokens"], "generated_tokens": generated}
+
+
+def case_rl_step_rollout_batch_4(model_dir: str, out: str) -> dict:
+    """The whole RL step with the engine generating 4 sequences per call (its stacked logits 8x smaller)."""
+    trainer = _rl_trainer(model_dir, out, rollout_batch=4)
     load = _rss_mb()
     m = trainer.step()
     trainer.close()
@@ -197,7 +209,12 @@ def case_sft_step(model_dir: str, out: str) -> dict:
     return {"load_mb": load, "trained_tokens": N_SEQ * NEW_TOKENS}
 
 
-CASES = {"rl_step": case_rl_step, "rl_loss_pass": case_rl_loss_pass, "sft_step": case_sft_step}
+CASES = {
+    "rl_step": case_rl_step,
+    "rl_step_rollout_batch_4": case_rl_step_rollout_batch_4,
+    "rl_loss_pass": case_rl_loss_pass,
+    "sft_step": case_sft_step,
+}
 
 
 def _rss_mb() -> float:
@@ -292,6 +309,8 @@ def main() -> None:
                         else "> limit / failed"
                     )
                     extra = f"{r.get('seconds', 0):.0f} s" if r.get("ok") else r.get("error", "")
+                    if r.get("generated_tokens") is not None:
+                        extra += f", {r['generated_tokens']} generated / {r['trained_tokens']} trained tokens"
                     print(f"{case:13s} {name:20s} {peak:32s} {extra}", flush=True)
                 if len(trees) == 2:
                     a, b = (results[case, n] for n in trees)

@@ -130,3 +130,34 @@ def test_no_full_vocabulary_tensor_in_forward_or_backward(ringrl_dense_dir):
     embed = V * model.config.hidden_size  # the largest weight (and its gradient)
     assert sizes[4] <= max(embed, 4 * V)  # one chunk's [4, V] at most, never [tokens, V]
     assert sizes[0] >= n_tokens * V  # the full-logits path does allocate [B, T, V]: the probe sees it
+
+
+def test_soft_capped_logits_are_detected(tmp_path, ringrl_moe_dir):
+    """A model whose logits are not its head's output (Gemma-2 soft-caps them) is refused in one
+    line naming model.head_chunk_tokens; with 0 (the model's own full logits) it is exact."""
+    from transformers import AutoTokenizer, Gemma2Config, Gemma2ForCausalLM
+
+    from ringrl.errors import UserError
+
+    tok = AutoTokenizer.from_pretrained(ringrl_moe_dir)
+    cfg = Gemma2Config(
+        vocab_size=len(tok),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        head_dim=16,
+        final_logit_softcapping=2.0,
+        pad_token_id=tok.pad_token_id,
+    )
+    torch.manual_seed(0)
+    model = Gemma2ForCausalLM(cfg)
+    ids_BT, attn_BT, sel_BT, _ = batch(len(tok))
+    with pytest.raises(UserError, match=r"model\.head_chunk_tokens=0"):
+        token_stats(model, ids_BT, attn_BT, targets_mask_BT=sel_BT, chunk_tokens=8)
+    st = token_stats(model, ids_BT, attn_BT, targets_mask_BT=sel_BT, chunk_tokens=0)
+    with torch.no_grad():
+        logits = model(input_ids=ids_BT, attention_mask=attn_BT, use_cache=False).logits
+    ref = F.log_softmax(logits[:, :-1].float(), -1).gather(-1, ids_BT[:, 1:, None]).squeeze(-1) * sel_BT
+    assert (st.logprobs_BT.detach() - ref).abs().max() <= 1e-6
