@@ -26,6 +26,7 @@ case that would take more memory fails fast with MemoryError instead of exhausti
 shared machine; such a case is reported as "> limit". One torch thread.
 
     python benchmarks/memory.py [--cases rl_step,rl_loss_pass,sft_step] [--limit-gb 8] [--no-baseline]
+        [--set model.head_chunk_tokens=128 ...]   # overrides for every case (this tree's keys)
 """
 
 from __future__ import annotations
@@ -129,6 +130,7 @@ def _rl_trainer(model_dir: str, out: str, rollout_batch: int = 32):
             "progress=false",
             "threads=1",
             "tensorboard=false",
+            *_extra(),
         ],
     )
     return RLTrainer(cfg, score=_score)
@@ -187,7 +189,7 @@ def case_sft_step(model_dir: str, out: str) -> dict:
     from ringrl.sft.config import SFTConfig
     from ringrl.sft.trainer import clip_and_step, train_step
 
-    cfg = load_config(SFTConfig, overrides=[f"model.path={model_dir}", "model.device=cpu", "threads=1"])
+    cfg = load_config(SFTConfig, overrides=[f"model.path={model_dir}", "model.device=cpu", "threads=1", *_extra()])
     try:  # this tree: float32 masters and the model.* settings
         from ringrl.models.loading import load_for_training
 
@@ -217,6 +219,11 @@ CASES = {
 }
 
 
+def _extra() -> list[str]:
+    """The ``--set`` overrides, passed to the child through the environment."""
+    return json.loads(os.environ.get("RINGRL_MEMORY_SET", "[]"))
+
+
 def _rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
@@ -241,8 +248,9 @@ def child(case: str, model_dir: str) -> None:
 
 
 # ----------------------------------------------------------------------------------- the driver
-def run_case(tree: Path, case: str, model_dir: Path, limit_gb: float, timeout: float) -> dict:
+def run_case(tree: Path, case: str, model_dir: Path, limit_gb: float, timeout: float, sets: list[str]) -> dict:
     env = {**os.environ, "PYTHONPATH": str(tree), "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    env["RINGRL_MEMORY_SET"] = json.dumps(sets)
     limit = int(limit_gb * 2**30)
 
     def cap() -> None:
@@ -267,6 +275,9 @@ def main() -> None:
     ap.add_argument("--timeout", type=float, default=900.0, help="seconds per case")
     ap.add_argument("--baseline", default="4032c27", help="commit measured as 'before'")
     ap.add_argument("--no-baseline", action="store_true")
+    ap.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="config override for every case (repeatable)"
+    )
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--model-dir", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -287,6 +298,8 @@ def main() -> None:
             f"model: random Qwen3-MoE, vocabulary {VOCAB}, {n_params / 1e6:.1f}M parameters ({n_params * 4 / 1e6:.0f} MB fp32)"
         )
         print(f"machine: {machine_line()}\ncode: {code_version()}; limit {args.limit_gb:g} GiB address space per case")
+        if args.set:
+            print(f"overrides: {' '.join(args.set)}")
         trees = {"this tree": ROOT}
         base = Path(tmp) / "baseline"
         if not args.no_baseline:
@@ -301,7 +314,7 @@ def main() -> None:
             results = {}
             for case in cases:
                 for name, tree in trees.items():
-                    r = run_case(tree, case, model_dir, args.limit_gb, args.timeout)
+                    r = run_case(tree, case, model_dir, args.limit_gb, args.timeout, args.set)
                     results[case, name] = r
                     peak = (
                         f"{r['peak_mb']:.0f} MB peak (load {r['load_mb']:.0f} MB)"
