@@ -253,9 +253,9 @@ def token_stats(
     sel_BT = targets_mask_BT.to(input_ids_BT.device).bool()
     targets_N = input_ids_BT[:, 1:][sel_BT]
     kwargs = _kwargs(model, input_ids_BT, attention_mask_BT, position_ids_BT)
+    head = unwrap(model).get_output_embeddings() if chunk_tokens > 0 else None
     with compute_autocast(model):
-        if chunk_tokens > 0:
-            head = unwrap(model).get_output_embeddings()
+        if head is not None:  # a model without output embeddings falls back to its own full logits
             hidden_BTH, out = _body(model, head, kwargs)
             hidden_NH = hidden_BTH[:, :-1][sel_BT]  # [N, H]
             lp_N, ent_N = head_stats(head, hidden_NH, targets_N, temperature, chunk_tokens)
