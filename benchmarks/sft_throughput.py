@@ -1,9 +1,9 @@
 """SFT training throughput: ringrl's step against a bare PyTorch loop (a benchmark, not a timed test).
 
 Subject: the real SFT step of ``ringrl sft`` -- the denominator fixed before backward,
-:func:`ringrl.sft.trainer.train_step` (``ringrl.models.forward.forward`` with router
-logits, ``sft_loss``, the MoE load-balance and z-loss terms, backward per micro-batch)
-then :func:`ringrl.sft.trainer.clip_and_step` (global-norm clip, AdamW step, LR
+:func:`ringrl.sft.trainer.train_step` (``ringrl.models.forward.token_stats``: the chunked
+output head with router logits, ``sft_loss_from_logprobs``, the MoE load-balance and
+z-loss terms, backward per micro-batch) then :func:`ringrl.sft.trainer.clip_and_step` (global-norm clip, AdamW step, LR
 schedule, zero_grad).
 
 Baseline: a bare loop over the SAME model object and the SAME collated batches::

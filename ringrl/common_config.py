@@ -16,10 +16,41 @@ class ModelConfig:
 
     path: str | None = doc("local HF causal LM directory; null builds the embedded tiny MoE", None)
     device: str = doc("'auto' (CUDA when present), 'cpu' or 'cuda[:N]'", "auto")
-    dtype: str = doc("'auto' (bf16 on CUDA, fp32 on CPU), 'float32', 'bfloat16' or 'float16'", "auto")
+    dtype: str = doc(
+        "compute dtype, applied by autocast: 'auto' (bf16 on CUDA, fp32 on CPU), 'float32', 'bfloat16' or "
+        "'float16' (no loss scaling: prefer bfloat16); weights and optimizer state are always float32 (the master weights)",
+        "auto",
+    )
+    save_dtype: str = doc(
+        "dtype of the weights in checkpoints: 'auto' (the dtype in the source model's config.json), 'float32' "
+        "or 'bfloat16' (resume state keeps the float32 masters either way)",
+        "auto",
+    )
+    trust_remote_code: bool = doc(
+        "run Python code shipped in the model directory (config.json 'auto_map', e.g. Ling/Ring's BailingMoe); "
+        "only for models you trust",
+        False,
+    )
+    activation_checkpointing: bool = doc(
+        "recompute each decoder layer's activations in backward (less memory, about a third more compute)", False
+    )
+    head_chunk_tokens: int = doc(
+        "tokens per chunk of the output head + float32 log-softmax in the loss pass and SFT loss (memory about "
+        "chunk x vocabulary x 8 bytes); 0: the model's own full [B, T, V] logits",
+        512,
+    )
     tiny: TinyModelConfig = doc(
         "shape of the embedded tiny MoE (used when path is null)", default_factory=TinyModelConfig
     )
+
+    def validate(self) -> None:
+        dtypes = ("auto", "float32", "fp32", "bfloat16", "bf16", "float16", "fp16")
+        if self.dtype not in dtypes:
+            raise ConfigError("model.dtype", f"must be one of {', '.join(dtypes)}, got {self.dtype!r}")
+        if self.save_dtype not in ("auto", "float32", "bfloat16"):
+            raise ConfigError("model.save_dtype", f"must be 'auto', 'float32' or 'bfloat16', got {self.save_dtype!r}")
+        if self.head_chunk_tokens < 0:
+            raise ConfigError("model.head_chunk_tokens", f"must be >= 0, got {self.head_chunk_tokens}")
 
 
 @dataclass(frozen=True)

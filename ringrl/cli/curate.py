@@ -49,17 +49,63 @@ def register(subparsers: Any) -> None:
     p.add_argument("--ngram", metavar="N", type=int, default=13, help="decontamination word n-gram size (default 13)")
     p.add_argument("--model", metavar="DIR", help="model for model-aware difficulty (solve rate over --samples)")
     p.add_argument("--samples", metavar="K", type=int, default=8, help="samples per row for the solve rate (default 8)")
+    p.add_argument(
+        "--max-new-tokens",
+        dest="max_new_tokens",
+        metavar="N",
+        type=int,
+        default=1024,
+        help="longest sampled response for the solve rate (default 1024)",
+    )
+    p.add_argument(
+        "--temperature", type=float, default=1.0, help="sampling temperature for the solve rate (default 1.0)"
+    )
+    p.add_argument("--device", help="torch device for --model (default: CUDA when present)")
+    p.add_argument(
+        "--trust-remote-code",
+        action="store_true",
+        help="run Python code shipped in the --model directory (config.json 'auto_map'); only for models you trust",
+    )
     p.set_defaults(func=run)
 
 
-def _solve_rate_fn(model: str, samples: int) -> Any:
-    """The solve-rate hook backed by the generation engine and rewards."""
+def _solve_rate_fn(args: argparse.Namespace) -> Any:
+    """The solve-rate hook: ``--samples`` responses per row from ``--model`` through the rollout
+    engine, graded by the verifier registry; a row's rate is the fraction with reward 1."""
+    samples = args.samples
     if samples < 2:
         raise UserError(f"--samples must be at least 2 to tell always/never from sometimes, got {samples}")
-    raise UserError(
-        "--model: model-aware difficulty needs the shared generation engine and rewards, which are not "
-        "wired into curate yet; run without --model (library users can pass solve_rate_fn to curate_file)"
-    )
+    if args.max_new_tokens < 1 or not args.temperature > 0:
+        raise UserError("--max-new-tokens must be >= 1 and --temperature > 0")
+    from ringrl.data.prompts import render_prompt
+    from ringrl.models.forward import compute_autocast
+    from ringrl.models.loading import load_policy
+    from ringrl.rewards import RewardPool
+    from ringrl.rollout import HFEngine
+
+    try:
+        model, tokenizer = load_policy(
+            args.model, args.device, None, args.trust_remote_code, trust_key="--trust-remote-code"
+        )
+    except UserError as e:
+        raise UserError(f"--model: {e}") from None
+
+    def rates(rows: list[dict[str, Any]]) -> list[float]:
+        engine = HFEngine(model, tokenizer)
+        prompts = [render_prompt(tokenizer, r) for r in rows]
+        with compute_autocast(model):
+            groups = engine.generate(
+                prompts, n=samples, temperature=args.temperature, max_new_tokens=args.max_new_tokens, seed=0
+            )
+        pool = RewardPool()
+        try:
+            verdicts = pool.score([r for r, g in zip(rows, groups) for _ in g], [c.text for g in groups for c in g])
+        finally:
+            pool.close()
+        solved = [v.reward >= 1.0 for v in verdicts]
+        return [sum(solved[i * samples : (i + 1) * samples]) / samples for i in range(len(rows))]
+
+    return rates
 
 
 def run(args: argparse.Namespace) -> int:
@@ -67,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
         near_dup=NearDupConfig(threshold=args.near_dup_threshold, ngram=args.shingle),
         decontam_ngram=args.ngram,
     )
-    solve_rate_fn = _solve_rate_fn(args.model, args.samples) if args.model else None
+    solve_rate_fn = _solve_rate_fn(args) if args.model else None
     files: list[Path] = []
     if not args.no_decontam:
         data_dir = args.data_dir

@@ -25,6 +25,7 @@ _FLAG_FIELDS = (
     "limit",
     "data_dir",
     "grader_workers",
+    "trust_remote_code",
 )
 
 
@@ -68,6 +69,13 @@ def register(subparsers: Any) -> None:
         "--tokenizer", metavar="DIR", help="with --responses: count response lengths in this tokenizer's tokens"
     )
     p.add_argument("--device", help="torch device for --model (default: the loader's choice)")
+    p.add_argument(
+        "--trust-remote-code",
+        dest="trust_remote_code",
+        action="store_const",
+        const=True,
+        help="run Python code shipped in the --model directory (config.json 'auto_map'); only for models you trust",
+    )
     p.add_argument(
         "--output", default="eval_results.json", metavar="FILE.json", help="results JSON (default %(default)s)"
     )

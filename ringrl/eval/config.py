@@ -23,6 +23,9 @@ class EvalConfig:
     grader_workers: int | None = doc("grading processes; default: the reward pool's choice", None)
     grader_timeout: float = doc("seconds per math verification", 5.0)
     code_timeout: float = doc("seconds per code test run", 10.0)
+    trust_remote_code: bool = doc(
+        "run Python code shipped in the model directory (config.json 'auto_map'); only for models you trust", False
+    )
 
     def validate(self) -> None:
         if self.samples < 1:

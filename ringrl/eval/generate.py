@@ -21,8 +21,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from ringrl.errors import UserError
-
 
 class Generator(Protocol):
     """Anything that samples ``n`` responses for each prompt."""
@@ -74,31 +72,13 @@ class TransformersGenerator:
         return [[Generated(c.text, c.token_ids) for c in g] for g in groups]
 
 
-def load_model(path: str | Path, device: str | None = None) -> tuple[Any, Any]:
-    """``(model, tokenizer)`` from a Hugging Face causal LM directory, in eval mode.
+def load_model(path: str | Path, device: str | None = None, trust_remote_code: bool = False) -> tuple[Any, Any]:
+    """``(model, tokenizer)`` from a Hugging Face causal LM directory (``ringrl.models.load_policy``),
+    in eval mode. Anything but a loadable causal LM directory is a UserError."""
+    from ringrl.models.loading import load_policy
 
-    Uses ``ringrl.models.load_policy`` when the package provides it; otherwise loads with
-    ``AutoModelForCausalLM`` / ``AutoTokenizer``. Anything but a loadable causal LM
-    directory is a UserError.
-    """
-    try:
-        from ringrl.models import load_policy  # type: ignore[attr-defined]
-    except ImportError:
-        load_policy = None
-    if load_policy is not None:
-        model, tokenizer = load_policy(str(path), device=device)
-    else:
-        p = Path(path)
-        if not (p / "config.json").is_file():
-            raise UserError(f"{p}: not a model directory (no config.json)")
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
-        try:
-            tokenizer = AutoTokenizer.from_pretrained(str(p))
-            model = AutoModelForCausalLM.from_pretrained(str(p))
-        except (OSError, ValueError, KeyError) as e:
-            raise UserError(f"{p}: cannot load a causal LM ({str(e).splitlines()[0]})") from None
-        if device:
-            model = model.to(device)
+    model, tokenizer = load_policy(
+        str(path), device=device, trust_remote_code=trust_remote_code, trust_key="--trust-remote-code"
+    )
     model.eval()
     return model, tokenizer

@@ -238,7 +238,7 @@ def run_eval(
     if engine is None:
         if model_dir is None:
             raise UserError("run_eval needs a model directory or an engine")
-        model, tok = load_model(model_dir, device=device)
+        model, tok = load_model(model_dir, device=device, trust_remote_code=cfg.trust_remote_code)
         tokenizer = tokenizer or tok
         engine = TransformersGenerator(model, tokenizer)
     if tokenizer is None:

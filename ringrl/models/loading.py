@@ -40,12 +40,43 @@ def resolve_dtype(dtype: str | None, device: str):
     return table[dtype]
 
 
-def load_tokenizer(path: str | Path):
+def remote_code_files(path: str | Path) -> list[str]:
+    """The files of ``path`` (config.json, tokenizer_config.json) whose ``auto_map`` points at Python
+    code shipped in the directory (custom architectures such as Ling/Ring's BailingMoe)."""
+    import json
+
+    found = []
+    for name in ("config.json", "tokenizer_config.json"):
+        f = Path(path) / name
+        if not f.is_file():
+            continue
+        try:
+            data = json.loads(f.read_text())
+        except (OSError, ValueError, UnicodeDecodeError):
+            continue
+        if isinstance(data, dict) and data.get("auto_map"):
+            found.append(name)
+    return found
+
+
+def check_remote_code(path: str | Path, trust_remote_code: bool, key: str = "model.trust_remote_code") -> None:
+    """A directory with custom code is refused unless ``trust_remote_code``; the one-line error names ``key``.
+
+    (transformers is always called with an explicit ``trust_remote_code``, so it never asks on stdin.)"""
+    files = remote_code_files(path)
+    if files and not trust_remote_code:
+        raise UserError(
+            f"{path}: the model's code ships in its directory ({files[0]} 'auto_map'); "
+            f"set {key}=true to run that code (only for a model you trust)"
+        )
+
+
+def load_tokenizer(path: str | Path, trust_remote_code: bool = False):
     from transformers import AutoTokenizer
 
     p = Path(path)
     try:
-        tok = AutoTokenizer.from_pretrained(str(p))
+        tok = AutoTokenizer.from_pretrained(str(p), trust_remote_code=trust_remote_code)
     except Exception as e:  # transformers raises many kinds here
         raise UserError(f"{p}: cannot load a tokenizer ({type(e).__name__}: {str(e).splitlines()[0][:160]})") from None
     if tok.pad_token is None:
@@ -54,8 +85,18 @@ def load_tokenizer(path: str | Path):
     return tok
 
 
-def load_policy(path: str | Path, device: str | None = None, dtype: str | None = None) -> tuple[Any, Any]:
-    """(model, tokenizer) from a local HF directory; the model on ``device``, in the mode ``from_pretrained`` leaves it (eval)."""
+def load_policy(
+    path: str | Path,
+    device: str | None = None,
+    dtype: str | None = None,
+    trust_remote_code: bool = False,
+    trust_key: str = "model.trust_remote_code",
+) -> tuple[Any, Any]:
+    """(model, tokenizer) from a local HF directory; the model on ``device``, in the mode ``from_pretrained`` leaves it (eval).
+
+    ``dtype`` is the dtype of the loaded parameters. A directory whose architecture is
+    Python code beside the weights (``auto_map``) loads only with ``trust_remote_code``;
+    otherwise it is a one-line error naming ``trust_key``."""
     from transformers import AutoConfig, AutoModelForCausalLM
 
     p = Path(path)
@@ -63,13 +104,15 @@ def load_policy(path: str | Path, device: str | None = None, dtype: str | None =
         raise UserError(f"{p}: model directory not found")
     if not (p / "config.json").is_file():
         raise UserError(f"{p}: not a Hugging Face model directory (no config.json)")
+    check_remote_code(p, trust_remote_code, trust_key)
     try:
-        hf_cfg = AutoConfig.from_pretrained(str(p))
+        hf_cfg = AutoConfig.from_pretrained(str(p), trust_remote_code=trust_remote_code)
     except Exception as e:
         raise UserError(f"{p}: unreadable config.json ({str(e).splitlines()[0][:160]})") from None
     from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
 
-    if hf_cfg.model_type not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
+    custom = trust_remote_code and "AutoModelForCausalLM" in (getattr(hf_cfg, "auto_map", None) or {})
+    if not custom and hf_cfg.model_type not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
         raise UserError(f"{p}: model type '{hf_cfg.model_type}' is not a causal language model")
     # some encoder families (BERT, RoBERTa, ...) have a causal class in the mapping too: a
     # directory saved as e.g. BertForMaskedLM would silently load as a (bidirectional) "policy"
@@ -80,13 +123,65 @@ def load_policy(path: str | Path, device: str | None = None, dtype: str | None =
     dev = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, dev)
     try:
-        model = AutoModelForCausalLM.from_pretrained(str(p), dtype=torch_dtype)
+        model = AutoModelForCausalLM.from_pretrained(str(p), dtype=torch_dtype, trust_remote_code=trust_remote_code)
     except Exception as e:
         raise UserError(f"{p}: cannot load the model ({type(e).__name__}: {str(e).splitlines()[0][:160]})") from None
-    tokenizer = load_tokenizer(p)
+    tokenizer = load_tokenizer(p, trust_remote_code)
     model.to(dev)  # type: ignore[arg-type]  # transformers' typing of the wrapped .to reads it as unbound
     if model.generation_config.pad_token_id is None:
         model.generation_config.pad_token_id = tokenizer.pad_token_id
+    return model, tokenizer
+
+
+def source_dtype(path: str | Path) -> str:
+    """The dtype recorded in ``path``/config.json (``dtype``, or the older ``torch_dtype``); float32 if none."""
+    import json
+
+    try:
+        data = json.loads((Path(path) / "config.json").read_text())
+    except (OSError, ValueError, UnicodeDecodeError):
+        return "float32"
+    value = data.get("dtype") or data.get("torch_dtype") or "float32"
+    return str(value).replace("torch.", "")
+
+
+def resolve_save_dtype(save_dtype: str, source: str | Path):
+    """``model.save_dtype`` -> torch dtype; ``auto`` is the dtype in the source directory's config.json."""
+    import torch
+
+    name = source_dtype(source) if save_dtype == "auto" else save_dtype
+    table = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+    return table.get(name, torch.float32)
+
+
+def load_for_training(
+    cfg: Any, path: str | Path, device: str | None = None, dtype: str | None = None
+) -> tuple[Any, Any]:
+    """(model, tokenizer) for training from ``cfg`` (a :class:`ringrl.common_config.ModelConfig`).
+
+    The parameters are float32 masters (so are the optimizer's moments): an update of 3e-6
+    on a weight near 0.02 is far below bf16's resolution and would round away. ``cfg.dtype``
+    (``dtype`` overrides it) is the *compute* dtype, applied by autocast in
+    :mod:`ringrl.models.forward` and around generation; ``cfg.head_chunk_tokens`` and
+    ``cfg.activation_checkpointing`` are applied here."""
+    from ringrl.models.forward import set_compute
+
+    dev = resolve_device(device or cfg.device)
+    compute = resolve_dtype(dtype or cfg.dtype, dev)
+    model, tokenizer = load_policy(path, dev, "float32", cfg.trust_remote_code)
+    set_compute(model, compute, cfg.head_chunk_tokens)
+    if cfg.activation_checkpointing:
+        if not getattr(model, "supports_gradient_checkpointing", False):
+            raise UserError(
+                f"config key 'model.activation_checkpointing': {type(model).__name__} does not support "
+                "gradient checkpointing"
+            )
+        kwargs = {"use_reentrant": False}
+        if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5.2x
+            model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+        else:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+        model.train()  # transformers checkpoints only in training mode (the model's dropout, if any, then applies)
     return model, tokenizer
 
 

@@ -3,7 +3,8 @@
 A checkpoint ``checkpoints/step-N/`` holds the policy in HF format plus
 ``trainer_state.json`` (step, prompt-stream position, non-finite skip count, elapsed
 time, the C3PO carry-over pool) and ``optimizer.pt`` (optimizer, scheduler and RNG
-states). Sampling and batch forming are seeded from ``(seed, step)``, so restoring
+states), plus ``master_weights.pt`` (the float32 parameters) when ``model.save_dtype``
+saved the HF weights in a lower precision. Sampling and batch forming are seeded from ``(seed, step)``, so restoring
 these is enough for a resumed run to reproduce the uninterrupted run's metrics.
 """
 
@@ -44,8 +45,17 @@ class TrainerState:
 
 
 def save_rl_checkpoint(
-    run_dir: Path, name: str, model: Any, tokenizer: Any, state: TrainerState, optimizer: Any, scheduler: Any
+    run_dir: Path,
+    name: str,
+    model: Any,
+    tokenizer: Any,
+    state: TrainerState,
+    optimizer: Any,
+    scheduler: Any,
+    save_dtype: torch.dtype | None = None,
 ) -> Path:
+    """``checkpoints/NAME``: the policy (weights in ``save_dtype``), the trainer state and
+    ``optimizer.pt``; the float32 master weights too when ``save_dtype`` loses precision."""
     extra = {
         "optimizer.pt": {
             "optimizer": optimizer.state_dict(),
@@ -54,7 +64,15 @@ def save_rl_checkpoint(
             "python_rng": random.getstate(),
         }
     }
-    return save_checkpoint(run_dir / "checkpoints" / name, model, tokenizer, state.to_json(), extra)
+    return save_checkpoint(
+        run_dir / "checkpoints" / name,
+        model,
+        tokenizer,
+        state.to_json(),
+        extra,
+        save_dtype=save_dtype,
+        keep_masters=True,
+    )
 
 
 def latest_checkpoint(run_dir: Path) -> Path | None:

@@ -44,7 +44,8 @@ from ringrl.common_config import make_optimizer, optimizer_step, schedule_step
 from ringrl.config import save_config, to_dict
 from ringrl.distributed import barrier, broadcast_object, check_before_save, init_distributed, wrap_ddp
 from ringrl.errors import UserError
-from ringrl.models.loading import is_moe, load_policy, moe_top_k
+from ringrl.models.forward import compute_autocast, compute_dtype, set_compute
+from ringrl.models.loading import is_moe, load_for_training, load_policy, moe_top_k, resolve_save_dtype
 from ringrl.monitor import Alert, MonitorStop, StabilityMonitor, alert_metrics
 from ringrl.rewards.sandbox import require_isolation
 from ringrl.rl.config import RLConfig
@@ -66,7 +67,7 @@ from ringrl.rl.update import (
     split_mini_batches,
 )
 from ringrl.rollout import HFEngine
-from ringrl.utils.checkpoint import quiet_transformers, seed_everything, set_threads
+from ringrl.utils.checkpoint import quiet_transformers, restore_weights, seed_everything, set_threads
 from ringrl.utils.io import read_json, write_json
 from ringrl.utils.metrics import MetricsLogger
 from ringrl.utils.progress import Progress
@@ -88,7 +89,9 @@ class RLTrainer:
         self.cfg = cfg
         self.run_dir = Path(cfg.out)
         self.dist, self.device = init_distributed(cfg.model.device)
-        self.model, self.tokenizer = load_policy(cfg.model.path, self.device, cfg.model.dtype)
+        # float32 master weights; cfg.model.dtype is the compute dtype (autocast)
+        self.model, self.tokenizer = load_for_training(cfg.model, cfg.model.path, self.device)
+        self.save_dtype = resolve_save_dtype(cfg.model.save_dtype, cfg.model.path)
         self.train_model = wrap_ddp(self.model, self.dist)  # the model itself on one process
         if self.dist.is_main and cfg.rollout.prompts_per_step < self.dist.world_size:
             warnings.warn(
@@ -124,10 +127,15 @@ class RLTrainer:
         self.score = score
 
     def _load_reference(self):
+        """A frozen reference held in the compute dtype (no master weights needed: it never changes)."""
+        dtype = compute_dtype(self.model)
         if self.cfg.ref_model is None:
-            ref = copy.deepcopy(self.model)
+            ref = copy.deepcopy(self.model).to(dtype)
         else:
-            ref, ref_tok = load_policy(self.cfg.ref_model, self.device, self.cfg.model.dtype)
+            ref, ref_tok = load_policy(
+                self.cfg.ref_model, self.device, str(dtype).replace("torch.", ""), self.cfg.model.trust_remote_code
+            )
+            set_compute(ref, dtype, self.cfg.model.head_chunk_tokens)
             if ref_tok.get_vocab() != self.tokenizer.get_vocab():
                 raise UserError(
                     f"config key 'ref_model': {self.cfg.ref_model} has a different tokenizer from the policy"
@@ -179,7 +187,10 @@ class RLTrainer:
         rank, world = self.dist.rank, self.dist.world_size
         seed = ((self.cfg.seed * 1_000_003 + self.state.step) * 16 + round_) * world + rank
         tag = f"s{self.state.step}r{round_}" + (f"p{rank}" if world > 1 else "")
-        mine = collect_groups(self.engine, self.tokenizer, rows[rank::world], self.score, self.cfg.rollout, seed, tag)
+        with compute_autocast(self.model):  # the engine samples in the compute dtype too
+            mine = collect_groups(
+                self.engine, self.tokenizer, rows[rank::world], self.score, self.cfg.rollout, seed, tag
+            )
         return gather_rollouts(mine, self.dist)
 
     def _with_old_logprobs(self, batch: FormedBatch) -> FormedBatch:
@@ -340,7 +351,14 @@ class RLTrainer:
         check_before_save(self.model, self.dist, self.run_dir / "checkpoints" / name)
         if self.dist.is_main:
             save_rl_checkpoint(
-                self.run_dir, name, self.model, self.tokenizer, self.state, self.optimizer, self.scheduler
+                self.run_dir,
+                name,
+                self.model,
+                self.tokenizer,
+                self.state,
+                self.optimizer,
+                self.scheduler,
+                save_dtype=self.save_dtype,
             )
             if name != "final":
                 prune_checkpoints(self.run_dir, self.cfg.keep_checkpoints)
@@ -371,8 +389,7 @@ class RLTrainer:
     def _restore(self, ckpt: Path) -> None:
         """Weights, optimizer, schedule and trainer state of ``ckpt``; metrics past it dropped, the
         monitor rebuilt from the metrics that remain."""
-        model, _ = load_policy(ckpt, "cpu", self.cfg.model.dtype)
-        self.model.load_state_dict(model.state_dict())
+        restore_weights(ckpt, self.model, self.cfg.model.trust_remote_code)  # the float32 masters, exactly
         self.state = load_rl_state(ckpt, self.optimizer, self.scheduler)
         self.stream.position = self.state.position
         if self.dist.is_main:

@@ -20,13 +20,11 @@ from ringrl.algorithms import (
     pack_by_tokens,
     policy_loss,
     split_by_tokens,
-    token_entropy,
-    token_logprobs,
 )
 from ringrl.algorithms.correction import correction_weights
 from ringrl.algorithms.types import SelectedSample
 from ringrl.distributed import Dist, all_reduce_sum, sync_unless
-from ringrl.models.forward import forward
+from ringrl.models.forward import token_stats
 from ringrl.rl.config import LossConfig
 
 
@@ -120,13 +118,22 @@ def _to(t: torch.Tensor | None, dev: Any) -> torch.Tensor | None:
 
 
 @torch.no_grad()
-def sequence_logprobs(model: Any, mb: MicroBatch, temperature: float) -> torch.Tensor:
-    """Log-probs of the targets under ``model`` (no grad), [B, T-1]."""
+def sequence_logprobs(
+    model: Any, mb: MicroBatch, temperature: float, targets_mask_BT: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Log-probs of the targets under ``model`` (no grad), [B, T-1] float32; 0 off ``targets_mask_BT``
+    (default: every real target). The output head runs in chunks (:func:`token_stats`)."""
     dev = next(model.parameters()).device
-    logits, _ = forward(
-        model, mb.input_ids_BT.to(dev), mb.attention_mask_BT.to(dev), _to(mb.position_ids_BT, dev), router=False
+    st = token_stats(
+        model,
+        mb.input_ids_BT.to(dev),
+        mb.attention_mask_BT.to(dev),
+        _to(mb.position_ids_BT, dev),
+        temperature=temperature,
+        targets_mask_BT=_to(targets_mask_BT, dev),
+        router=False,
     )
-    return token_logprobs(logits[:, :-1].float() / temperature, mb.input_ids_BT[:, 1:].to(dev))
+    return st.logprobs_BT
 
 
 def rank_gradients(
@@ -216,13 +223,13 @@ def _micro_batch_backward(
 ) -> float:
     """One micro-batch: forward, loss, backward; adds its metric sums to ``sums``; returns its loss."""
     ids, attn = mb.input_ids_BT.to(dev), mb.attention_mask_BT.to(dev)
-    ref = sequence_logprobs(ref_model, mb, temperature) if ref_model is not None and loss_cfg.beta > 0 else None
-    logits, router = forward(model, ids, attn, _to(mb.position_ids_BT, dev))
-    logits_BTV = logits[:, :-1].float() / temperature
-    lp_BT = token_logprobs(logits_BTV, ids[:, 1:])
-    ent_BT = token_entropy(logits_BTV) if loss_cfg.alpha_entropy > 0 else None
-    old_BT = mb.old_logprobs_BT.to(dev) if mb.old_logprobs_BT is not None else lp_BT.detach()
     w_BT = mb.weights_BT.to(dev)
+    mask = w_BT != 0  # only the trained tokens go through the output head
+    ref = sequence_logprobs(ref_model, mb, temperature, mask) if ref_model is not None and loss_cfg.beta > 0 else None
+    st = token_stats(model, ids, attn, _to(mb.position_ids_BT, dev), temperature=temperature, targets_mask_BT=mask)
+    lp_BT, router = st.logprobs_BT, st.router_logits
+    ent_BT = st.entropy_BT if loss_cfg.alpha_entropy > 0 else None
+    old_BT = mb.old_logprobs_BT.to(dev) if mb.old_logprobs_BT is not None else lp_BT.detach()
     engine_BT = mb.rollout_logprobs_BT.to(dev)
     low, high = loss_cfg.correction_bounds()
     corr_BT = correction_weights(old_BT, engine_BT, loss_cfg.correction, low, high)  # 1 under "none"
@@ -247,11 +254,8 @@ def _micro_batch_backward(
             sums[k] = sums.get(k, 0.0) + share * float(mm[k])
         sums["_expert_load"] = sums.get("_expert_load", 0) + share * mm["moe/expert_load"].cpu()
     (loss * loss_scale if loss_scale != 1.0 else loss).backward()
-    mask = w_BT != 0
     with torch.no_grad():
-        if ent_BT is None:
-            ent_BT = token_entropy(logits_BTV.detach())
-        sums["train/entropy"] = sums.get("train/entropy", 0.0) + float(ent_BT[mask].sum())
+        sums["train/entropy"] = sums.get("train/entropy", 0.0) + float(st.entropy_BT.detach()[mask].sum())
         # engine vs pi_old (the pre-update forward), not vs weights earlier mini-batches already moved
         sums["train/logprob_mismatch"] = sums.get("train/logprob_mismatch", 0.0) + float(
             (engine_BT - old_BT)[mask].abs().sum()

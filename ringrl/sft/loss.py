@@ -25,3 +25,17 @@ def sft_loss(
     n = mask_BT.sum()
     loss = nll_BT.sum() / denominator
     return loss, {"nll_sum": nll_BT.sum().detach(), "tokens": n.detach()}
+
+
+def sft_loss_from_logprobs(
+    logprobs_BT: torch.Tensor, loss_mask_BT: torch.Tensor, denominator: float
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """:func:`sft_loss` from the targets' log-probs (``[B, T-1]``, aligned with ``input_ids[:, 1:]``,
+    e.g. from :func:`ringrl.models.forward.token_stats`, which never holds ``[B, T, V]``).
+
+    ``loss_mask_BT`` is the ``[B, T]`` mask over input positions, as for :func:`sft_loss`.
+    The sum over target tokens is float32, divided by the step's ``denominator``."""
+    mask_BT = loss_mask_BT[:, 1:].to(logprobs_BT.device)
+    nll_BT = torch.where(mask_BT.bool(), -logprobs_BT.float(), 0.0)
+    loss = nll_BT.sum() / denominator
+    return loss, {"nll_sum": nll_BT.sum().detach(), "tokens": mask_BT.sum().detach()}

@@ -1,6 +1,7 @@
 """``ringrl sft``: long-CoT SFT with a checkpoint, entropy and accuracy per epoch.
 
-The trainer orchestrates; the objective is :func:`ringrl.sft.loss.sft_loss` plus the
+The trainer orchestrates; the objective is :func:`ringrl.sft.loss.sft_loss` (computed from the
+chunked output head's log-probs, :func:`ringrl.sft.loss.sft_loss_from_logprobs`) plus the
 MoE router terms of :func:`ringrl.algorithms.moe.moe_aux_loss`.
 
 Run directory: ``config.yaml``, ``metrics.jsonl`` (one line per optimizer step),
@@ -44,12 +45,12 @@ from ringrl.distributed import (
     wrap_ddp,
 )
 from ringrl.errors import UserError
-from ringrl.models.forward import forward
-from ringrl.models.loading import is_moe, load_policy, moe_top_k
+from ringrl.models.forward import compute_autocast, token_stats
+from ringrl.models.loading import is_moe, load_for_training, moe_top_k, resolve_save_dtype
 from ringrl.sft.config import SFTConfig
 from ringrl.sft.data import bucket_batches, collate, encode_rows
 from ringrl.sft.evaluate import PolicyEval, evaluate_policy
-from ringrl.sft.loss import sft_loss
+from ringrl.sft.loss import sft_loss_from_logprobs
 from ringrl.utils.checkpoint import quiet_transformers, save_checkpoint, seed_everything, set_threads
 from ringrl.utils.io import write_json
 from ringrl.utils.metrics import MetricsLogger
@@ -87,7 +88,8 @@ def prepare_model(
         if dist.is_main and not (Path(path) / "config.json").is_file():
             build_tiny(Path(path), corpus(train_rows), cfg.model.tiny)
         barrier(dist)
-    model, tokenizer = load_policy(path, device or cfg.model.device, cfg.model.dtype)
+    # float32 master weights; cfg.model.dtype is the compute dtype (autocast)
+    model, tokenizer = load_for_training(cfg.model, path, device or cfg.model.device)
     return model, tokenizer, path
 
 
@@ -228,8 +230,10 @@ def train_step(
     for i, g in enumerate(group):
         g = {k: v.to(device) for k, v in g.items()}
         with sync_unless(model, skip=i < len(group) - 1):
-            logits, router = forward(model, g["input_ids"], g["attention_mask"])
-            loss, m = sft_loss(logits, g["input_ids"], g["loss_mask"], denominator)
+            # the output head runs in chunks over the target tokens only: no [B, T, V] logits
+            st = token_stats(model, g["input_ids"], g["attention_mask"], targets_mask_BT=g["loss_mask"][:, 1:] != 0)
+            router = st.router_logits
+            loss, m = sft_loss_from_logprobs(st.logprobs_BT, g["loss_mask"], denominator)
             if moe and router:
                 share = float(m["tokens"]) / denominator  # token-weighted mean of the per-micro-batch router terms
                 aux, mm = moe_aux_loss(
@@ -287,21 +291,30 @@ def finish_epoch(
     path = run_dir / "checkpoints" / name
     check_before_save(model, dist, path)
     if dist.is_main:
-        save_checkpoint(path, model, tokenizer, {"epoch": epoch, "step": step, "tokens_seen": tokens_seen})
+        source = cfg.model.path or str(run_dir / "base")
+        save_checkpoint(
+            path,
+            model,
+            tokenizer,
+            {"epoch": epoch, "step": step, "tokens_seen": tokens_seen},
+            save_dtype=resolve_save_dtype(cfg.model.save_dtype, source),
+            keep_masters=True,
+        )
     barrier(dist)
     if dist.is_main:
         bar.note(f"epoch {epoch}: saved {path}; measuring entropy on {len(held_rows)} held-out prompts")
-    mine = evaluate_policy(
-        model,
-        tokenizer,
-        held_rows[dist.rank :: dist.world_size],
-        grader,
-        samples=cfg.entropy.samples,
-        temperature=cfg.entropy.temperature,
-        max_new_tokens=cfg.entropy.max_new_tokens,
-        batch_size=cfg.entropy.batch_size,
-        seed=(cfg.seed + epoch) * dist.world_size + dist.rank,
-    )
+    with compute_autocast(model):  # sample in the compute dtype
+        mine = evaluate_policy(
+            model,
+            tokenizer,
+            held_rows[dist.rank :: dist.world_size],
+            grader,
+            samples=cfg.entropy.samples,
+            temperature=cfg.entropy.temperature,
+            max_new_tokens=cfg.entropy.max_new_tokens,
+            batch_size=cfg.entropy.batch_size,
+            seed=(cfg.seed + epoch) * dist.world_size + dist.rank,
+        )
     ev = pool_evals(gather_objects(mine, dist))
     model.train()
     if dist.is_main:

@@ -10,6 +10,9 @@ import torch
 
 from ringrl.utils.io import atomic_dir
 
+#: The float32 master weights, kept in a checkpoint whose HF weights were saved in a lower precision.
+MASTER_WEIGHTS = "master_weights.pt"
+
 
 class NonFiniteWeights(RuntimeError):
     """Raised instead of writing a checkpoint whose weights contain NaN or infinity."""
@@ -25,20 +28,52 @@ def save_checkpoint(
     tokenizer: Any,
     trainer_state: dict[str, Any] | None = None,
     extra_files: dict[str, Any] | None = None,
+    save_dtype: torch.dtype | None = None,
+    keep_masters: bool = False,
 ) -> Path:
     """Save ``model`` and ``tokenizer`` (safetensors) plus ``trainer_state.json`` and any
     ``extra_files`` (name -> object saved with ``torch.save``) under a temporary name,
-    then rename into ``path``. A checkpoint that loads is always complete."""
+    then rename into ``path``. A checkpoint that loads is always complete.
+
+    ``save_dtype`` (``model.save_dtype``): the dtype of the saved HF weights (and of
+    config.json's ``dtype``); default the parameters' own. ``keep_masters``: when that
+    loses precision, also write the float32 parameters to :data:`MASTER_WEIGHTS`, so that
+    a resume (:func:`restore_weights`) continues from exactly the same weights."""
     if not all_finite(model):
         raise NonFiniteWeights(f"refusing to write {path}: the model has non-finite weights")
+    own = next(model.parameters()).dtype
+    cast = save_dtype is not None and save_dtype != own
     with atomic_dir(Path(path)) as tmp:
-        model.save_pretrained(tmp, safe_serialization=True)
+        if cast:
+            state = {k: (v.to(save_dtype) if v.is_floating_point() else v) for k, v in model.state_dict().items()}
+            model.save_pretrained(tmp, safe_serialization=True, state_dict=state)
+            cfg_file = tmp / "config.json"
+            data = json.loads(cfg_file.read_text())
+            data["dtype"] = str(save_dtype).replace("torch.", "")
+            cfg_file.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+            if keep_masters:
+                torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, tmp / MASTER_WEIGHTS)
+        else:
+            model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
         if trainer_state is not None:
             (tmp / "trainer_state.json").write_text(json.dumps(trainer_state, indent=2))
         for name, obj in (extra_files or {}).items():
             torch.save(obj, tmp / name)
     return Path(path)
+
+
+def restore_weights(ckpt: Path, model: Any, trust_remote_code: bool = False) -> None:
+    """Load the weights of checkpoint ``ckpt`` into ``model``: its float32 masters when it kept
+    them (:data:`MASTER_WEIGHTS`), else its HF weights (exact when they were saved in float32)."""
+    masters = Path(ckpt) / MASTER_WEIGHTS
+    if masters.is_file():
+        model.load_state_dict(torch.load(masters, map_location="cpu", weights_only=True))
+        return
+    from ringrl.models.loading import load_policy
+
+    saved, _ = load_policy(ckpt, "cpu", "float32", trust_remote_code)
+    model.load_state_dict(saved.state_dict())
 
 
 def quiet_transformers() -> None:

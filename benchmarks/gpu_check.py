@@ -1,0 +1,304 @@
+"""GPU check: a random ~1B-parameter Qwen3-MoE trained with bf16 compute over float32 masters.
+
+One command for one accelerator (written for one H200; needs only torch and transformers,
+no download, no reward pool: rewards come from a deterministic fake verifier):
+
+1. builds a random Qwen3-MoE from a config (``--preset 1b``: vocabulary 151,936, hidden
+   1024, 16 layers of 32 experts, top-4; about 1.0B total and 0.3B active parameters) with
+   a word-level tokenizer of the same vocabulary size, saved in bf16;
+2. SFT: ``--sft-steps`` (20) optimizer steps of ringrl's SFT step (``train_step`` +
+   ``clip_and_step``: chunked output head, router terms, AdamW on float32 masters) on
+   ``--sft-seqs`` random sequences of 1,024 tokens each, lr 3e-6;
+3. RL: ``--rl-steps`` (5) C3PO steps of ``RLTrainer.step()`` (L=32 prompts x K=8 samples,
+   1,024 new tokens, Phi = L x K x 1,024 / 4, KL reference on, lr 3e-6) on the embedded
+   math prompts, through the rollout engine this tree has.
+
+Prints tokens/s of the rollout (generated tokens), of the RL loss pass (prompt + response
+tokens of the trained sequences) and of SFT; the model FLOP/s utilisation
+``MFU = 6 x active parameters x tokens / seconds / peak`` for the loss pass and SFT (2 x
+for the rollout, which has no backward), with ``peak`` = 989e12 FLOP/s, the H200's dense
+bf16 tensor-core peak (``--peak`` to change); peak GPU memory of each phase; the fraction
+of weight elements the updates changed (float32 masters against the initial weights).
+A phase that runs past ``--budget-s`` (default 420 s for the whole check) stops after the
+current step and says so.
+
+    python benchmarks/gpu_check.py                 # on the GPU, < 8 minutes on one H200
+    python benchmarks/gpu_check.py --dry-run       # tiny model on CPU: checks the script end to end
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+PRESETS = {
+    # ~1.0B total, ~0.3B active (the tied embedding counts once; the LM head is active)
+    "1b": dict(hidden_size=1024, num_hidden_layers=16, num_attention_heads=16, num_key_value_heads=4, head_dim=64,
+               num_experts=32, num_experts_per_tok=4, moe_intermediate_size=512, intermediate_size=2048,
+               vocab_size=151_936),
+    "tiny": dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1, head_dim=32,
+                 num_experts=4, num_experts_per_tok=2, moe_intermediate_size=32, intermediate_size=64,
+                 vocab_size=4096),
+}  # fmt: skip
+
+
+def count_params(cfg) -> tuple[int, int]:
+    """(total, active per token) parameters of a Qwen3-MoE config (tied embeddings; the head is active)."""
+    h, L, E, k = cfg.hidden_size, cfg.num_hidden_layers, cfg.num_experts, cfg.num_experts_per_tok
+    attn = h * cfg.head_dim * (cfg.num_attention_heads * 2 + cfg.num_key_value_heads * 2) + 2 * cfg.head_dim
+    expert = 3 * h * cfg.moe_intermediate_size
+    layer_total = attn + E * expert + h * E + 2 * h
+    layer_active = attn + k * expert + h * E + 2 * h
+    embed = cfg.vocab_size * h
+    return embed + L * layer_total + h, embed + L * layer_active + h
+
+
+def build(out: Path, preset: str, device: str):
+    from memory import build_tokenizer
+    from transformers import Qwen3MoeConfig, Qwen3MoeForCausalLM
+
+    p = PRESETS[preset]
+    tok = build_tokenizer(p["vocab_size"])
+    cfg = Qwen3MoeConfig(
+        **p,
+        decoder_sparse_step=1,
+        max_position_embeddings=4096,
+        tie_word_embeddings=True,
+        router_aux_loss_coef=0.0,
+        pad_token_id=tok.pad_token_id,
+        eos_token_id=tok.eos_token_id,
+        bos_token_id=None,
+    )
+    torch.manual_seed(0)
+    with torch.device(device):
+        model = Qwen3MoeForCausalLM(cfg)
+    model.to(torch.bfloat16)
+    model.generation_config.pad_token_id = tok.pad_token_id
+    model.generation_config.eos_token_id = tok.eos_token_id
+    model.save_pretrained(out, safe_serialization=True)
+    tok.save_pretrained(out)
+    total, active = count_params(cfg)
+    real = sum(t.numel() for t in model.parameters())
+    del model
+    return total, active, real
+
+
+def snapshot(model) -> dict[str, torch.Tensor]:
+    return {n: p.detach().clone() for n, p in model.named_parameters()}
+
+
+def changed_fraction(before: dict[str, torch.Tensor], model) -> float:
+    changed = sum(int((before[n] != p.detach()).sum()) for n, p in model.named_parameters())
+    return changed / sum(t.numel() for t in before.values())
+
+
+def reset_peak(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+
+
+def peak_gb(device: str) -> float:
+    return torch.cuda.max_memory_allocated() / 2**30 if device == "cuda" else float("nan")
+
+
+def sync(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def _score(rows, responses):
+    return [float(len(r) % 2 == 0) for r in responses]
+
+
+def run_sft(model_dir: Path, a, device: str, deadline: float) -> dict:
+    from ringrl.common_config import make_optimizer
+    from ringrl.config import load_config
+    from ringrl.models.loading import is_moe, load_for_training, moe_top_k
+    from ringrl.sft.config import SFTConfig
+    from ringrl.sft.trainer import clip_and_step, train_step
+
+    cfg = load_config(
+        SFTConfig,
+        overrides=[
+            f"model.path={model_dir}",
+            f"model.device={device}",
+            "model.dtype=bfloat16",
+            "optim.lr=3e-6",
+            "optim.warmup_ratio=0",
+        ],
+    )
+    model, tok = load_for_training(cfg.model, model_dir, device)
+    model.train()
+    before = snapshot(model)
+    opt, sched = make_optimizer(model, cfg.optim, a.sft_steps)
+    rng = random.Random(0)
+    V, T = model.config.vocab_size, a.seq_len
+    prompt = T // 8
+    reset_peak(device)
+    seconds, tokens, steps = 0.0, 0, 0
+    for _ in range(a.sft_steps):
+        ids = torch.tensor([[rng.randrange(100, V) for _ in range(T)] for _ in range(a.sft_seqs)])
+        loss_mask = torch.ones_like(ids)
+        loss_mask[:, :prompt] = 0
+        group = [
+            {"input_ids": ids[i : i + a.sft_micro], "attention_mask": torch.ones_like(ids[i : i + a.sft_micro]),
+             "loss_mask": loss_mask[i : i + a.sft_micro]}
+            for i in range(0, a.sft_seqs, a.sft_micro)
+        ]  # fmt: skip
+        sync(device)
+        t0 = time.perf_counter()
+        train_step(model, group, a.sft_seqs * (T - prompt), cfg, is_moe(model), moe_top_k(model), torch.device(device))
+        clip_and_step(model, opt, sched, cfg.optim.grad_clip)
+        sync(device)
+        if steps > 0:  # the first step (allocator and kernel warm-up) is not timed
+            seconds += time.perf_counter() - t0
+            tokens += ids.numel()
+        steps += 1
+        if time.perf_counter() > deadline:
+            break
+    out = {"steps": steps, "tokens": tokens, "seconds": seconds, "peak_gb": peak_gb(device)}
+    out["updated"] = changed_fraction(before, model)
+    del model, opt, before
+    if device == "cuda":
+        torch.cuda.empty_cache()
+    return out
+
+
+def run_rl(model_dir: Path, a, device: str, deadline: float) -> dict:
+    from ringrl.config import load_config
+    from ringrl.rl.config import RLConfig
+    from ringrl.rl.trainer import RLTrainer
+
+    L, K, new = a.prompts, a.samples, a.new_tokens
+    cfg = load_config(
+        RLConfig,
+        overrides=[
+            f"model.path={model_dir}",
+            f"model.device={device}",
+            "model.dtype=bfloat16",
+            "algo=c3po",
+            f"steps={a.rl_steps}",
+            f"rollout.prompts_per_step={L}",
+            f"rollout.samples_per_prompt={K}",
+            f"rollout.max_new_tokens={new}",
+            f"rollout.batch_size={a.rollout_batch}",
+            f"former.budget_tokens={max(new, L * K * new // 4)}",
+            "max_fill_rounds=0",
+            f"micro_batch_tokens={a.micro_batch_tokens}",
+            "optim.lr=3e-6",
+            "optim.warmup_ratio=0",
+            "data.train_size=2000",
+            "progress=false",
+            "tensorboard=false",
+            f"out={tempfile.mkdtemp()}",
+        ],
+    )
+    trainer = RLTrainer(cfg, score=_score)
+    before = snapshot(trainer.model)
+    reset_peak(device)
+    rows, steps = [], 0
+    for _ in range(a.rl_steps):
+        sync(device)
+        m = trainer.step()
+        sync(device)
+        rows.append(m)
+        steps += 1
+        if time.perf_counter() > deadline:
+            break
+    out = {
+        "steps": steps,
+        "generated": sum(r["response_length/mean"] * r["rollout/responses"] for r in rows),
+        "rollout_s": sum(r["time/rollout"] for r in rows),
+        "trained": sum(r["train/tokens"] for r in rows),
+        "train_s": sum(r["time/train"] for r in rows),
+        "peak_gb": peak_gb(device),
+        "updated": changed_fraction(before, trainer.model),
+        "mean_prompt_tokens": None,
+    }
+    # the loss pass also runs each trained response's prompt through the model
+    sample = trainer.stream.take(8)
+    from ringrl.data.prompts import render_prompt
+
+    out["mean_prompt_tokens"] = sum(
+        len(trainer.tokenizer(render_prompt(trainer.tokenizer, r), add_special_tokens=False)["input_ids"])
+        for r in sample
+    ) / max(1, len(sample))
+    out["responses_trained"] = sum(r["train/responses"] for r in rows)
+    trainer.close()
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--dry-run", action="store_true", help="tiny model on CPU, few steps: checks the script only")
+    ap.add_argument("--preset", choices=sorted(PRESETS), default="1b")
+    ap.add_argument("--sft-steps", type=int, default=20)
+    ap.add_argument("--sft-seqs", type=int, default=64, help="sequences per SFT step")
+    ap.add_argument("--sft-micro", type=int, default=16, help="sequences per SFT micro-batch")
+    ap.add_argument("--seq-len", type=int, default=1024, help="SFT sequence length")
+    ap.add_argument("--rl-steps", type=int, default=5)
+    ap.add_argument("--prompts", type=int, default=32, help="L")
+    ap.add_argument("--samples", type=int, default=8, help="K")
+    ap.add_argument("--new-tokens", type=int, default=1024)
+    ap.add_argument("--rollout-batch", type=int, default=256, help="sequences per generate call")
+    ap.add_argument("--micro-batch-tokens", type=int, default=65536)
+    ap.add_argument("--peak", type=float, default=989e12, help="peak FLOP/s for MFU (H200 dense bf16: 989e12)")
+    ap.add_argument("--budget-s", type=float, default=420.0, help="stop phases after this many seconds in all")
+    a = ap.parse_args()
+    if a.dry_run:
+        a.preset, a.sft_steps, a.sft_seqs, a.sft_micro, a.seq_len = "tiny", 3, 4, 2, 64
+        a.rl_steps, a.prompts, a.samples, a.new_tokens, a.rollout_batch = 1, 2, 4, 16, 8
+    device = "cuda" if torch.cuda.is_available() and not a.dry_run else "cpu"
+    if device == "cpu" and not a.dry_run:
+        sys.exit("gpu_check: no CUDA device (use --dry-run to check the script on CPU)")
+    if device == "cpu":
+        torch.set_num_threads(1)
+    from common import code_version
+
+    t_start = time.perf_counter()
+    deadline = t_start + a.budget_s
+    name = torch.cuda.get_device_name() if device == "cuda" else "CPU"
+    print(f"device: {name}; torch {torch.__version__}; code {code_version()}")
+    with tempfile.TemporaryDirectory() as tmp:
+        model_dir = Path(tmp) / "qwen3moe"
+        total, active, real = build(model_dir, a.preset, device)
+        print(f"model: random Qwen3-MoE '{a.preset}', {real / 1e6:,.1f}M parameters ({total / 1e6:,.1f}M by formula), "
+              f"{active / 1e6:,.1f}M active per token; bf16 compute, float32 masters; built in "
+              f"{time.perf_counter() - t_start:.0f} s")  # fmt: skip
+        sft = run_sft(model_dir, a, device, deadline)
+        rl = run_rl(model_dir, a, device, deadline)
+    results = {"sft": sft, "rl": rl, "active_params": active, "total_params": real, "peak_flops": a.peak}
+
+    def mfu(factor: float, tokens: float, seconds: float) -> str:
+        if device != "cuda" or seconds <= 0:
+            return "n/a (CPU)"
+        return f"{factor * active * tokens / seconds / a.peak:.1%}"
+
+    sft_tps = sft["tokens"] / sft["seconds"] if sft["seconds"] else float("nan")
+    print(f"SFT: {sft['steps']} steps (first untimed), {sft_tps:,.0f} tokens/s, MFU {mfu(6, sft['tokens'], sft['seconds'])}, "
+          f"peak memory {sft['peak_gb']:.1f} GiB, weights updated {sft['updated']:.4f}")  # fmt: skip
+    ro_tps = rl["generated"] / rl["rollout_s"] if rl["rollout_s"] else float("nan")
+    print(f"RL rollout: {rl['steps']} steps, {rl['generated']:,.0f} generated tokens, {ro_tps:,.0f} tokens/s, "
+          f"MFU (2 x active, no backward) {mfu(2, rl['generated'], rl['rollout_s'])}")  # fmt: skip
+    processed = rl["trained"] + rl["responses_trained"] * rl["mean_prompt_tokens"]
+    lp_tps = processed / rl["train_s"] if rl["train_s"] else float("nan")
+    print(f"RL loss pass + optimizer: {rl['trained']:,} trained tokens (~{processed:,.0f} with prompts), "
+          f"{lp_tps:,.0f} tokens/s, MFU {mfu(6, processed, rl['train_s'])} (reference forward not counted)")  # fmt: skip
+    print(f"RL: peak memory {rl['peak_gb']:.1f} GiB, weights updated {rl['updated']:.4f}")
+    print(f"MFU peak used: {a.peak:.3g} FLOP/s (H200 dense bf16); total {time.perf_counter() - t_start:.0f} s")
+    print("JSON " + json.dumps(results))
+
+
+if __name__ == "__main__":
+    main()
