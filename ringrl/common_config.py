@@ -7,6 +7,7 @@ from typing import Any
 
 from ringrl.config import doc
 from ringrl.errors import ConfigError
+from ringrl.models.lora import LoraConfig
 from ringrl.models.tiny import TinyModelConfig
 
 
@@ -39,6 +40,7 @@ class ModelConfig:
         "chunk x vocabulary x 8 bytes); 0: the model's own full [B, T, V] logits",
         512,
     )
+    lora: LoraConfig = doc("LoRA adapters through PEFT (rank 0: train every parameter)", default_factory=LoraConfig)
     tiny: TinyModelConfig = doc(
         "shape of the embedded tiny MoE (used when path is null)", default_factory=TinyModelConfig
     )

@@ -182,6 +182,10 @@ def load_for_training(
         else:
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
         model.train()  # transformers checkpoints only in training mode (the model's dropout, if any, then applies)
+    if cfg.lora.rank > 0:
+        from ringrl.models.lora import apply_lora
+
+        model = apply_lora(model, cfg.lora)  # only the adapters train (ringrl.models.lora)
     return model, tokenizer
 
 

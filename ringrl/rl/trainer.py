@@ -46,6 +46,7 @@ from ringrl.distributed import barrier, broadcast_object, check_before_save, ini
 from ringrl.errors import UserError
 from ringrl.models.forward import compute_autocast, compute_dtype, set_compute
 from ringrl.models.loading import is_moe, load_for_training, load_policy, moe_top_k, resolve_save_dtype
+from ringrl.models.lora import AdapterDisabled, is_lora, trainable_fraction
 from ringrl.monitor import Alert, MonitorStop, StabilityMonitor, alert_metrics
 from ringrl.rewards.sandbox import require_isolation
 from ringrl.rl.config import RLConfig
@@ -129,6 +130,8 @@ class RLTrainer:
     def _load_reference(self):
         """A frozen reference held in the compute dtype (no master weights needed: it never changes)."""
         dtype = compute_dtype(self.model)
+        if self.cfg.ref_model is None and is_lora(self.model):
+            return AdapterDisabled(self.model)  # the base model: the policy with its adapters off, no copy
         if self.cfg.ref_model is None:
             ref = copy.deepcopy(self.model).to(dtype)
         else:
@@ -457,6 +460,8 @@ class RLTrainer:
             "reward_first": statistics.fmean(rewards[:k]) if rewards else None,
             "reward_last": statistics.fmean(rewards[-k:]) if rewards else None,
             "resumed_from": resumed_from,
+            "trainable_params": trainable_fraction(self.model)[0],
+            "trainable_fraction": trainable_fraction(self.model)[1],
         }
         write_json(self.run_dir / "summary.json", summary)
         return summary

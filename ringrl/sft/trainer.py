@@ -47,6 +47,7 @@ from ringrl.distributed import (
 from ringrl.errors import UserError
 from ringrl.models.forward import compute_autocast, token_stats
 from ringrl.models.loading import is_moe, load_for_training, moe_top_k, resolve_save_dtype
+from ringrl.models.lora import trainable_fraction
 from ringrl.sft.config import SFTConfig
 from ringrl.sft.data import bucket_batches, collate, encode_rows
 from ringrl.sft.evaluate import PolicyEval, evaluate_policy
@@ -154,6 +155,8 @@ def _train_sft(cfg: SFTConfig, grader, dist: Dist, device: str) -> dict[str, Any
         "eval_problems": len(held_rows),
         "tokens_seen": 0,
         "checkpoints": [],
+        "trainable_params": trainable_fraction(model)[0],
+        "trainable_fraction": trainable_fraction(model)[1],
     }
     step, tokens_seen = 0, 0
     model.train()

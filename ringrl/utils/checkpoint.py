@@ -41,6 +41,11 @@ def save_checkpoint(
     a resume (:func:`restore_weights`) continues from exactly the same weights."""
     if not all_finite(model):
         raise NonFiniteWeights(f"refusing to write {path}: the model has non-finite weights")
+    from ringrl.models.lora import is_lora, merged_copy, save_adapter
+
+    adapter = model if is_lora(model) else None
+    if adapter is not None:  # a plain HF directory with the adapters merged in, the adapter alone beside it
+        model, keep_masters = merged_copy(adapter), False
     own = next(model.parameters()).dtype
     cast = save_dtype is not None and save_dtype != own
     with atomic_dir(Path(path)) as tmp:
@@ -56,6 +61,8 @@ def save_checkpoint(
         else:
             model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
+        if adapter is not None:
+            save_adapter(adapter, tmp)
         if trainer_state is not None:
             (tmp / "trainer_state.json").write_text(json.dumps(trainer_state, indent=2))
         for name, obj in (extra_files or {}).items():
@@ -65,7 +72,13 @@ def save_checkpoint(
 
 def restore_weights(ckpt: Path, model: Any, trust_remote_code: bool = False) -> None:
     """Load the weights of checkpoint ``ckpt`` into ``model``: its float32 masters when it kept
-    them (:data:`MASTER_WEIGHTS`), else its HF weights (exact when they were saved in float32)."""
+    them (:data:`MASTER_WEIGHTS`), else its HF weights (exact when they were saved in float32).
+    A LoRA policy gets the checkpoint's adapter weights (its base weights never change)."""
+    from ringrl.models.lora import is_lora, restore_adapter
+
+    if is_lora(model):
+        restore_adapter(model, Path(ckpt))
+        return
     masters = Path(ckpt) / MASTER_WEIGHTS
     if masters.is_file():
         model.load_state_dict(torch.load(masters, map_location="cpu", weights_only=True))
