@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,10 @@ class Sample:
     """Trainer log-probs under the policy that generated the sample (pi_old). The trainer
     may set them once; a sample carried to a later step must keep them, so that its ratio
     is still taken against the policy that generated it."""
+    routing: Any = None
+    """MoE routing the engine saw while sampling (``[L, T, k]`` int tensor over the prompt and
+    the fed response tokens), replayed in the training forward under ``rollout.routing_replay``.
+    Not kept across a resume (a carried sample then routes freely)."""
 
     @property
     def n_response(self) -> int:

@@ -47,6 +47,11 @@ class RolloutConfig:
     top_k: int = doc("sample among the k most likely tokens only (0: off, as in the paper)", 0)
     max_new_tokens: int = doc("longest response (paper 24576 in stage 1, 32768 in stage 2)", 512)
     batch_size: int = doc("sequences decoded together by the rollout engine (prompts x K per chunk)", 128)
+    routing_replay: bool = doc(
+        "MoE routing replay (R3): the policy, pi_old and reference passes route each token to the experts the "
+        "rollout chose, gate weights recomputed from the current router (docs/routing.md)",
+        False,
+    )
 
     def validate(self) -> None:
         if self.prompts_per_step < 1:

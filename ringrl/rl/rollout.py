@@ -65,6 +65,7 @@ def collect_groups(
                     reward=float(rewards[k]),
                     finished=c.finished,
                     domain=str(row.get("domain", "")),
+                    routing=getattr(c, "routing", None),
                 )
             )
             k += 1

@@ -35,7 +35,9 @@ class TrainerState:
     carry: list[Sample] = dataclasses.field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
+        d = dataclasses.asdict(
+            dataclasses.replace(self, carry=[dataclasses.replace(s, routing=None) for s in self.carry])
+        )
         return d
 
     @classmethod

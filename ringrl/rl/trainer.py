@@ -101,7 +101,10 @@ class RLTrainer:
                 stacklevel=2,
             )
         self.ref_model = self._load_reference() if cfg.loss.beta > 0 else None
-        self.engine = engine or HFEngine(self.model, self.tokenizer, batch_size=cfg.rollout.batch_size)
+        self.routed = _routed_moe(self.model, cfg.rollout.routing_replay)  # the engine records routing
+        self.engine = engine or HFEngine(
+            self.model, self.tokenizer, batch_size=cfg.rollout.batch_size, record_routing=self.routed
+        )
         self.stream = PromptStream(
             load_rl_rows(cfg.data, custom_reward=bool(cfg.reward.functions())), seed=cfg.data.seed
         )
@@ -218,7 +221,7 @@ class RLTrainer:
             return sample
         whole = SelectedSample(sample, sample.n_response, 0.0)
         mb = build_micro_batches([whole], self.tokenizer.pad_token_id, 1 << 30)[0]
-        lp = sequence_logprobs(self.model, mb, self.cfg.rollout.temperature)[0]
+        lp = sequence_logprobs(self.model, mb, self.cfg.rollout.temperature, None, self.cfg.rollout.routing_replay)[0]
         p = len(sample.prompt_ids)
         return replace(sample, old_logprobs=lp[p - 1 : p - 1 + sample.n_response].tolist())
 
@@ -243,6 +246,7 @@ class RLTrainer:
                     self.dist,
                     weight_scale=len(parts),
                     pack=cfg.pack_sequences,
+                    replay_routing=cfg.rollout.routing_replay,
                 )
                 norm, ok = optimizer_step(self.model, self.optimizer, cfg.optim.grad_clip, metrics["train/loss"])
                 norms.append(norm)
@@ -289,6 +293,8 @@ class RLTrainer:
             out[k] = m.get(k, 0.0)
         for k in ("moe/balance_loss", "moe/z_loss", "moe/max_expert_load"):
             out[k] = m.get(k, 0.0)
+        if "moe/routing_agreement" in m:  # the engine recorded routing (supported MoE families)
+            out["moe/routing_agreement"] = m["moe/routing_agreement"]
         load = m.get("_expert_load")
         if load is not None and self.cfg.expert_load_per_layer:
             for i, row in enumerate(load.tolist()):
@@ -470,6 +476,21 @@ class RLTrainer:
         if self._own_pool is not None:
             self._own_pool.close()
             self._own_pool = None
+
+
+def _routed_moe(model: Any, replay: bool) -> bool:
+    """Whether the engine records MoE routing: for every model whose routers ringrl knows
+    (:mod:`ringrl.models.routing`; ``moe/routing_agreement`` is then logged with replay on or off).
+    ``rollout.routing_replay`` on a model without them is a config error."""
+    from ringrl.models.routing import moe_routers
+
+    known = is_moe(model) and bool(moe_routers(model))
+    if replay and not known:
+        raise UserError(
+            "config key 'rollout.routing_replay': the policy has no MoE router ringrl can replay "
+            "(supported: Qwen2-MoE, Qwen3-MoE, OLMoE, Mixtral; docs/routing.md says how to add one)"
+        )
+    return known
 
 
 def _checkpoint_step(ckpt: Path | None) -> int | None:

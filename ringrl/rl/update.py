@@ -9,6 +9,8 @@ micro-batches on one process, or into token-balanced parts across data-parallel 
 
 from __future__ import annotations
 
+import contextlib
+import math
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -24,7 +26,7 @@ from ringrl.algorithms import (
 from ringrl.algorithms.correction import correction_weights
 from ringrl.algorithms.types import SelectedSample
 from ringrl.distributed import Dist, all_reduce_sum, sync_unless
-from ringrl.models.forward import token_stats
+from ringrl.models.forward import token_stats, unwrap
 from ringrl.rl.config import LossConfig
 
 
@@ -43,6 +45,7 @@ class MicroBatch:
     old_logprobs_BT: torch.Tensor | None  # [B, T-1] pi_old when known before the update
     n_tokens: int  # trained tokens
     position_ids_BT: torch.Tensor | None = None  # [B, T] packed rows only
+    routing_LNk: torch.Tensor | None = None  # [L, B*T, k] the engine's MoE routing per position, -1: free
 
 
 def build_micro_batches(
@@ -68,6 +71,7 @@ def build_micro_batches(
         w, adv_tok, roll = torch.zeros((B, T - 1)), torch.zeros((B, T - 1)), torch.zeros((B, T - 1))
         has_old = all(s.sample.old_logprobs is not None for s in part)
         old = torch.zeros((B, T - 1)) if has_old else None
+        routed: list[tuple[torch.Tensor, tuple[int, int]]] = []  # (routing, (row, start)) of each sequence
         for b, row in enumerate(rows):
             at = 0  # where the next sequence starts in this row
             for k in row:
@@ -84,9 +88,16 @@ def build_micro_batches(
                     roll[b, t] = torch.tensor(s.sample.rollout_logprobs[:n])
                 if old is not None and s.sample.old_logprobs is not None:  # has_old: every sample has them
                     old[b, t] = torch.tensor(s.sample.old_logprobs[:n])
+                if s.sample.routing is not None:  # the fed positions of the trained (maybe cut) sequence
+                    routed.append((s.sample.routing[:, : p + n], (b, at)))
                 at += p + n
         adv = adv_tok if pack else torch.tensor([s.sample.advantage for s in part], dtype=torch.float32)
-        out.append(MicroBatch(ids, attn, w, adv, roll, old, sum(s.n_tokens for s in part), pos))
+        routing = None
+        if routed:
+            from ringrl.models.routing import routing_rows
+
+            routing = routing_rows([r for r, _ in routed], [at for _, at in routed], (B, T))
+        out.append(MicroBatch(ids, attn, w, adv, roll, old, sum(s.n_tokens for s in part), pos, routing))
     return out
 
 
@@ -119,21 +130,36 @@ def _to(t: torch.Tensor | None, dev: Any) -> torch.Tensor | None:
 
 @torch.no_grad()
 def sequence_logprobs(
-    model: Any, mb: MicroBatch, temperature: float, targets_mask_BT: torch.Tensor | None = None
+    model: Any,
+    mb: MicroBatch,
+    temperature: float,
+    targets_mask_BT: torch.Tensor | None = None,
+    replay_routing: bool = False,
 ) -> torch.Tensor:
     """Log-probs of the targets under ``model`` (no grad), [B, T-1] float32; 0 off ``targets_mask_BT``
-    (default: every real target). The output head runs in chunks (:func:`token_stats`)."""
+    (default: every real target). The output head runs in chunks (:func:`token_stats`).
+    ``replay_routing``: route each token to the experts the rollout engine chose (``mb.routing_LNk``)."""
     dev = next(model.parameters()).device
-    st = token_stats(
-        model,
-        mb.input_ids_BT.to(dev),
-        mb.attention_mask_BT.to(dev),
-        _to(mb.position_ids_BT, dev),
-        temperature=temperature,
-        targets_mask_BT=_to(targets_mask_BT, dev),
-        router=False,
-    )
+    with _replayed(model, mb, dev, replay_routing):
+        st = token_stats(
+            model,
+            mb.input_ids_BT.to(dev),
+            mb.attention_mask_BT.to(dev),
+            _to(mb.position_ids_BT, dev),
+            temperature=temperature,
+            targets_mask_BT=_to(targets_mask_BT, dev),
+            router=False,
+        )
     return st.logprobs_BT
+
+
+def _replayed(model: Any, mb: MicroBatch, dev: Any, replay_routing: bool) -> contextlib.AbstractContextManager[Any]:
+    """Routing replay of ``mb`` for a pass of ``model`` (:mod:`ringrl.models.routing`), or nothing."""
+    if not (replay_routing and mb.routing_LNk is not None):
+        return contextlib.nullcontext()
+    from ringrl.models.routing import replay
+
+    return replay(unwrap(model), mb.routing_LNk.to(dev), capture=False)
 
 
 def rank_gradients(
@@ -148,6 +174,7 @@ def rank_gradients(
     dist: Dist,
     weight_scale: float = 1.0,
     pack: bool = False,
+    replay_routing: bool = False,
 ) -> dict[str, float]:
     """This rank's token-balanced share of ``selected`` -> micro-batches -> gradients; metrics over all ranks.
 
@@ -169,7 +196,15 @@ def rank_gradients(
             for mb in build_micro_batches([replace(selected[0], token_weight=0.0)], pad_id, max_tokens)
         ]
     metrics = accumulate_gradients(
-        model, ref_model, mbs, loss_cfg, temperature, moe_top_k, total_tokens=total, loss_scale=float(dist.world_size)
+        model,
+        ref_model,
+        mbs,
+        loss_cfg,
+        temperature,
+        moe_top_k,
+        total_tokens=total,
+        loss_scale=float(dist.world_size),
+        replay_routing=replay_routing,
     )
     return all_reduce_sum(metrics, dist)
 
@@ -183,6 +218,7 @@ def accumulate_gradients(
     moe_top_k: int | None,
     total_tokens: int | None = None,
     loss_scale: float = 1.0,
+    replay_routing: bool = False,
 ) -> dict[str, float]:
     """Forward/backward every micro-batch; returns token-weighted metrics over trained tokens.
 
@@ -199,7 +235,17 @@ def accumulate_gradients(
     for i, mb in enumerate(micro_batches):
         with sync_unless(model, skip=i < len(micro_batches) - 1):
             loss_sum += _micro_batch_backward(
-                model, ref_model, mb, loss_cfg, temperature, moe_top_k, mb.n_tokens / total, loss_scale, dev, sums
+                model,
+                ref_model,
+                mb,
+                loss_cfg,
+                temperature,
+                moe_top_k,
+                mb.n_tokens / total,
+                loss_scale,
+                dev,
+                sums,
+                replay_routing,
             )
     out = {k: v / total for k, v in sums.items() if k.startswith("train/")}
     out.update({k: v for k, v in sums.items() if k.startswith("moe/")})
@@ -220,12 +266,68 @@ def _micro_batch_backward(
     loss_scale: float,
     dev: Any,
     sums: dict[str, Any],
+    replay_routing: bool = False,
 ) -> float:
     """One micro-batch: forward, loss, backward; adds its metric sums to ``sums``; returns its loss."""
     ids, attn = mb.input_ids_BT.to(dev), mb.attention_mask_BT.to(dev)
     w_BT = mb.weights_BT.to(dev)
     mask = w_BT != 0  # only the trained tokens go through the output head
-    ref = sequence_logprobs(ref_model, mb, temperature, mask) if ref_model is not None and loss_cfg.beta > 0 else None
+    ref = None
+    if ref_model is not None and loss_cfg.beta > 0:  # before the policy's routing pass (a LoRA reference is the policy)
+        ref = sequence_logprobs(ref_model, mb, temperature, mask, replay_routing)
+    with contextlib.ExitStack() as stack:  # forward and backward inside the routing pass (replay, agreement)
+        rp = _routing_pass(stack, model, mb, dev, replay_routing)
+        loss, m, st, engine_BT, old_BT, corr_BT = _loss_and_backward(
+            model, mb, ids, attn, w_BT, mask, ref, loss_cfg, temperature, moe_top_k, share, loss_scale, dev, sums
+        )
+    with torch.no_grad():
+        if rp is not None and not math.isnan(agreement := rp.agreement()):
+            sums["moe/routing_agreement"] = sums.get("moe/routing_agreement", 0.0) + share * agreement
+        sums["train/entropy"] = sums.get("train/entropy", 0.0) + float(st.entropy_BT.detach()[mask].sum())
+        # engine vs pi_old (the pre-update forward), not vs weights earlier mini-batches already moved
+        sums["train/logprob_mismatch"] = sums.get("train/logprob_mismatch", 0.0) + float(
+            (engine_BT - old_BT)[mask].abs().sum()
+        )
+        sums["train/correction_weight_mean"] = sums.get("train/correction_weight_mean", 0.0) + float(
+            corr_BT[mask].sum()
+        )
+        sums["train/correction_masked_fraction"] = sums.get("train/correction_masked_fraction", 0.0) + float(
+            (corr_BT[mask] == 0).sum()
+        )
+        n = int(mask.sum())
+        for k in ("clip_fraction", "kl", "ratio"):
+            if k in m:
+                sums[f"train/{k}"] = sums.get(f"train/{k}", 0.0) + float(m[k]) * n
+    return float(loss.detach())
+
+
+def _routing_pass(stack: contextlib.ExitStack, model: Any, mb: MicroBatch, dev: Any, replay_routing: bool) -> Any:
+    """The policy pass's routing (:func:`ringrl.models.routing.routing_pass`) when ``mb`` carries the
+    engine's: replayed under ``replay_routing``, and the agreement measured either way."""
+    if mb.routing_LNk is None:
+        return None
+    from ringrl.models.routing import routing_pass
+
+    return stack.enter_context(routing_pass(unwrap(model), mb.routing_LNk.to(dev), replay_routing=replay_routing))
+
+
+def _loss_and_backward(
+    model: Any,
+    mb: MicroBatch,
+    ids: torch.Tensor,
+    attn: torch.Tensor,
+    w_BT: torch.Tensor,
+    mask: torch.Tensor,
+    ref: torch.Tensor | None,
+    loss_cfg: LossConfig,
+    temperature: float,
+    moe_top_k: int | None,
+    share: float,
+    loss_scale: float,
+    dev: Any,
+    sums: dict[str, Any],
+) -> tuple[torch.Tensor, dict[str, Any], Any, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The policy forward, PPO loss (+ MoE terms) and backward of one micro-batch."""
     st = token_stats(model, ids, attn, _to(mb.position_ids_BT, dev), temperature=temperature, targets_mask_BT=mask)
     lp_BT, router = st.logprobs_BT, st.router_logits
     ent_BT = st.entropy_BT if loss_cfg.alpha_entropy > 0 else None
@@ -254,20 +356,4 @@ def _micro_batch_backward(
             sums[k] = sums.get(k, 0.0) + share * float(mm[k])
         sums["_expert_load"] = sums.get("_expert_load", 0) + share * mm["moe/expert_load"].cpu()
     (loss * loss_scale if loss_scale != 1.0 else loss).backward()
-    with torch.no_grad():
-        sums["train/entropy"] = sums.get("train/entropy", 0.0) + float(st.entropy_BT.detach()[mask].sum())
-        # engine vs pi_old (the pre-update forward), not vs weights earlier mini-batches already moved
-        sums["train/logprob_mismatch"] = sums.get("train/logprob_mismatch", 0.0) + float(
-            (engine_BT - old_BT)[mask].abs().sum()
-        )
-        sums["train/correction_weight_mean"] = sums.get("train/correction_weight_mean", 0.0) + float(
-            corr_BT[mask].sum()
-        )
-        sums["train/correction_masked_fraction"] = sums.get("train/correction_masked_fraction", 0.0) + float(
-            (corr_BT[mask] == 0).sum()
-        )
-        n = int(mask.sum())
-        for k in ("clip_fraction", "kl", "ratio"):
-            if k in m:
-                sums[f"train/{k}"] = sums.get(f"train/{k}", 0.0) + float(m[k]) * n
-    return float(loss.detach())
+    return loss, m, st, engine_BT, old_BT, corr_BT

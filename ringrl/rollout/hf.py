@@ -37,6 +37,7 @@ class Completion:
     entropies: list[float]  # entropy (nats) of softmax(logits / temperature) at each token
     finished: bool  # True when the response ended with an end-of-sequence token
     prompt_ids: list[int] = field(default_factory=list)  # the prompt's tokens as the engine fed them
+    routing: Any = None  # MoE routing seen while sampling: [L, len(prompt_ids) + len(token_ids) - 1, k] int16
 
 
 class Engine(Protocol):
@@ -111,10 +112,20 @@ class HFEngine:
 
     ``add_special_tokens``: how prompts are tokenised (None: only when the tokenizer has no
     chat template, since a chat-templated prompt already holds its special tokens).
+    ``record_routing``: keep, per completion, the top-k experts every MoE layer chose for each
+    fed token (:mod:`ringrl.models.routing`), for routing replay in the training forward.
     """
 
-    def __init__(self, model: Any, tokenizer: Any, batch_size: int = 64, add_special_tokens: bool | None = False):
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        batch_size: int = 64,
+        add_special_tokens: bool | None = False,
+        record_routing: bool = False,
+    ):
         self.model = model
+        self.record_routing = record_routing
         self.tokenizer = tokenizer
         self.batch_size = max(1, batch_size)
         self.add_special_tokens = (
@@ -181,6 +192,16 @@ class HFEngine:
         return [g * n if m == 1 and n > 1 else g for g in out]
 
     def _chunk(self, prompts, m, temperature, top_p, top_k, max_new_tokens, gen, device) -> list[list[Completion]]:
+        if not self.record_routing:
+            return self._sample(prompts, m, temperature, top_p, top_k, max_new_tokens, gen, device, None)
+        from ringrl.models.routing import record
+
+        with record(self.model) as rec:
+            return self._sample(prompts, m, temperature, top_p, top_k, max_new_tokens, gen, device, rec)
+
+    def _sample(
+        self, prompts, m, temperature, top_p, top_k, max_new_tokens, gen, device, rec
+    ) -> list[list[Completion]]:
         from transformers import DynamicCache
 
         from ringrl.models.loading import is_moe
@@ -209,6 +230,9 @@ class HFEngine:
             **extra,
         )
         logits_NV = out.logits[:, -1]
+        if rec is not None:  # [L, P*S, k] -> [L, P, S, k]: each prompt's routing (its samples share it)
+            prefill_LPSk = rec.call(0).unflatten(1, (P, S))
+            rec.clear()
         if m > 1:  # the n samples of a prompt share its prefill
             cache.batch_repeat_interleave(m)
             logits_NV = logits_NV.repeat_interleave(m, 0)
@@ -221,6 +245,10 @@ class HFEngine:
         length_N = torch.full((N,), budget, dtype=torch.long, device=device)
         eos_E = torch.tensor(sorted(self.eos_ids), dtype=torch.long, device=device)
         rows_A = torch.arange(N, device=device)  # the running sequences' rows in the buffers
+        if rec is not None:  # decode routing: [L, N, T, k], the token fed at step t is response token t
+            route_LNTk = torch.full(
+                (prefill_LPSk.shape[0], N, budget, prefill_LPSk.shape[-1]), -1, dtype=prefill_LPSk.dtype, device=device
+            )
         attn_AS = attn_PS
         next_pos_A1 = pos_PS[:, -1:] + 1
         for t in range(budget):
@@ -250,9 +278,19 @@ class HFEngine:
             )
             logits_NV = out.logits[:, -1]
             next_pos_A1 = next_pos_A1 + 1
+            if rec is not None:
+                route_LNTk[:, rows_A, t] = rec.call(0)
+                rec.clear()
         tokens, logps, ents = tokens_NT.tolist(), logp_NT.tolist(), ent_NT.tolist()
         lengths = length_N.tolist()
-        prompt_rows = [row[S - int(n_real) :] for row, n_real in zip(ids_PS.tolist(), enc["attention_mask"].sum(-1))]
+        n_real_P = [int(n) for n in enc["attention_mask"].sum(-1)]
+        prompt_rows = [row[S - n_real :] for row, n_real in zip(ids_PS.tolist(), n_real_P)]
+        routing: list[Any] = [None] * N
+        if rec is not None:  # prompt tokens, then the response tokens that were fed (all but the last)
+            pre, dec = prefill_LPSk.cpu(), route_LNTk.cpu()
+            for i in range(N):
+                p = i // m
+                routing[i] = torch.cat([pre[:, p, S - n_real_P[p] :], dec[:, i, : max(0, lengths[i] - 1)]], dim=1)
         groups: list[list[Completion]] = []
         for i in range(N):
             k = lengths[i]
@@ -267,6 +305,7 @@ class HFEngine:
                     entropies=ents[i][:k],
                     finished=bool(ids) and ids[-1] in self.eos_ids,
                     prompt_ids=prompt_rows[i // m],
+                    routing=routing[i],
                 )
             )
         return groups
