@@ -21,6 +21,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default=None, help="output directory (default: runs/experiment-NAME)")
     p.add_argument("--smoke", action="store_true", help="shrink every stage (for checks)")
     p.add_argument(
+        "--stress",
+        action="store_true",
+        help="c3po-vs-grpo on a task whose answers may be short or long, longer RL at a higher lr (docs/results.md)",
+    )
+    p.add_argument(
         "--sft",
         default=None,
         metavar="RUN_DIR",
@@ -36,7 +41,8 @@ def run(args: argparse.Namespace) -> int:
     from ringrl.pipeline.experiments import experiment_spec
     from ringrl.pipeline.summary import print_summary
 
-    spec = experiment_spec(args.name, args.out or f"runs/experiment-{args.name}", args.seeds, args.smoke)
+    default_out = f"runs/experiment-{args.name}" + ("-stress" if args.stress else "")
+    spec = experiment_spec(args.name, args.out or default_out, args.seeds, args.smoke, args.stress)
     if args.sft:
         from pathlib import Path
 

@@ -16,7 +16,10 @@ and then a report over all its runs:
   proportion (math 40 x 16 prompts : code and logic 10 x 16 between them), for every
   seed, evaluated on the synthetic test splits (the paper's domain-conflict finding).
 
-``--smoke`` shrinks every stage as the quickstart's smoke mode does.
+``--smoke`` shrinks every stage as the quickstart's smoke mode does. ``--stress`` (for
+``c3po-vs-grpo``) trains on the ``arithmetic-styles`` task, whose correct answers are short or
+long, so response length is free to drift, and runs RL longer, at a higher learning rate and
+with a larger length cap (:data:`STRESS_RL`): the setting where GRPO's instability can show.
 """
 
 from __future__ import annotations
@@ -32,6 +35,16 @@ from ringrl.errors import UserError
 from ringrl.pipeline.spec import PipelineSpec, parse_pipeline
 
 EXPERIMENTS = ("c3po-vs-grpo", "sft-epochs", "two-stage-vs-mixed")
+
+STRESS_TASK = {"tasks": ["arithmetic-styles"], "levels": {"arithmetic-styles": [1, 2]}, "weights": None}
+#: RL settings of ``--stress``: 60 steps at 1e-3 (the quickstart's calibration saw the KL drift from
+#: 6e-4 and a collapse at 1e-3), 400-token cap, the monitor on (alerts logged, the run goes on).
+STRESS_RL: dict[str, Any] = {
+    "steps": 60,
+    "optim": {"lr": 1.0e-3},
+    "rollout": {"max_new_tokens": 400},
+    "data": STRESS_TASK,
+}
 
 
 def _quickstart_stages(smoke: bool) -> dict[str, dict[str, Any]]:
@@ -74,12 +87,29 @@ def _mixed_data(*stages: dict[str, Any]) -> dict[str, Any]:
     return {"tasks": tasks, "levels": levels or None, "weights": weights}
 
 
-def experiment_spec(name: str, out: str, seeds: list[int], smoke: bool = False) -> PipelineSpec:
+def _stress(q: dict[str, dict[str, Any]], smoke: bool) -> None:
+    """The quickstart's stages turned into the stress setting, in place: SFT on the two-style task
+    (both styles learnt), a fixed last-epoch start, longer and hotter RL on the same task."""
+    sft = q["sft"]["config"]
+    sft["data"] = merge({k: v for k, v in sft.get("data", {}).items() if k not in STRESS_TASK}, STRESS_TASK)
+    epochs = sft.get("epochs", 3)
+    q["select"] = {"name": "select", "kind": "select", "from": "sft", "epoch": epochs}
+    rl = q["rl-math"]["config"]
+    q["rl-math"]["config"] = merge(rl, {k: v for k, v in STRESS_RL.items() if not (smoke and k == "steps")})
+    q["rl-math"]["config"]["data"] = STRESS_TASK
+    q["eval"]["benchmarks"] = ["synthetic-math-l1", "synthetic-math-l2"]
+
+
+def experiment_spec(name: str, out: str, seeds: list[int], smoke: bool = False, stress: bool = False) -> PipelineSpec:
     if name not in EXPERIMENTS:
         raise UserError(f"unknown experiment '{name}' (known: {', '.join(EXPERIMENTS)})")
     if not seeds:
         raise UserError("--seeds: give at least one seed")
+    if stress and name != "c3po-vs-grpo":
+        raise UserError("--stress applies to c3po-vs-grpo only")
     q = _quickstart_stages(smoke)
+    if stress:
+        _stress(q, smoke)
     stages: list[dict[str, Any]] = [q["sft"], q["select"]]
     evals: list[str] = []
     if name == "c3po-vs-grpo":

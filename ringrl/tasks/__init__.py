@@ -19,7 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ringrl.errors import UserError
-from ringrl.tasks import arithmetic, code, sorting
+from ringrl.tasks import arithmetic, code, sorting, styles
 
 Row = dict[str, Any]
 # task name -> (domain, generator(rng, level) -> row without id, levels)
@@ -27,6 +27,7 @@ TASKS: dict[str, tuple[str, Callable[[random.Random, int], Row], tuple[int, ...]
     "arithmetic": ("math", arithmetic.generate, arithmetic.LEVELS),
     "sorting": ("logic", sorting.generate, sorting.LEVELS),
     "program": ("code", code.generate, code.LEVELS),
+    "arithmetic-styles": ("math", styles.generate, styles.LEVELS),  # short or long answers (--stress)
 }
 DOMAIN_TASKS = {"math": ("arithmetic",), "logic": ("sorting",), "code": ("program",)}
 TEST_BUCKETS = 8
