@@ -211,7 +211,40 @@ def case_sft_step(model_dir: str, out: str) -> dict:
     return {"load_mb": load, "trained_tokens": N_SEQ * NEW_TOKENS}
 
 
+def case_sft_short_two_steps(model_dir: str, out: str) -> dict:
+    """Two SFT optimizer steps on 8 short sequences (8 x 64 tokens): activations are small, so the
+    peak is the weights, their gradients and AdamW's two moments: what LoRA (``--set
+    model.lora.rank=8``) saves, since only the adapters then get gradients and optimizer state."""
+    import random
+
+    import torch
+
+    from ringrl.common_config import make_optimizer
+    from ringrl.config import load_config
+    from ringrl.models.loading import is_moe, load_for_training, moe_top_k
+    from ringrl.sft.config import SFTConfig
+    from ringrl.sft.trainer import clip_and_step, train_step
+
+    cfg = load_config(SFTConfig, overrides=[f"model.path={model_dir}", "model.device=cpu", "threads=1", *_extra()])
+    model, _ = load_for_training(cfg.model, model_dir, "cpu")
+    model.train()
+    opt, sched = make_optimizer(model, cfg.optim, 10)
+    rng = random.Random(0)
+    ids = torch.tensor([[rng.randrange(4, VOCAB) for _ in range(64)] for _ in range(8)])
+    mask = torch.ones_like(ids)
+    loss_mask = mask.clone()
+    loss_mask[:, :16] = 0
+    group = [{"input_ids": ids, "attention_mask": mask, "loss_mask": loss_mask}]
+    load = _rss_mb()
+    for _ in range(2):  # the second step's peak holds the optimizer state the first created
+        train_step(model, group, 8 * 48, cfg, is_moe(model), moe_top_k(model), torch.device("cpu"))
+        clip_and_step(model, opt, sched, cfg.optim.grad_clip)
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return {"load_mb": load, "trained_tokens": 2 * 8 * 48, "trainable_params": trainable}
+
+
 CASES = {
+    "sft_short_two_steps": case_sft_short_two_steps,
     "rl_step": case_rl_step,
     "rl_step_rollout_batch_4": case_rl_step_rollout_batch_4,
     "rl_loss_pass": case_rl_loss_pass,
@@ -278,6 +311,13 @@ def main() -> None:
     ap.add_argument(
         "--set", action="append", default=[], metavar="KEY=VALUE", help="config override for every case (repeatable)"
     )
+    ap.add_argument(
+        "--lora",
+        type=int,
+        default=0,
+        metavar="RANK",
+        help="also run each case of this tree with model.lora.rank=RANK and print full / LoRA peak",
+    )
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--model-dir", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -325,6 +365,21 @@ def main() -> None:
                     if r.get("generated_tokens") is not None:
                         extra += f", {r['generated_tokens']} generated / {r['trained_tokens']} trained tokens"
                     print(f"{case:13s} {name:20s} {peak:32s} {extra}", flush=True)
+                if args.lora:
+                    full = results[case, "this tree"]
+                    lora = run_case(
+                        ROOT, case, model_dir, args.limit_gb, args.timeout, [*args.set, f"model.lora.rank={args.lora}"]
+                    )
+                    if lora.get("ok"):
+                        print(
+                            f"{case:13s} {'LoRA rank ' + str(args.lora):20s} {lora['peak_mb']:.0f} MB peak "
+                            f"(load {lora['load_mb']:.0f} MB); trainable {lora.get('trainable_params', '?')} "
+                            f"of {full.get('trainable_params', '?')}"
+                        )
+                        if full.get("ok"):
+                            print(f"{case:13s} ratio full / LoRA: {full['peak_mb'] / lora['peak_mb']:.2f}x")
+                    else:
+                        print(f"{case:13s} LoRA failed: {lora.get('error', '')}")
                 if len(trees) == 2:
                     a, b = (results[case, n] for n in trees)
                     if a.get("ok") and b.get("ok"):
