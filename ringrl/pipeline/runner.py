@@ -1,8 +1,8 @@
 """Run a pipeline: stages in order, each from an earlier stage's output model.
 
 A finished stage leaves ``OUT/NAME/stage.json`` (its outputs) and is skipped on a
-re-run; an RL stage that was interrupted resumes from its latest checkpoint; any other
-interrupted stage starts again (its outputs are only ever written atomically). The
+re-run; an SFT or RL stage that was interrupted resumes from its latest checkpoint; any
+other interrupted stage starts again (its outputs are only ever written atomically). The
 pipeline's ``OUT/summary.json`` lists the stages and their directories.
 
 Under ``torchrun`` the ``sft`` and ``rl`` stages train data parallel on every rank
@@ -116,7 +116,7 @@ def _run_sft(spec: PipelineSpec, stage: Stage, outputs, overrides: list[str]) ->
     from ringrl.sft.config import SFTConfig
     from ringrl.sft.trainer import train_sft
 
-    base = merge(_nested(stage.config), {"out": str(Path(spec.out) / stage.name)})
+    base = merge(_nested(stage.config), {"out": str(Path(spec.out) / stage.name), "resume": True})
     src = _source_model(stage, outputs)
     if src:
         base = merge(base, {"model": {"path": src}})

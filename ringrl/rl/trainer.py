@@ -47,11 +47,10 @@ from ringrl.rl.data import PromptStream, load_rl_rows
 from ringrl.rl.rollout import RolloutResult, collect_groups, gather_rollouts, merge
 from ringrl.rl.state import (
     TrainerState,
-    latest_checkpoint,
-    load_rl_state,
+    apply_resume_blob,
     prune_checkpoints,
+    read_resume_blob,
     save_rl_checkpoint,
-    truncate_metrics,
 )
 from ringrl.rl.update import build_micro_batches, rank_gradients, sequence_logprobs, split_mini_batches
 from ringrl.rollout import HFEngine
@@ -59,6 +58,7 @@ from ringrl.utils.checkpoint import quiet_transformers, seed_everything, set_thr
 from ringrl.utils.io import read_json, write_json
 from ringrl.utils.metrics import MetricsLogger
 from ringrl.utils.progress import Progress
+from ringrl.utils.rundir import RunDir, open_run_dir, resume_from, truncate_metrics
 
 
 class NonFiniteStop(UserError):
@@ -274,10 +274,19 @@ class RLTrainer:
 
     # ------------------------------------------------------------------ the loop
     def fit(self) -> dict[str, Any]:
+        cfg = self.cfg
+        rundir = open_run_dir(self.run_dir, "rl", cfg.resume, cfg.overwrite, self.dist)  # locked until the end
+        try:
+            return self._fit(rundir)
+        finally:
+            rundir.close()
+            self.close()
+
+    def _fit(self, rundir: RunDir) -> dict[str, Any]:
         cfg, main = self.cfg, self.dist.is_main
-        resumed_from = self._maybe_resume()
+        self.state.run_id = rundir.run_id
+        resumed_from = self._maybe_resume(rundir)
         if main:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
             save_config(cfg, self.run_dir / "config.yaml")
         logger = MetricsLogger(
             self.run_dir,
@@ -306,9 +315,9 @@ class RLTrainer:
                         self._save(f"step-{self.state.step}")
             self._save("final")
             summary = broadcast_object(self._write_summary(resumed_from) if main else None, self.dist)
+            rundir.finish()
         finally:
             logger.close()
-            self.close()
         return summary
 
     def _save(self, name: str) -> None:
@@ -322,25 +331,40 @@ class RLTrainer:
                 prune_checkpoints(self.run_dir, self.cfg.keep_checkpoints)
         barrier(self.dist)
 
-    def _maybe_resume(self) -> str | None:
-        if not self.cfg.resume:
+    def _maybe_resume(self, rundir: RunDir) -> str | None:
+        """Rank 0 picks the newest intact checkpoint of this run (falling back past damaged ones);
+        every rank loads that one (every rank must resume from the same step)."""
+        if not rundir.resuming:
             return None
-        found = broadcast_object(str(latest_checkpoint(self.run_dir) or "") if self.dist.is_main else None, self.dist)
-        if not found:  # rank 0 chose (every rank must resume from the same step)
+        found = None
+        if self.dist.is_main:
+            found = resume_from(self.run_dir, rundir.run_id, self._read_checkpoint)
+        path = broadcast_object(str(found[0]) if found else "", self.dist)
+        if not path:
             return None
-        ckpt = Path(found)
-        if not ckpt.is_dir():
-            raise UserError(
-                f"resume: {ckpt} (rank 0's latest checkpoint) is not visible on rank {self.dist.rank}; "
-                "the run directory must be on a filesystem every rank shares"
-            )
-        model, _ = load_policy(ckpt, "cpu", self.cfg.model.dtype)
-        self.model.load_state_dict(model.state_dict())
-        self.state = load_rl_state(ckpt, self.optimizer, self.scheduler)
+        ckpt = Path(path)
+        if found is None:
+            if not ckpt.is_dir():
+                raise UserError(
+                    f"resume: {ckpt} (rank 0's latest checkpoint) is not visible on rank {self.dist.rank}; "
+                    "the run directory must be on a filesystem every rank shares"
+                )
+            found = (ckpt, self._read_checkpoint(ckpt, read_json(ckpt / "trainer_state.json")))
+        state, blob, weights = found[1]
+        self.model.load_state_dict(weights)
+        apply_resume_blob(blob, self.optimizer, self.scheduler)
+        self.state = state
         self.stream.position = self.state.position
         if self.dist.is_main:
             truncate_metrics(self.run_dir, self.state.step)
         return str(ckpt)
+
+    def _read_checkpoint(self, ckpt: Path, state: dict[str, Any]) -> tuple[TrainerState, dict[str, Any], Any]:
+        """Everything a resume restores, read before anything changes (a damaged file raises here)."""
+        trainer_state = TrainerState.from_json(dict(state))
+        blob = read_resume_blob(ckpt)
+        model, _ = load_policy(ckpt, "cpu", self.cfg.model.dtype)
+        return trainer_state, blob, model.state_dict()
 
     def _write_summary(self, resumed_from: str | None) -> dict[str, Any]:
         from ringrl.utils.metrics import read_metrics
