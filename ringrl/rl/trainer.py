@@ -67,6 +67,8 @@ class NonFiniteStop(UserError):
 
 class RLTrainer:
     def __init__(self, cfg: RLConfig, score=None, engine=None):
+        self._own_pool = None
+        self.rundir = None
         if cfg.model.path is None:
             raise UserError(
                 "config key 'model.path': RL starts from a model directory (e.g. the checkpoint select-checkpoint chose)"
@@ -77,6 +79,16 @@ class RLTrainer:
         self.cfg = cfg
         self.run_dir = Path(cfg.out)
         self.dist, self.device = init_distributed(cfg.model.device)
+        # the run directory is locked (and checked: finished run, other kind) before any work
+        self.rundir: RunDir | None = open_run_dir(self.run_dir, "rl", cfg.resume, cfg.overwrite, self.dist)
+        try:
+            self._setup(score, engine)
+        except BaseException:
+            self.close()
+            raise
+
+    def _setup(self, score, engine) -> None:
+        cfg = self.cfg
         self.model, self.tokenizer = load_policy(cfg.model.path, self.device, cfg.model.dtype)
         self.train_model = wrap_ddp(self.model, self.dist)  # the model itself on one process
         if self.dist.is_main and cfg.rollout.prompts_per_step < self.dist.world_size:
@@ -91,8 +103,7 @@ class RLTrainer:
         self.former = get_batch_former(cfg.algo)
         self.optimizer, self.scheduler = make_optimizer(self.model, cfg.optim, cfg.steps)
         self.moe_top_k = moe_top_k(self.model) if is_moe(self.model) else None
-        self.state = TrainerState()
-        self._own_pool = None
+        self.state = TrainerState(run_id=self.rundir.run_id if self.rundir else "")
         if score is None:
             from ringrl.rewards import RewardPool
 
@@ -274,17 +285,15 @@ class RLTrainer:
 
     # ------------------------------------------------------------------ the loop
     def fit(self) -> dict[str, Any]:
-        cfg = self.cfg
-        rundir = open_run_dir(self.run_dir, "rl", cfg.resume, cfg.overwrite, self.dist)  # locked until the end
+        if self.rundir is None:
+            raise RuntimeError("RLTrainer.fit: the trainer was closed")
         try:
-            return self._fit(rundir)
+            return self._fit(self.rundir)
         finally:
-            rundir.close()
             self.close()
 
     def _fit(self, rundir: RunDir) -> dict[str, Any]:
         cfg, main = self.cfg, self.dist.is_main
-        self.state.run_id = rundir.run_id
         resumed_from = self._maybe_resume(rundir)
         if main:
             save_config(cfg, self.run_dir / "config.yaml")
@@ -392,9 +401,13 @@ class RLTrainer:
         return summary
 
     def close(self) -> None:
+        """Stop the reward workers and release the run directory's lock."""
         if self._own_pool is not None:
             self._own_pool.close()
             self._own_pool = None
+        if self.rundir is not None:
+            self.rundir.close()
+            self.rundir = None
 
 
 def train_rl(cfg: RLConfig, score=None) -> dict[str, Any]:
