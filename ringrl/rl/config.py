@@ -9,6 +9,7 @@ from ringrl.algorithms.config import FormerConfig
 from ringrl.common_config import ModelConfig, OptimConfig, validate_task_mix
 from ringrl.config import doc
 from ringrl.errors import ConfigError
+from ringrl.models.tiny import TinyModelConfig
 
 
 @dataclass(frozen=True)
@@ -81,14 +82,24 @@ class LossConfig:
                 raise ConfigError(f"loss.{key}", "must be >= 0")
 
 
+@dataclass(frozen=True)
+class RLModelConfig(ModelConfig):
+    """The policy RL starts from: a model directory (RL does not build the embedded model)."""
+
+    path: str | None = doc(
+        "local HF causal LM directory to start from (required; e.g. the checkpoint select-checkpoint chose)", None
+    )
+    tiny: TinyModelConfig = doc("not used by rl (the embedded model is built by sft)", default_factory=TinyModelConfig)
+
+
 def _rl_optim() -> OptimConfig:
     return OptimConfig(lr=3e-6, weight_decay=0.0, warmup_ratio=0.05, schedule="constant")
 
 
 @dataclass(frozen=True)
 class RLConfig:
-    model: ModelConfig = doc(
-        "policy to start from (model.path: e.g. the checkpoint select-checkpoint chose)", default_factory=ModelConfig
+    model: RLModelConfig = doc(
+        "policy to start from (model.path: e.g. the checkpoint select-checkpoint chose)", default_factory=RLModelConfig
     )
     ref_model: str | None = doc(
         "reference model directory for the KL term; null: a frozen copy of the initial policy", None
