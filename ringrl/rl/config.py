@@ -28,6 +28,11 @@ class RLDataConfig:
     weights: dict[str, float] | None = doc(
         "embedded rows per task in proportion, e.g. {math: 4} (a task left out: 1; null: even split)", None
     )
+    max_row_bytes: int = doc(
+        "largest row of a data file in bytes: a larger one is an error, found before any tokenising",
+        8 * 1024 * 1024,
+        ge=1,
+    )
     seed: int = doc("seed of the embedded data and of the prompt order", 0)
 
     def validate(self) -> None:

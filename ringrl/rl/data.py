@@ -39,7 +39,7 @@ class PromptStream:
 
 def load_rl_rows(cfg: RLDataConfig) -> list[dict[str, Any]]:
     if cfg.train:
-        return load_rows(cfg.train, "rl")
+        return load_rows(cfg.train, "rl", max_row_bytes=cfg.max_row_bytes)
     from ringrl.tasks import embedded_rows
 
     return embedded_rows(cfg.tasks, "train", cfg.train_size, cfg.seed, cfg.levels, cfg.weights)

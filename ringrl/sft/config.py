@@ -27,6 +27,11 @@ class SFTDataConfig:
     )
     eval_size: int = doc("held-out problems scored at each checkpoint", 96)
     max_length: int = doc("longest prompt+response in tokens; longer rows are skipped and counted", 1024)
+    max_row_bytes: int = doc(
+        "largest row of a data file in bytes: a larger one is an error, found before any tokenising",
+        8 * 1024 * 1024,
+        ge=1,
+    )
     weights: dict[str, float] | None = doc(
         "embedded rows per task in proportion, e.g. {math: 4} (a task left out: 1; null: even split)", None
     )

@@ -73,11 +73,11 @@ def load_sft_data(cfg: SFTConfig) -> tuple[list[dict[str, Any]], list[dict[str, 
 
     d = cfg.data
     if d.train:
-        train = load_rows(d.train, "sft")
+        train = load_rows(d.train, "sft", max_row_bytes=d.max_row_bytes)
     else:
         train = embedded_rows(d.tasks, "train", d.train_size, d.seed, d.levels, d.weights)
     if d.eval:
-        held = load_rows(d.eval, "eval", limit=d.eval_size)
+        held = load_rows(d.eval, "eval", limit=d.eval_size, max_row_bytes=d.max_row_bytes)
     else:
         held = embedded_rows(d.tasks, "test", d.eval_size, d.seed, d.levels, d.weights)
     return train, held
