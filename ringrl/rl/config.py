@@ -1,4 +1,4 @@
-"""Config of ``ringrl rl``. Paper defaults where the paper gives them (PAPER_NOTES "Paper RL settings")."""
+"""Config of ``ringrl rl``. Defaults: the Ring-lite paper's RL settings where the paper gives them."""
 
 from __future__ import annotations
 
