@@ -26,6 +26,7 @@ Defaults and policies (see docs/rl.md):
 from __future__ import annotations
 
 import copy
+import functools
 import os
 import random
 import statistics
@@ -109,7 +110,9 @@ class RLTrainer:
 
             workers = cfg.reward_workers or max(1, (os.cpu_count() or 1) // self.dist.local_world_size)
             self._own_pool = RewardPool(workers=workers)
-            score = lambda rows, responses: [v.reward for v in self._own_pool.score(rows, responses)]  # noqa: E731
+            # bound to the pool, not to self: a closure over self would make the trainer (and its DDP
+            # model, which holds the process group) a reference cycle freed at an unknown later time
+            score = functools.partial(_pool_rewards, self._own_pool)
         self.score = score
 
     def _load_reference(self):
@@ -408,6 +411,10 @@ class RLTrainer:
         if self.rundir is not None:
             self.rundir.close()
             self.rundir = None
+
+
+def _pool_rewards(pool, rows, responses) -> list[float]:
+    return [v.reward for v in pool.score(rows, responses)]
 
 
 def train_rl(cfg: RLConfig, score=None) -> dict[str, Any]:
