@@ -68,8 +68,8 @@ class NonFiniteStop(UserError):
 
 class RLTrainer:
     def __init__(self, cfg: RLConfig, score=None, engine=None):
-        self._own_pool = None
-        self.rundir = None
+        self._own_pool: Any = None
+        self.rundir: RunDir | None = None
         if cfg.model.path is None:
             raise UserError(
                 "config key 'model.path': RL starts from a model directory (e.g. the checkpoint select-checkpoint chose)"
@@ -81,7 +81,7 @@ class RLTrainer:
         self.run_dir = Path(cfg.out)
         self.dist, self.device = init_distributed(cfg.model.device)
         # the run directory is locked (and checked: finished run, other kind) before any work
-        self.rundir: RunDir | None = open_run_dir(self.run_dir, "rl", cfg.resume, cfg.overwrite, self.dist)
+        self.rundir = open_run_dir(self.run_dir, "rl", cfg.resume, cfg.overwrite, self.dist)
         try:
             self._setup(score, engine)
         except BaseException:
@@ -90,6 +90,7 @@ class RLTrainer:
 
     def _setup(self, score, engine) -> None:
         cfg = self.cfg
+        assert cfg.model.path is not None  # checked in __init__
         self.model, self.tokenizer = load_policy(cfg.model.path, self.device, cfg.model.dtype)
         self.train_model = wrap_ddp(self.model, self.dist)  # the model itself on one process
         if self.dist.is_main and cfg.rollout.prompts_per_step < self.dist.world_size:

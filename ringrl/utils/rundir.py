@@ -88,14 +88,14 @@ def open_run_dir(path: str | Path, kind: str, resume: bool, overwrite: bool, dis
 
     dist = dist or Dist()
     p = Path(path)
+    rd: RunDir | None = None
+    outcome: Any = None
     if dist.is_main:
         try:
-            rd: RunDir | None = _open(p, kind, resume, overwrite)
-            outcome: Any = (rd.run_id, rd.resuming)
+            opened = _open(p, kind, resume, overwrite)
+            rd, outcome = opened, (opened.run_id, opened.resuming)
         except UserError as e:
-            rd, outcome = None, str(e)
-    else:
-        rd, outcome = None, None
+            outcome = str(e)
     outcome = broadcast_object(outcome, dist)
     if isinstance(outcome, str):
         raise UserError(outcome)
