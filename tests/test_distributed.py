@@ -195,6 +195,7 @@ def test_torchrun_sft_matches_one_process_with_the_same_accumulation(tmp_path, r
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(2400)  # 20 launches of about 20-60 s each on a busy 2-core machine
 def test_twenty_consecutive_two_rank_runs_exit_cleanly(tmp_path, ringrl_moe_dir):
     """The abort at exit seen in 3 of 14 runs (rank 1: ``terminate called without an active
     exception``, exit code 1 after a finished run) does not come back: 20 runs in a row, every

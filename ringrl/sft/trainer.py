@@ -3,10 +3,13 @@
 The trainer orchestrates; the objective is :func:`ringrl.sft.loss.sft_loss` plus the
 MoE router terms of :func:`ringrl.algorithms.moe.moe_aux_loss`.
 
-Run directory: ``config.yaml``, ``metrics.jsonl`` (one line per optimizer step),
-``tb/``, ``checkpoints/epoch-N/`` (HF format) and ``summary.json`` whose
-``checkpoints`` list records ``epoch``, ``step``, ``tokens_seen``, ``entropy`` and
-``accuracy`` of each checkpoint (read by ``ringrl select-checkpoint``).
+Run directory (locked for the run, :mod:`ringrl.utils.rundir`): ``config.yaml``,
+``metrics.jsonl`` (one line per optimizer step), ``tb/``, ``checkpoints/epoch-N/`` (HF
+format; also ``step-N/`` every ``save_every`` steps, each with ``trainer_state.json`` and
+``optimizer.pt`` for exact resume) and ``summary.json`` whose ``checkpoints`` list
+records ``epoch``, ``step``, ``tokens_seen``, ``entropy`` and ``accuracy`` of each epoch
+checkpoint (read by ``ringrl select-checkpoint``). A non-finite loss or gradient skips
+the update (counted; the run stops after ``max_nonfinite``).
 
 Under ``torchrun`` (:mod:`ringrl.distributed`) an optimizer step takes ``grad_accum x
 world_size`` length-bucketed batches; every rank counts the target tokens of all of
@@ -21,7 +24,6 @@ from __future__ import annotations
 import math
 import os
 import random
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -58,6 +60,7 @@ from ringrl.utils.progress import Progress
 from ringrl.utils.rundir import (
     RunDir,
     apply_resume_blob,
+    note,
     open_run_dir,
     prune_checkpoints,
     read_resume_blob,
@@ -183,8 +186,7 @@ def _train_sft_locked(cfg: SFTConfig, grader, dist: Dist, device: str, rundir: R
         st = resumed_from[1]
         if main:
             truncate_metrics(run_dir, st.step)
-            bar_note = f"resuming from {resumed_from[0]} (step {st.step} of {total_steps})"
-            print(f"ringrl sft: {bar_note}", file=sys.stderr, flush=True)
+            note(f"resuming from {resumed_from[0]} (step {st.step} of {total_steps})")
     resumed_step = st.step if resumed_from is not None else -1
     own_grader = grader is None
     if grader is None:  # every rank grades its share of the held-out samples
