@@ -248,7 +248,9 @@ def describe_run(p: Path) -> dict[str, Any] | None:
 
             cfg = yaml.safe_load((p / "config.yaml").read_text()) or {}
             kind = "rl" if "algo" in cfg else "sft" if "epochs" in cfg else None
-    return {"kind": kind, "run_id": None, "finished": summary.is_file() and kind == "rl"}
+    # a summary may be an unfinished SFT run's (written every epoch): counted as finished all the
+    # same, so that such a directory is refused rather than cleared without resume or overwrite
+    return {"kind": kind, "run_id": None, "finished": summary.is_file()}
 
 
 def clear_run(p: Path) -> None:
