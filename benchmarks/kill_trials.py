@@ -1,8 +1,10 @@
 """Kill trials: SIGKILL ``ringrl sft`` at random moments, resume, and compare with an uninterrupted run.
 
-One uninterrupted run, then TRIALS runs into one directory, each killed with SIGKILL after a
-random delay (uniform between 0.5 s and the uninterrupted run's duration) and resumed with
-``resume=true`` until a run finishes. The finished run's weights must equal the uninterrupted
+One uninterrupted run (its training window measured: from the first metrics line to the
+end), then TRIALS runs, each killed with SIGKILL at a random moment of its training window
+(once its first step is logged, after a delay drawn uniformly from the window's length; a
+checkpoint is written every step, so kills land in steps, in saves and between them) and
+resumed with ``resume=true`` to the end. The finished run's weights must equal the uninterrupted
 run's bit for bit (fp32, CPU, one thread), and every step must be logged once. Prints one line
 per kill (when it landed: which checkpoints existed, leftovers of a torn save) and a summary.
 
@@ -59,6 +61,14 @@ def env() -> dict[str, str]:
     return e
 
 
+def wait_first_step(proc: subprocess.Popen, run: Path) -> float:
+    """Wait until ``run`` logs its first step (or the process ends); returns that moment."""
+    metrics = run / "metrics.jsonl"
+    while proc.poll() is None and not (metrics.is_file() and metrics.stat().st_size > 0):
+        time.sleep(0.02)
+    return time.perf_counter()
+
+
 def weights(run: Path) -> dict:
     from safetensors.torch import load_file
 
@@ -77,36 +87,45 @@ def main() -> int:
     tmp = Path(tempfile.mkdtemp(prefix="ringrl-kill-"))
     try:
         whole = tmp / "whole"
-        t0 = time.perf_counter()
-        subprocess.run(sft_argv(args.model, whole), env=env(), check=True, capture_output=True)
-        duration = time.perf_counter() - t0
+        proc = subprocess.Popen(
+            sft_argv(args.model, whole), env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
+        started = wait_first_step(proc, whole)
+        proc.wait()
+        window = time.perf_counter() - started
+        if proc.returncode != 0:
+            print(proc.stderr.read().decode()[-2000:])
+            return 1
         ref = weights(whole)
         steps = len((whole / "metrics.jsonl").read_text().splitlines())
-        print(f"uninterrupted: {steps} steps in {duration:.1f} s")
+        print(f"uninterrupted: {steps} steps; training window (first step logged to exit) {window:.1f} s")
         kills, exact, resumes = 0, 0, 0
         for trial in range(args.trials):
             part = tmp / f"trial{trial}"
-            resume = "resume=false"
-            while True:  # killed once at a random moment, then resumed to the end
-                proc = subprocess.Popen(
-                    [*sft_argv(args.model, part), resume], env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+            proc = subprocess.Popen(
+                sft_argv(args.model, part), env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+            )
+            wait_first_step(proc, part)
+            delay = rng.uniform(0.0, window)
+            try:
+                proc.wait(timeout=delay)
+                print(f"trial {trial}: finished before the kill ({delay:.1f} s after its first step)")
+            except subprocess.TimeoutExpired:
+                proc.send_signal(signal.SIGKILL)
+                proc.wait()
+                kills += 1
+                logged = len((part / "metrics.jsonl").read_text().splitlines())
+                ckpts = sorted(p.name for p in (part / "checkpoints").glob("*"))
+                print(
+                    f"trial {trial}: killed {delay:.1f} s after its first step; {logged} steps logged; checkpoints {ckpts}"
                 )
-                delay = rng.uniform(0.5, duration) if resume == "resume=false" else None
-                try:
-                    proc.wait(timeout=delay)
-                except subprocess.TimeoutExpired:
-                    proc.send_signal(signal.SIGKILL)
-                    proc.wait()
-                    kills += 1
-                    ckpts = sorted(p.name for p in (part / "checkpoints").glob("*")) if part.exists() else []
-                    print(f"trial {trial}: killed after {delay:.1f} s; checkpoints {ckpts}")
-                    resume = "resume=true"
-                    continue
-                if proc.returncode != 0:
-                    print(f"trial {trial}: exit {proc.returncode}: {proc.stderr.read().decode()[-500:]}")
+                res = subprocess.run(
+                    [*sft_argv(args.model, part), "resume=true"], env=env(), capture_output=True, text=True
+                )
+                if res.returncode != 0:
+                    print(f"trial {trial}: resume exited {res.returncode}: {res.stderr[-1000:]}")
                     return 1
-                resumes += resume == "resume=true"
-                break
+                resumes += 1
             got = weights(part)
             same = got.keys() == ref.keys() and all(torch.equal(got[k], ref[k]) for k in ref)
             logged = [json.loads(line)["step"] for line in (part / "metrics.jsonl").read_text().splitlines()]
