@@ -154,6 +154,30 @@ def test_torchrun_rl_trains_on_two_ranks(tmp_path, ringrl_moe_dir):
     final = AutoModelForCausalLM.from_pretrained(out / "checkpoints" / "final")
     assert all(torch.isfinite(p).all() for p in final.parameters())
     assert json.loads((out / "summary.json").read_text())["steps"] == 2
+    assert json.loads((out / "run.json").read_text())["finished"] is True  # rank 0 kept the run record
+    assert not (out / ".lock").exists()  # and released the lock
+
+
+def test_a_locked_run_directory_stops_every_rank_with_one_line(tmp_path, ringrl_moe_dir):
+    """Rank 0 takes the lock for all ranks: while another process holds it, both ranks exit 2
+    with the same line, before loading anything."""
+    from ringrl.utils.rundir import open_run_dir
+
+    out = tmp_path / "run"
+    held = open_run_dir(out, "rl", resume=False, overwrite=False)
+    try:
+        cmd = _torchrun(2, *_rl_argv(ringrl_moe_dir, out))
+        res = subprocess.run(cmd, capture_output=True, text=True, env=_env(), timeout=240, cwd=ROOT)
+    finally:
+        held.close()
+    assert res.returncode != 0
+    codes = re.findall(r"rank\s*:\s*(\d+)\s*\(local_rank: \d+\)\s*exitcode\s*:\s*(-?\d+)", res.stderr)
+    assert sorted(codes) == [("0", "2"), ("1", "2")], res.stderr[-3000:]
+    log_dir = Path(next(a.split("=", 1)[1] for a in cmd if a.startswith("--log-dir=")))
+    for rank in (0, 1):
+        (err,) = log_dir.glob(f"*/attempt_0/{rank}/stderr.log")
+        lines = [line for line in err.read_text().splitlines() if "error:" in line]
+        assert len(lines) == 1 and "is in use by process" in lines[0], err.read_text()[-2000:]
 
 
 def test_torchrun_sft_matches_one_process_with_the_same_accumulation(tmp_path, ringrl_moe_dir):
