@@ -62,6 +62,7 @@ def quick_sft(out: Path, args) -> Path:
         SFTConfig,
         overrides=[
             f"out={out}",
+            "overwrite=true",  # a re-run with the same --out trains this SFT again
             f"threads={args.threads}",
             f"epochs={args.sft_epochs}",
             "batch_tokens=1024",

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
 from ringrl.config import doc
-from ringrl.errors import ConfigError
+from ringrl.errors import ConfigError, UserError
 from ringrl.models.lora import LoraConfig
 from ringrl.models.tiny import TinyModelConfig
 
@@ -46,38 +47,33 @@ class ModelConfig:
     )
 
     def validate(self) -> None:
+        if not re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", self.device):
+            raise ConfigError("device", f"must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {self.device!r}")
         dtypes = ("auto", "float32", "fp32", "bfloat16", "bf16", "float16", "fp16")
         if self.dtype not in dtypes:
-            raise ConfigError("model.dtype", f"must be one of {', '.join(dtypes)}, got {self.dtype!r}")
+            raise ConfigError("dtype", f"must be one of {', '.join(dtypes)}, got {self.dtype!r}")
         if self.save_dtype not in ("auto", "float32", "bfloat16"):
-            raise ConfigError("model.save_dtype", f"must be 'auto', 'float32' or 'bfloat16', got {self.save_dtype!r}")
+            raise ConfigError("save_dtype", f"must be 'auto', 'float32' or 'bfloat16', got {self.save_dtype!r}")
         if self.head_chunk_tokens < 0:
-            raise ConfigError("model.head_chunk_tokens", f"must be >= 0, got {self.head_chunk_tokens}")
+            raise ConfigError("head_chunk_tokens", f"must be >= 0, got {self.head_chunk_tokens}")
 
 
 @dataclass(frozen=True)
 class OptimConfig:
     """AdamW with a linear warm-up then cosine (or constant) schedule."""
 
-    lr: float = doc("peak learning rate", 3e-4)
-    weight_decay: float = doc("AdamW decoupled weight decay", 0.1)
-    betas: tuple[float, float] = doc("AdamW betas", (0.9, 0.95))
-    warmup_ratio: float = doc("fraction of optimizer steps spent in linear warm-up", 0.01)
+    lr: float = doc("peak learning rate", 3e-4, gt=0)
+    weight_decay: float = doc("AdamW decoupled weight decay", 0.1, ge=0)
+    betas: tuple[float, float] = doc("AdamW betas", (0.9, 0.95), ge=0, lt=1)
+    eps: float = doc("AdamW epsilon (added to the denominator)", 1e-8, gt=0)
+    warmup_ratio: float = doc("fraction of optimizer steps spent in linear warm-up", 0.01, ge=0, lt=1)
     schedule: str = doc("'cosine' (decay to min_lr_ratio * lr) or 'constant' after warm-up", "cosine")
-    min_lr_ratio: float = doc("final learning rate of the cosine schedule, as a fraction of lr", 0.1)
-    grad_clip: float = doc("clip the global gradient norm to this value (0 disables)", 1.0)
+    min_lr_ratio: float = doc("final learning rate of the cosine schedule, as a fraction of lr", 0.1, ge=0, le=1)
+    grad_clip: float = doc("clip the global gradient norm to this value (0 disables)", 1.0, ge=0)
 
     def validate(self) -> None:
-        if not self.lr > 0:
-            raise ConfigError("optim.lr", f"must be > 0, got {self.lr}")
-        if not 0 <= self.warmup_ratio < 1:
-            raise ConfigError("optim.warmup_ratio", f"must be in [0, 1), got {self.warmup_ratio}")
         if self.schedule not in ("cosine", "constant"):
-            raise ConfigError("optim.schedule", f"must be 'cosine' or 'constant', got {self.schedule!r}")
-        if self.weight_decay < 0:
-            raise ConfigError("optim.weight_decay", "must be >= 0")
-        if self.grad_clip < 0:
-            raise ConfigError("optim.grad_clip", "must be >= 0")
+            raise ConfigError("schedule", f"must be 'cosine' or 'constant', got {self.schedule!r}")
 
 
 def lr_factor(step: int, total_steps: int, warmup_steps: int, schedule: str, min_lr_ratio: float) -> float:
@@ -107,6 +103,7 @@ def make_optimizer(model, cfg: OptimConfig, total_steps: int):
         [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
         lr=cfg.lr,
         betas=cfg.betas,
+        eps=cfg.eps,
     )
     warmup = max(1, round(cfg.warmup_ratio * total_steps)) if cfg.warmup_ratio > 0 else 0
     sched = torch.optim.lr_scheduler.LambdaLR(
@@ -119,7 +116,10 @@ def optimizer_step(model, optimizer, grad_clip: float, loss: float | None = None
     """Clip the global gradient norm (``grad_clip`` 0: no clipping), step and zero the gradients.
 
     Returns the norm before clipping and whether the update was applied: a non-finite
-    norm (or ``loss``) skips it. The learning-rate schedule is the caller's.
+    norm (or ``loss``) skips it. After an update the weights are checked finite; if a step
+    from a finite gradient made them non-finite (the hyperparameters are validated finite
+    at config time, so this is a numeric blow-up) :class:`NonFiniteUpdate` stops the run
+    rather than train on, or save, such weights. The learning-rate schedule is the caller's.
     """
     import torch
 
@@ -130,8 +130,29 @@ def optimizer_step(model, optimizer, grad_clip: float, loss: float | None = None
     ok = bool(torch.isfinite(torch.tensor(checks)).all())
     if ok:
         optimizer.step()
+        if not weights_finite(params):
+            raise NonFiniteUpdate(
+                "the optimizer step made the weights non-finite from a finite gradient; stopping "
+                "(no checkpoint is written with such weights: the last one is intact)"
+            )
     optimizer.zero_grad(set_to_none=True)
     return norm, ok
+
+
+class NonFiniteUpdate(UserError):
+    """The weights became NaN or infinite in an optimizer step although the gradient was finite."""
+
+
+def weights_finite(params) -> bool:
+    """True when every tensor of ``params`` is finite (one reduction per tensor, one host sync)."""
+    import torch
+
+    params = list(params)
+    if not params:
+        return True
+    with torch.no_grad():
+        flags = torch.stack([torch.isfinite(p).all().to(params[0].device) for p in params])
+    return bool(flags.all())
 
 
 def validate_task_mix(tasks: list[str], levels: Any, weights: dict[str, float] | None) -> None:

@@ -1,16 +1,21 @@
 """Typed configs: dataclasses read from YAML plus dotted ``key=value`` overrides.
 
 Each stage defines its config as a (frozen) dataclass next to the code it configures,
-with a one-line doc per field in ``field(metadata={"doc": ...})`` and a ``validate()``
-method that raises :class:`ConfigError` naming the key. This module only knows how to
-build such dataclasses from plain data, check keys and types, and write them back.
+with a one-line doc per field (:func:`doc`), bounds declared on the field where a number
+has a range (``doc(..., gt=0)``), and, for rules that span fields, a ``validate()`` method
+that raises :class:`ConfigError` naming the key relative to its section. This module
+builds such dataclasses from plain data, checks keys, types and bounds, and writes them
+back; every error names the full dotted key (:func:`validate_all` adds the section
+prefix), and no number is NaN or infinite.
 
     cfg = load_config(SFTConfig, path="sft.yaml", overrides=["optim.lr=1e-4"])
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import math
 import types
 import typing
 from pathlib import Path
@@ -26,9 +31,20 @@ if TYPE_CHECKING:
 T = TypeVar("T", bound="DataclassInstance")
 
 
-def doc(text: str, default: Any = dataclasses.MISSING, default_factory: Any = dataclasses.MISSING) -> Any:
-    """A dataclass field with a one-line description (shown by ``--help`` listings)."""
-    kwargs: dict[str, Any] = {"metadata": {"doc": text}}
+def doc(
+    text: str,
+    default: Any = dataclasses.MISSING,
+    default_factory: Any = dataclasses.MISSING,
+    *,
+    ge: float | None = None,
+    gt: float | None = None,
+    le: float | None = None,
+    lt: float | None = None,
+) -> Any:
+    """A dataclass field with a one-line description (shown by ``--help`` listings) and optional
+    bounds on its value (each element of a tuple or list of numbers), checked by :func:`validate_all`."""
+    bounds = {k: v for k, v in (("ge", ge), ("gt", gt), ("le", le), ("lt", lt)) if v is not None}
+    kwargs: dict[str, Any] = {"metadata": {"doc": text, **({"bounds": bounds} if bounds else {})}}
     if default is not dataclasses.MISSING:
         kwargs["default"] = default
     if default_factory is not dataclasses.MISSING:
@@ -76,7 +92,9 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     if not p.is_file():
         raise UserError(f"{p}: config file not found")
     try:
-        data = yaml.safe_load(p.read_text()) or {}
+        data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError as e:
+        raise UserError(f"{p}: not UTF-8 text (byte {e.start + 1}); convert the file to UTF-8") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"{p}:{mark.line + 1}" if mark is not None else str(p)
@@ -139,14 +157,17 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     if tp is float:
         if isinstance(value, bool):
             raise ConfigError(key, f"expected a number, got {value!r}")
+        number: float | None = None
         if isinstance(value, (int, float)):
-            return float(value)
-        if isinstance(value, str):
-            try:
-                return float(value)
-            except ValueError:
-                pass
-        raise ConfigError(key, f"expected a number, got {value!r}")
+            number = float(value)
+        elif isinstance(value, str):
+            with contextlib.suppress(ValueError):
+                number = float(value)
+        if number is None:
+            raise ConfigError(key, f"expected a number, got {value!r}")
+        if not math.isfinite(number):
+            raise ConfigError(key, f"must be a finite number, got {number}")
+        return number
     if tp is str:
         if isinstance(value, (dict, list)):
             raise ConfigError(key, f"expected a string, got {value!r}")
@@ -195,15 +216,61 @@ def to_dict(obj: Any) -> Any:
     return obj
 
 
-def validate_all(obj: Any) -> None:
-    """Call ``validate()`` on a config and every nested config section."""
+def validate_all(obj: Any, prefix: str = "") -> None:
+    """Check the declared bounds of every field, then call ``validate()`` on a config and every
+    nested section; a key a section names is completed with the section's dotted prefix."""
     if not dataclasses.is_dataclass(obj):
         return
     for f in dataclasses.fields(obj):
-        validate_all(getattr(obj, f.name))
+        value = getattr(obj, f.name)
+        if f.metadata.get("bounds"):
+            check_bounds(prefix + f.name, value, f.metadata["bounds"])
+        validate_all(value, prefix + f.name + ".")
     check = getattr(obj, "validate", None)
     if callable(check):
-        check()
+        try:
+            check()
+        except ConfigError as e:
+            raise ConfigError(qualify(prefix, e.key), e.message) from None
+
+
+def qualify(prefix: str, key: str) -> str:
+    """The full dotted key of ``key`` raised in the section at ``prefix``: ``("former.", "budget_tokens")``
+    -> ``former.budget_tokens``; a key that already starts with the section's name is left as it is
+    (``("data.", "data.train_size")``, ``("model.tiny.", "tiny.layers")`` -> ``model.tiny.layers``)."""
+    outer = [p for p in prefix.split(".") if p]
+    inner = key.split(".")
+    for n in range(min(len(outer), len(inner)), 0, -1):
+        if outer[-n:] == inner[:n]:
+            return ".".join(outer[:-n] + inner)
+    return ".".join(outer + inner)
+
+
+_BOUND_TEXT = {"ge": ">=", "gt": ">", "le": "<=", "lt": "<"}
+
+
+def check_bounds(key: str, value: Any, bounds: dict[str, float]) -> None:
+    """``value`` (or each number of a tuple/list) finite and within ``bounds`` (ge/gt/le/lt), else ConfigError."""
+    if value is None:
+        return
+    if isinstance(value, (list, tuple)):
+        for i, v in enumerate(value):
+            check_bounds(f"{key}[{i}]", v, bounds)
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return
+    ok = math.isfinite(value) and all(
+        {"ge": value >= b, "gt": value > b, "le": value <= b, "lt": value < b}[k] for k, b in bounds.items()
+    )
+    if not ok:
+        lo = next(((k, b) for k, b in bounds.items() if k in ("ge", "gt")), None)
+        hi = next(((k, b) for k, b in bounds.items() if k in ("le", "lt")), None)
+        if lo and hi:
+            rng = f"in {'[' if lo[0] == 'ge' else '('}{lo[1]:g}, {hi[1]:g}{']' if hi[0] == 'le' else ')'}"
+        else:
+            k, b = lo or hi  # type: ignore[misc]
+            rng = f"{_BOUND_TEXT[k]} {b:g}"
+        raise ConfigError(key, f"must be {rng}, got {value!r}")
 
 
 def load_config(
@@ -230,20 +297,24 @@ def save_config(cfg: Any, path: str | Path) -> None:
     atomic_write_text(Path(path), yaml.safe_dump(to_dict(cfg), sort_keys=False))
 
 
-def describe(cls: type[DataclassInstance], prefix: str = "") -> list[tuple[str, str, str]]:
-    """(dotted key, default, doc) for every field, for ``--help`` listings."""
+def describe(cls: type[DataclassInstance], prefix: str = "", defaults: Any = None) -> list[tuple[str, str, str]]:
+    """(dotted key, default, doc) for every field, for ``--help`` listings. A section's defaults are
+    those of the instance its field's factory builds (e.g. RL's own optimizer defaults)."""
     rows: list[tuple[str, str, str]] = []
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
         tp = hints[f.name]
-        if isinstance(tp, type) and dataclasses.is_dataclass(tp):
-            rows.extend(describe(tp, prefix + f.name + "."))
-            continue
-        if f.default is not dataclasses.MISSING:
-            default = repr(f.default)
+        if defaults is not None:
+            value = getattr(defaults, f.name)
+        elif f.default is not dataclasses.MISSING:
+            value = f.default
         elif f.default_factory is not dataclasses.MISSING:
-            default = repr(f.default_factory())
+            value = f.default_factory()
         else:
-            default = "(required)"
+            value = dataclasses.MISSING
+        if isinstance(tp, type) and dataclasses.is_dataclass(tp):
+            rows.extend(describe(tp, prefix + f.name + ".", None if value is dataclasses.MISSING else value))
+            continue
+        default = "(required)" if value is dataclasses.MISSING else repr(value)
         rows.append((prefix + f.name, default, f.metadata.get("doc", "")))
     return rows

@@ -90,12 +90,26 @@ def init_distributed(device: str) -> tuple[Dist, str]:
     return Dist(td.get_rank(), td.get_world_size(), local, local_world), dev
 
 
-def close_distributed() -> None:
-    """Leave the process group, if this process joined one (at the end of the process)."""
+def close_distributed(clean: bool = True) -> None:
+    """Leave the process group, if this process joined one (at the end of the process).
+
+    First every object that still holds the group (a DDP wrapper left in a reference cycle)
+    is freed, while the group and the interpreter are fully alive: freed later, during
+    interpreter shutdown, its C++ side can abort the process after the run succeeded
+    (``terminate called without an active exception``, exit code 1 under torchrun). Then,
+    on a ``clean`` exit, a barrier: no rank tears its connections down while another is
+    still in a collective. After a failure there is no barrier (the other ranks may never
+    reach it; torchrun stops them)."""
+    import gc
+
     import torch.distributed as td
 
-    if td.is_available() and td.is_initialized():
-        td.destroy_process_group()
+    if not (td.is_available() and td.is_initialized()):
+        return
+    gc.collect()
+    if clean:
+        td.barrier()
+    td.destroy_process_group()
 
 
 def wrap_ddp(model: Any, dist: Dist) -> Any:

@@ -19,7 +19,7 @@ class ConfigError(UserError):
 
     def __init__(self, key: str, message: str):
         super().__init__(f"config key '{key}': {message}")
-        self.key = key
+        self.key, self.message = key, message
 
 
 class DataError(UserError):

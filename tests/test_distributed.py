@@ -13,9 +13,10 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import shutil
+import re
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -29,9 +30,17 @@ CASES = _worker.CASES
 ROOT = Path(__file__).resolve().parents[1]
 
 pytestmark = pytest.mark.skipif(
-    not torch.distributed.is_available() or shutil.which("torchrun") is None,
-    reason="torch.distributed / torchrun not available",
+    not torch.distributed.is_available(), reason="this torch build has no torch.distributed"
 )
+
+
+LOG_ROOT: Path | None = None  # per-rank logs of every torchrun of this module (set by the fixture below)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _torchrun_logs(tmp_path_factory):
+    global LOG_ROOT
+    LOG_ROOT = tmp_path_factory.mktemp("torchrun-logs")
 
 
 def _env():
@@ -41,13 +50,36 @@ def _env():
 
 
 def _run(cmd, timeout=240):
+    """Run ``cmd``; under torchrun, check every rank: the launcher exits 0 only when every rank's exit
+    code is 0 (a failed rank is named with its exit code in its report), and no rank's own log
+    (``--log-dir``) shows an abort at exit."""
     res = subprocess.run(cmd, capture_output=True, text=True, env=_env(), timeout=timeout, cwd=ROOT)
-    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-4000:]
+    failed = re.findall(r"rank\s*:\s*(\d+)\s*\(local_rank: \d+\)\s*exitcode\s*:\s*(-?\d+)", res.stderr)
+    assert res.returncode == 0, f"ranks (rank, exit code) failed: {failed}\n" + res.stdout[-2000:] + res.stderr[-4000:]
+    if "--log-dir" in " ".join(map(str, cmd)):
+        log_dir = Path(next(str(a).split("=", 1)[1] for a in cmd if str(a).startswith("--log-dir=")))
+        n = int(next(str(a).split("=", 1)[1] for a in cmd if str(a).startswith("--nproc_per_node=")))
+        logs = {int(p.parent.name): p.read_text() for p in log_dir.glob("*/attempt_0/*/stderr.log")}
+        assert sorted(logs) == list(range(n)), f"per-rank logs: {sorted(logs)}"
+        for rank, text in logs.items():
+            assert "terminate called" not in text and "Traceback" not in text, f"rank {rank}:\n{text[-3000:]}"
     return res
 
 
 def _torchrun(n, *args):
-    return ["torchrun", "--standalone", f"--nproc_per_node={n}", *args]
+    """``python -m torch.distributed.run`` (no dependence on a ``torchrun`` script on PATH), each rank's
+    output also written to its own log."""
+    log_dir = Path(tempfile.mkdtemp(prefix="torchrun-", dir=LOG_ROOT))
+    return [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc_per_node={n}",
+        f"--log-dir={log_dir}",
+        "--tee=3",
+        *args,
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -83,32 +115,34 @@ def test_two_ranks_give_the_one_process_gradient(loss_pass_runs, case):
         assert torch.equal(ranks[0]["grads"][n], ranks[1]["grads"][n]), n
 
 
+def _rl_argv(model_dir, out):
+    return [
+        "-m",
+        "ringrl",
+        "rl",
+        f"model.path={model_dir}",
+        "model.device=cpu",
+        f"out={out}",
+        "steps=2",
+        "save_every=1",
+        "rollout.prompts_per_step=3",
+        "rollout.samples_per_prompt=4",
+        "rollout.max_new_tokens=8",
+        "former.budget_tokens=40",
+        "data.train_size=16",
+        "optim.lr=1e-2",
+        "optim.warmup_ratio=0",
+        "threads=1",
+        "reward_workers=1",
+        "progress=false",
+        "tensorboard=false",
+    ]
+
+
 def test_torchrun_rl_trains_on_two_ranks(tmp_path, ringrl_moe_dir):
+    """Also the default suite's clean-exit check: every rank exits 0, no abort at exit in any rank's log."""
     out = tmp_path / "run"
-    res = _run(
-        _torchrun(
-            2,
-            "-m",
-            "ringrl",
-            "rl",
-            f"model.path={ringrl_moe_dir}",
-            "model.device=cpu",
-            f"out={out}",
-            "steps=2",
-            "save_every=1",
-            "rollout.prompts_per_step=3",
-            "rollout.samples_per_prompt=4",
-            "rollout.max_new_tokens=8",
-            "former.budget_tokens=40",
-            "data.train_size=16",
-            "optim.lr=1e-2",
-            "optim.warmup_ratio=0",
-            "threads=1",
-            "reward_workers=1",
-            "progress=false",
-            "tensorboard=false",
-        )
-    )
+    res = _run(_torchrun(2, *_rl_argv(ringrl_moe_dir, out)))
     assert res.stdout.count("over 2 steps") == 1, res.stdout  # rank 0 alone reports
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [1, 2]
@@ -120,6 +154,34 @@ def test_torchrun_rl_trains_on_two_ranks(tmp_path, ringrl_moe_dir):
     final = AutoModelForCausalLM.from_pretrained(out / "checkpoints" / "final")
     assert all(torch.isfinite(p).all() for p in final.parameters())
     assert json.loads((out / "summary.json").read_text())["steps"] == 2
+    assert json.loads((out / "run.json").read_text())["finished"] is True  # rank 0 kept the run record
+    assert not (out / ".lock").exists()  # and released the lock
+
+
+def test_a_locked_run_directory_stops_every_rank_with_one_line(tmp_path, ringrl_moe_dir):
+    """Rank 0 takes the lock for all ranks: while another process holds it, the ranks exit 2 with
+    the same line (or are stopped by torchrun once the first has), before any work."""
+    from ringrl.utils.rundir import open_run_dir
+
+    out = tmp_path / "run"
+    held = open_run_dir(out, "rl", resume=False, overwrite=False)
+    try:
+        cmd = _torchrun(2, *_rl_argv(ringrl_moe_dir, out))
+        res = subprocess.run(cmd, capture_output=True, text=True, env=_env(), timeout=240, cwd=ROOT)
+    finally:
+        held.close()
+    assert res.returncode != 0
+    codes = dict(re.findall(r"rank\s*:\s*(\d+)\s*\(local_rank: \d+\)\s*exitcode\s*:\s*(-?\d+)", res.stderr))
+    # each rank exits 2 with its line, unless torchrun, seeing the first one exit, stopped it first (SIGTERM)
+    assert "2" in codes.values() and set(codes.values()) <= {"2", "-15"}, res.stderr[-3000:]
+    log_dir = Path(next(a.split("=", 1)[1] for a in cmd if a.startswith("--log-dir=")))
+    for rank in (0, 1):
+        (err,) = log_dir.glob(f"*/attempt_0/{rank}/stderr.log")
+        lines = [line for line in err.read_text().splitlines() if "error:" in line]
+        if codes.get(str(rank), "0") == "2":
+            assert len(lines) == 1 and "is in use by process" in lines[0], err.read_text()[-2000:]
+        assert "Traceback" not in err.read_text(), err.read_text()[-2000:]
+    assert not (out / "config.yaml").exists()  # no rank started work
 
 
 def test_torchrun_sft_matches_one_process_with_the_same_accumulation(tmp_path, ringrl_moe_dir):
@@ -158,6 +220,16 @@ def test_torchrun_sft_matches_one_process_with_the_same_accumulation(tmp_path, r
         torch.testing.assert_close(w2[n], w1[n], atol=1e-4, rtol=1e-4, msg=n)
     s1, s2 = (json.loads((d / "summary.json").read_text()) for d in (one, two))
     assert s1["tokens_seen"] == s2["tokens_seen"] and len(s2["checkpoints"]) == 2
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(2400)  # 20 launches of about 20-60 s each on a busy 2-core machine
+def test_twenty_consecutive_two_rank_runs_exit_cleanly(tmp_path, ringrl_moe_dir):
+    """The abort at exit seen in 3 of 14 runs (rank 1: ``terminate called without an active
+    exception``, exit code 1 after a finished run) does not come back: 20 runs in a row, every
+    rank exits 0 with a clean log (the default suite runs this once, above)."""
+    for i in range(20):
+        _run(_torchrun(2, *_rl_argv(ringrl_moe_dir, tmp_path / f"run{i}")))
 
 
 def test_commands_that_run_on_one_process_refuse_torchrun(monkeypatch, capsys):

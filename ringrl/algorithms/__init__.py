@@ -1,4 +1,4 @@
-"""The RL algorithm as pure functions (PAPER_NOTES.md, "RL objective", Eq. 1 to 6).
+"""The RL algorithm as pure functions (the Ring-lite paper's RL objective, Eq. 1 to 6).
 
 No model objects, no process groups, no I/O: the trainer calls these and knows no
 algorithm. Where things are:

@@ -1,4 +1,4 @@
-"""GRPO group advantages (PAPER_NOTES.md, "RL objective"): A_i = (R_i - mean R) / (std R + eps).
+"""GRPO group advantages (the Ring-lite paper's RL objective): A_i = (R_i - mean R) / (std R + eps).
 
 The std is the *unbiased* sample std (divisor K - 1), as ``torch.std``, TRL's
 ``GRPOTrainer`` and verl's ``compute_grpo_outcome_advantage`` use. A group whose

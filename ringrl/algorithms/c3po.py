@@ -1,4 +1,4 @@
-"""C3PO batch forming: a fixed token budget Phi per optimizer step (PAPER_NOTES.md, Eq. 2, 3).
+"""C3PO batch forming: a fixed token budget Phi per optimizer step (the Ring-lite paper, Eq. 2, 3).
 
 Order of operations (the paper's): advantages on full groups -> pool the responses ->
 seeded random order -> greedy selection until the cumulative token count first reaches

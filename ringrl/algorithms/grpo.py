@@ -1,4 +1,4 @@
-"""GRPO batch forming: every response, per-response length normalisation (PAPER_NOTES.md, Eq. 1).
+"""GRPO batch forming: every response, per-response length normalisation (the Ring-lite paper, Eq. 1).
 
     L_GRPO = - (1/G) sum_g (1/K_g) sum_i (1/|y_i|) sum_t [ ... ]
 

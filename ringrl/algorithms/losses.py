@@ -1,4 +1,4 @@
-"""Token-level quantities and the clipped policy loss (PAPER_NOTES.md, Eq. 1, 2, 4).
+"""Token-level quantities and the clipped policy loss (the Ring-lite paper, Eq. 1, 2, 4).
 
 Conventions: ``B`` responses, ``T`` (padded) response positions, ``V`` vocabulary.
 ``logits_BTV[:, t]`` is the distribution that predicts ``tokens_BT[:, t]``: shifting

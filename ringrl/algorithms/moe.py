@@ -1,4 +1,4 @@
-"""MoE router terms of the Ring-lite RL loss (PAPER_NOTES.md, Eq. 5 and 6).
+"""MoE router terms of the Ring-lite RL loss (the Ring-lite paper, Eq. 5 and 6).
 
 Every function takes ``router_logits``: one tensor per MoE layer, shaped ``[T, E]``
 (Hugging Face Qwen2-MoE / Mixtral / OLMoE return ``[B*T, E]`` per layer; any

@@ -65,19 +65,22 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
+    code: int | None = 1
     try:
         code = args.func(args)
     except UserError as e:
         print(f"ringrl {args.command}: error: {e}", file=sys.stderr)
-        return e.exit_code
+        code = e.exit_code
+        return code
     except KeyboardInterrupt:
         print(f"ringrl {args.command}: interrupted", file=sys.stderr)
-        return 130
+        code = 130
+        return code
     finally:
         if "torch.distributed" in sys.modules:  # leave torchrun's process group, if this process joined it
             from ringrl.distributed import close_distributed
 
-            close_distributed()
+            close_distributed(clean=code in (0, None))
     return int(code or 0)
 
 

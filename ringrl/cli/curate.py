@@ -26,14 +26,16 @@ def register(subparsers: Any) -> None:
     p.add_argument(
         "--benchmarks",
         metavar="LIST",
-        help="comma-separated benchmark files or names in the data dir (e.g. math500_test,aime2024); "
-        "default: every *.jsonl in the data dir whose name does not contain 'train'",
+        help="comma-separated benchmarks: the names eval takes (gsm8k, math500, aime2024, ...), JSONL files, or "
+        "file names in the data dir (e.g. math500_test); default: every *.jsonl in the data dir whose name "
+        "does not contain 'train'",
     )
     p.add_argument(
         "--data-dir",
         metavar="D",
         type=Path,
-        help="benchmark folder (default: a shared/data folder found above the current directory or the package)",
+        help="benchmark folder (default: $RINGRL_DATA_DIR, else a shared/data folder found above the current "
+        "directory or the package)",
     )
     p.add_argument("--no-decontam", action="store_true", help="skip decontamination")
     p.add_argument(

@@ -99,8 +99,11 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from ringrl.eval import format_table, run_eval, run_responses, samples_path
+    from ringrl.utils.io import check_output_file
 
     cfg = _config(args)
+    check_output_file(args.output)
+    check_output_file(samples_path(args.output))
     progress = not args.no_progress and sys.stderr.isatty()
     from ringrl.eval.benchmarks import parse_benchmark_list
 

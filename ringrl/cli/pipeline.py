@@ -10,9 +10,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         "pipeline",
         help="run the stages a YAML config lists (finished stages are skipped)",
         description="Stages (curate, sft, select, rl, eval, report) run in order; a finished stage is "
-        "skipped on a re-run and an interrupted RL stage resumes from its last checkpoint.",
+        "skipped on a re-run and an interrupted SFT or RL stage resumes from its last checkpoint.",
     )
-    p.add_argument("config", metavar="CONFIG", help="pipeline YAML (see configs/quickstart.yaml)")
+    p.add_argument(
+        "config", metavar="CONFIG", help="pipeline YAML (an example: ringrl/configs/quickstart.yaml in the package)"
+    )
     p.add_argument("--out", help="output directory (default: the config's 'out')")
     p.add_argument(
         "overrides", nargs="*", metavar="STAGE.key=value", help="override a stage's config key, e.g. rl-math.steps=10"

@@ -1,4 +1,4 @@
-"""Data curation (PAPER_NOTES.md, "Data curation"; docs/curate.md).
+"""Data curation (the Ring-lite paper's data curation; docs/curate.md).
 
 Cleansing rules, exact and near de-duplication, benchmark decontamination and
 model-aware difficulty, each a pure function over rows returning what it kept and what

@@ -1,4 +1,4 @@
-"""Cleansing rules (PAPER_NOTES.md, "Data curation"): pure checks on one row.
+"""Cleansing rules (the Ring-lite paper's data curation): pure checks on one row.
 
 Each rule is a function ``rule(row) -> str | None`` returning a short reason when the
 row must be dropped and None otherwise. :data:`CLEANSING_RULES` lists them in the order

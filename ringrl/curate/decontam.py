@@ -130,9 +130,12 @@ def drop_contaminated(entries: Sequence[Entry], index: ContaminationIndex) -> St
 
 
 def benchmark_files(data_dir: Path | None, names: Sequence[str] | None) -> list[Path]:
-    """Resolve ``--benchmarks``: each name is a path to a JSONL file or a file stem in
-    ``data_dir`` (``math500_test`` or ``math500_test.jsonl``). With no names, every
-    ``*.jsonl`` in ``data_dir`` whose name does not contain ``train``."""
+    """Resolve ``--benchmarks``: each name is a benchmark name ``ringrl eval`` takes (``gsm8k``,
+    ``math500``, ...), a path to a JSONL file or a file stem in ``data_dir`` (``math500_test``
+    or ``math500_test.jsonl``). With no names, every ``*.jsonl`` in ``data_dir`` whose name
+    does not contain ``train``."""
+    from ringrl.eval.benchmarks import ALIASES, BENCHMARKS
+
     if not names:
         if data_dir is None:
             return []
@@ -145,7 +148,9 @@ def benchmark_files(data_dir: Path | None, names: Sequence[str] | None) -> list[
             continue
         if data_dir is None:
             raise UserError(f"benchmark {name!r}: not a file and no data directory found (pass --data-dir)")
-        candidate = Path(data_dir) / (name if name.endswith(".jsonl") else f"{name}.jsonl")
+        spec = BENCHMARKS.get(ALIASES.get(name.lower(), name.lower()))
+        stem = spec.file if spec is not None else name  # a name eval takes: its file in the data directory
+        candidate = Path(data_dir) / (stem if stem.endswith(".jsonl") else f"{stem}.jsonl")
         if not candidate.is_file():
             known = ", ".join(sorted(p.stem for p in Path(data_dir).glob("*.jsonl"))) or "none"
             raise UserError(f"benchmark {name!r}: no file {candidate} (known: {known})")

@@ -1,4 +1,4 @@
-"""Model-aware difficulty (PAPER_NOTES.md, "Data curation"): keep rows the model
+"""Model-aware difficulty (the Ring-lite paper's data curation): keep rows the model
 sometimes solves.
 
 The solve rate of a row is the fraction of ``K`` sampled responses its verifier

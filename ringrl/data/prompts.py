@@ -1,6 +1,6 @@
 """Prompts: the user message for a row and its rendering through the chat template.
 
-Math and science get the paper's suffix (PAPER_NOTES "Rewards"); code asks for one
+Math and science get the paper's suffix (as in the Ring-lite paper); code asks for one
 fenced Python block. The rendered prompt is the tokenizer's chat template applied to a
 single user turn with the generation prompt appended; a tokenizer without a template
 gets the bare message followed by a newline. A chat-format row (``messages``) is rendered

@@ -21,6 +21,7 @@ from typing import Any
 
 from ringrl.errors import DataError, UserError
 from ringrl.utils.io import iter_jsonl
+from ringrl.utils.io import max_row_bytes as io_max_row_bytes
 
 DOMAINS = ("math", "code", "science", "logic", "general")
 ROLES = ("system", "user", "assistant")
@@ -119,13 +120,31 @@ def check_row(row: dict[str, Any], purpose: str) -> tuple[str, str] | None:
     return None
 
 
-def load_rows(path: str | Path, purpose: str, limit: int | None = None) -> list[dict[str, Any]]:
-    """Read and validate rows from a JSONL file, a Parquet file or a `datasets` folder."""
+def load_rows(
+    path: str | Path,
+    purpose: str,
+    limit: int | None = None,
+    max_row_bytes: int | None = None,
+    limit_key: str = "data.max_row_bytes",
+) -> list[dict[str, Any]]:
+    """Read and validate rows from a JSONL file, a Parquet file or a `datasets` folder.
+
+    A row over ``max_row_bytes`` (default: :func:`ringrl.utils.io.max_row_bytes`) is an error
+    naming its line, found before any row is tokenised; ``limit_key`` names the setting."""
     p = Path(path)
     if not p.exists():
         raise UserError(f"{p}: data file not found")
+    cap = max_row_bytes or io_max_row_bytes()
     rows: list[tuple[int | None, dict[str, Any]]]
-    rows = [(None, r) for r in _load_table(p)] if p.is_dir() or p.suffix == ".parquet" else list(iter_jsonl(p))
+    if p.is_dir() or p.suffix == ".parquet":
+        rows = []
+        for i, r in enumerate(_load_table(p), start=1):
+            size = sum(len(v.encode("utf-8", "replace")) for v in r.values() if isinstance(v, str))
+            if size > cap:
+                raise DataError(str(p), None, None, f"row {i} holds over {cap:,} bytes of text (raise {limit_key})")
+            rows.append((None, r))
+    else:
+        rows = list(iter_jsonl(p, cap, limit_key))
     out = []
     for lineno, row in rows[: limit if limit else None]:
         problem = check_row(row, purpose)
@@ -144,12 +163,28 @@ def _load_table(p: Path) -> Iterable[dict[str, Any]]:
             import datasets
         except ImportError:
             raise UserError(f"{p}: reading a `datasets` folder needs `pip install datasets`") from None
-        ds = datasets.load_from_disk(str(p))
+        try:
+            ds = datasets.load_from_disk(str(p))
+        except Exception as e:  # datasets raises FileNotFoundError, ValueError, ... for a folder it cannot read
+            raise UserError(
+                f"{p}: not a `datasets` folder ({type(e).__name__}: {str(e).splitlines()[0][:160]})"
+            ) from None
         if hasattr(ds, "keys"):  # DatasetDict: take 'train' or the only split
             ds = ds["train"] if "train" in ds else ds[next(iter(ds.keys()))]
         return list(ds)
+    with p.open("rb") as f:
+        head = f.read(4)
+        f.seek(0, 2)
+        size = f.tell()
+        f.seek(max(0, size - 4))
+        tail = f.read(4)
+    if head != b"PAR1" or tail != b"PAR1":
+        raise UserError(f"{p}: not a Parquet file (no PAR1 magic bytes); JSONL files end in .jsonl")
     try:
         import pyarrow.parquet as pq
     except ImportError:
         raise UserError(f"{p}: reading Parquet needs `pip install ringrl[parquet]` (pyarrow)") from None
-    return pq.read_table(p).to_pylist()
+    try:
+        return pq.read_table(p).to_pylist()
+    except Exception as e:  # pyarrow raises ArrowInvalid, OSError, ... for a damaged file
+        raise UserError(f"{p}: unreadable Parquet file ({type(e).__name__}: {str(e).splitlines()[0][:160]})") from None

@@ -10,7 +10,7 @@ from ringrl.errors import ConfigError
 
 @dataclass(frozen=True)
 class EvalConfig:
-    """Settings of ``ringrl eval`` and :func:`ringrl.eval.run_eval` (defaults: PAPER_NOTES "Evaluation")."""
+    """Settings of ``ringrl eval`` and :func:`ringrl.eval.run_eval` (defaults: the Ring-lite paper's evaluation settings)."""
 
     samples: int = doc("samples per problem (k of avg@k; AIME@32 means 32)", 1)
     temperature: float = doc("sampling temperature; 0 means greedy", 1.0)

@@ -71,10 +71,16 @@ def check_remote_code(path: str | Path, trust_remote_code: bool, key: str = "mod
         )
 
 
+# files of which a tokenizer directory holds at least one (fast tokenizer, SentencePiece, BPE, WordPiece)
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "vocab.txt", "spiece.model", "tiktoken.model")
+
+
 def load_tokenizer(path: str | Path, trust_remote_code: bool = False):
     from transformers import AutoTokenizer
 
     p = Path(path)
+    if p.is_dir() and not any((p / name).is_file() for name in TOKENIZER_FILES):
+        raise UserError(f"{p}: no tokenizer files (one of {', '.join(TOKENIZER_FILES)})")
     try:
         tok = AutoTokenizer.from_pretrained(str(p), trust_remote_code=trust_remote_code)
     except Exception as e:  # transformers raises many kinds here
@@ -122,11 +128,11 @@ def load_policy(
         raise UserError(f"{p}: architecture {', '.join(archs)} is not a causal language model")
     dev = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, dev)
+    tokenizer = load_tokenizer(p, trust_remote_code)  # first: a directory without one fails before the weights load
     try:
         model = AutoModelForCausalLM.from_pretrained(str(p), dtype=torch_dtype, trust_remote_code=trust_remote_code)
     except Exception as e:
         raise UserError(f"{p}: cannot load the model ({type(e).__name__}: {str(e).splitlines()[0][:160]})") from None
-    tokenizer = load_tokenizer(p, trust_remote_code)
     model.to(dev)  # type: ignore[arg-type]  # transformers' typing of the wrapped .to reads it as unbound
     if model.generation_config.pad_token_id is None:
         model.generation_config.pad_token_id = tokenizer.pad_token_id

@@ -115,9 +115,8 @@ def save_adapter(model: Any, directory: Path) -> None:
     getattr(model, "module", model).save_pretrained(str(directory / ADAPTER_DIR), safe_serialization=True)
 
 
-def restore_adapter(model: Any, ckpt: Path) -> None:
-    """Load the adapter weights of checkpoint ``ckpt`` into the LoRA policy ``model`` (exact)."""
-    from peft import set_peft_model_state_dict
+def read_adapter(ckpt: Path) -> dict[str, Any]:
+    """The adapter weights of LoRA checkpoint ``ckpt`` (``adapter/adapter_model.safetensors``)."""
     from safetensors.torch import load_file
 
     f = Path(ckpt) / ADAPTER_DIR / "adapter_model.safetensors"
@@ -125,7 +124,15 @@ def restore_adapter(model: Any, ckpt: Path) -> None:
         from ringrl.errors import UserError
 
         raise UserError(f"{ckpt}: no {ADAPTER_DIR}/adapter_model.safetensors (not a LoRA checkpoint)")
-    result = set_peft_model_state_dict(getattr(model, "module", model), load_file(str(f)))
+    return dict(load_file(str(f)))
+
+
+def apply_adapter(model: Any, state: dict[str, Any]) -> None:
+    """Load adapter weights (:func:`read_adapter`) into the LoRA policy ``model`` (exact)."""
+    from peft import set_peft_model_state_dict
+
+    ckpt = "the checkpoint"
+    result = set_peft_model_state_dict(getattr(model, "module", model), state)
     unexpected = list(getattr(result, "unexpected_keys", None) or [])
     if unexpected:
         from ringrl.errors import UserError

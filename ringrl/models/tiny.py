@@ -2,7 +2,7 @@
 
 The model is a transformers-native ``Qwen2MoeForCausalLM``: every layer has a shared
 expert plus fine-grained routed experts with top-k routing, the same shape of MoE as
-Ling-lite (PAPER_NOTES "What the paper built"), at about a million parameters. The
+Ling-lite (the MoE family the Ring-lite paper trains), at about a million parameters. The
 tokenizer is a byte-level BPE trained with the ``tokenizers`` library on the embedded
 task corpus, with digits split one per token (so arithmetic is learnable) and a
 ChatML chat template. Both are saved with ``save_pretrained`` (safetensors) and load

@@ -1,8 +1,8 @@
 """Run a pipeline: stages in order, each from an earlier stage's output model.
 
 A finished stage leaves ``OUT/NAME/stage.json`` (its outputs) and is skipped on a
-re-run; an RL stage that was interrupted resumes from its latest checkpoint; any other
-interrupted stage starts again (its outputs are only ever written atomically). The
+re-run; an SFT or RL stage that was interrupted resumes from its latest checkpoint; any
+other interrupted stage starts again (its outputs are only ever written atomically). The
 pipeline's ``OUT/summary.json`` lists the stages and their directories.
 
 Under ``torchrun`` the ``sft`` and ``rl`` stages train data parallel on every rank
@@ -49,7 +49,36 @@ def stage_done(out: Path, stage: Stage) -> dict[str, Any] | None:
 DATA_PARALLEL_KINDS = ("sft", "rl")  # run on every rank under torchrun; the other kinds on rank 0
 
 
+def check_stage_configs(spec: PipelineSpec, extra_overrides: dict[str, list[str]] | None = None) -> None:
+    """Build and validate the config of every sft, rl and eval stage (with the command-line
+    overrides) before any stage runs: a bad value in the last stage fails at once, naming the
+    stage. What an earlier stage will produce (its model, curated data) stands in as a placeholder."""
+    from ringrl.config import load_config
+    from ringrl.errors import ConfigError
+    from ringrl.eval.config import EvalConfig
+    from ringrl.rl.config import RLConfig
+    from ringrl.sft.config import SFTConfig
+
+    classes = {"sft": SFTConfig, "rl": RLConfig, "eval": EvalConfig}
+    for stage in spec.stages:
+        if stage.kind not in classes:
+            continue
+        base = _nested(stage.config)
+        if stage.kind != "eval":
+            base = merge(base, {"out": str(Path(spec.out) / stage.name)})
+            if stage.source:
+                base = merge(base, {"model": {"path": f"<model of stage {stage.source}>"}})
+            if stage.options.get("data_from"):
+                base = merge(base, {"data": {"train": f"<data of stage {stage.options['data_from']}>"}})
+        try:
+            load_config(classes[stage.kind], base=base, overrides=(extra_overrides or {}).get(stage.name, []))
+        except ConfigError as e:
+            at = f"{spec.path}:{stage.line}" if stage.line else spec.path
+            raise UserError(f"{at}: stage '{stage.name}': {e}") from None
+
+
 def run_pipeline(spec: PipelineSpec, extra_overrides: dict[str, list[str]] | None = None) -> dict[str, Any]:
+    check_stage_configs(spec, extra_overrides)  # every stage's config, before any stage runs
     dist, _ = init_distributed("auto")
     main = dist.is_main
     out = Path(spec.out)
@@ -123,7 +152,7 @@ def _run_sft(spec: PipelineSpec, stage: Stage, outputs, overrides: list[str]) ->
     from ringrl.sft.trainer import train_sft
 
     base = merge(_wandb_names(spec, stage), _nested(stage.config))
-    base = merge(base, {"out": str(Path(spec.out) / stage.name)})
+    base = merge(base, {"out": str(Path(spec.out) / stage.name), "resume": True})
     src = _source_model(stage, outputs)
     if src:
         base = merge(base, {"model": {"path": src}})

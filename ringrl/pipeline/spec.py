@@ -19,6 +19,7 @@ Every stage writes ``OUT/NAME/``. Validation runs before any stage starts.
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -28,6 +29,16 @@ import yaml
 from ringrl.errors import UserError
 
 STAGE_KINDS = ("curate", "sft", "select", "rl", "eval", "report")
+# the keys a stage of each kind may have besides name, kind, from and config
+STAGE_OPTIONS: dict[str, tuple[str, ...]] = {
+    "curate": ("input", "data_dir", "benchmarks"),
+    "sft": ("data_from",),
+    "select": ("band", "epoch"),
+    "rl": ("data_from",),
+    "eval": ("models", "benchmarks"),
+    "report": (),
+}
+CONFIGURED_KINDS = ("sft", "rl", "eval")  # the kinds that take a 'config' section
 
 
 @dataclass(frozen=True)
@@ -100,6 +111,18 @@ def parse_pipeline(data: Any, where: str, out: str | None = None) -> PipelineSpe
             raise UserError(f"{at}: unknown stage kind '{kind}' (known: {', '.join(STAGE_KINDS)})")
         raw = _strip_lines(raw)
         options = {k: v for k, v in raw.items() if k not in ("name", "kind", "from", "config")}
+        for key in options:
+            if key not in STAGE_OPTIONS[kind]:
+                known = ", ".join(
+                    ("name", "kind", "from", *(("config",) if kind in CONFIGURED_KINDS else ()), *STAGE_OPTIONS[kind])
+                )
+                close = difflib.get_close_matches(str(key), STAGE_OPTIONS[kind] + ("config", "from"), n=1)
+                hint = f"did you mean '{close[0]}'? " if close else ""
+                raise UserError(f"{at}: unknown key '{key}' in a {kind} stage ({hint}known: {known})")
+        if raw.get("config") and kind not in CONFIGURED_KINDS:
+            raise UserError(
+                f"{at}: a {kind} stage has no 'config' (its settings are the keys {', '.join(STAGE_OPTIONS[kind])})"
+            )
         config = raw.get("config") or {}
         if not isinstance(config, dict):
             raise UserError(f"{at}: 'config' must be a mapping of config keys to values")
@@ -135,6 +158,19 @@ def validate_pipeline(spec: PipelineSpec) -> None:
                 raise UserError(
                     f"{at}: stage '{s.name}' takes data from '{data_from}', which is not an earlier curate stage"
                 )
+        band = s.options.get("band")
+        if band is not None and not (
+            isinstance(band, list)
+            and len(band) == 2
+            and all(isinstance(b, (int, float)) and not isinstance(b, bool) for b in band)
+            and band[0] <= band[1]
+        ):
+            raise UserError(
+                f"{at}: stage '{s.name}': 'band' must be [LOW, HIGH] (two numbers, LOW <= HIGH), got {band!r}"
+            )
+        epoch = s.options.get("epoch")
+        if epoch is not None and (not isinstance(epoch, int) or isinstance(epoch, bool) or epoch < 1):
+            raise UserError(f"{at}: stage '{s.name}': 'epoch' must be an epoch number >= 1, got {epoch!r}")
         if s.kind == "curate" and "input" not in s.options:
             raise UserError(f"{at}: curate stage '{s.name}' needs 'input' (a JSONL file)")
         if s.kind == "eval":

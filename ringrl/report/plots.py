@@ -18,7 +18,7 @@ from matplotlib.ticker import MaxNLocator
 from ringrl.report.runs import Run
 from ringrl.report.stats import final_reward
 
-ENTROPY_BAND = (0.3, 0.5)  # PAPER_NOTES.md, "Checkpoint selection by entropy"
+ENTROPY_BAND = (0.3, 0.5)  # the Ring-lite paper's entropy band for checkpoint selection
 _LOAD_KEY = re.compile(r"^moe/load/layer(\d+)/expert(\d+)$")
 
 

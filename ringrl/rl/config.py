@@ -1,4 +1,4 @@
-"""Config of ``ringrl rl``. Paper defaults where the paper gives them (PAPER_NOTES "Paper RL settings")."""
+"""Config of ``ringrl rl``. Defaults: the Ring-lite paper's RL settings where the paper gives them."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from ringrl.algorithms.config import FormerConfig
 from ringrl.common_config import ModelConfig, OptimConfig, validate_task_mix
 from ringrl.config import doc
 from ringrl.errors import ConfigError
+from ringrl.models.tiny import TinyModelConfig
 from ringrl.monitor import MonitorConfig
 from ringrl.utils.metrics import LoggerConfig
 
@@ -29,6 +30,11 @@ class RLDataConfig:
     )
     weights: dict[str, float] | None = doc(
         "embedded rows per task in proportion, e.g. {math: 4} (a task left out: 1; null: even split)", None
+    )
+    max_row_bytes: int = doc(
+        "largest row of a data file in bytes: a larger one is an error, found before any tokenising",
+        8 * 1024 * 1024,
+        ge=1,
     )
     seed: int = doc("seed of the embedded data and of the prompt order", 0)
 
@@ -153,14 +159,24 @@ class RewardConfig:
         return [self.function] if isinstance(self.function, str) else list(self.function)
 
 
+@dataclass(frozen=True)
+class RLModelConfig(ModelConfig):
+    """The policy RL starts from: a model directory (RL does not build the embedded model)."""
+
+    path: str | None = doc(
+        "local HF causal LM directory to start from (required; e.g. the checkpoint select-checkpoint chose)", None
+    )
+    tiny: TinyModelConfig = doc("not used by rl (the embedded model is built by sft)", default_factory=TinyModelConfig)
+
+
 def _rl_optim() -> OptimConfig:
     return OptimConfig(lr=3e-6, weight_decay=0.0, warmup_ratio=0.05, schedule="constant")
 
 
 @dataclass(frozen=True)
 class RLConfig:
-    model: ModelConfig = doc(
-        "policy to start from (model.path: e.g. the checkpoint select-checkpoint chose)", default_factory=ModelConfig
+    model: RLModelConfig = doc(
+        "policy to start from (model.path: e.g. the checkpoint select-checkpoint chose)", default_factory=RLModelConfig
     )
     ref_model: str | None = doc(
         "reference model directory for the KL term; null: a frozen copy of the initial policy", None
@@ -196,7 +212,8 @@ class RLConfig:
     max_nonfinite: int = doc("stop the run after this many skipped updates with a non-finite loss or gradient", 3)
     save_every: int = doc("checkpoint every N steps (0: only at the end)", 0)
     keep_checkpoints: int = doc("periodic checkpoints kept (the final one is always kept)", 2)
-    resume: bool = doc("continue from the latest checkpoint in the run directory", False)
+    resume: bool = doc("continue the run in the run directory from its latest intact checkpoint", False)
+    overwrite: bool = doc("replace a finished run (or a run of another kind) in the run directory", False)
     out: str = doc("run directory", "runs/rl")
     seed: int = doc("seed of sampling, batch forming and the prompt order", 0)
     threads: int = doc("torch CPU threads (0: torch's default)", 0)

@@ -43,7 +43,7 @@ def load_rl_rows(cfg: RLDataConfig, custom_reward: bool = False) -> list[dict[st
     file, line and field; registered domains are accepted), else the embedded tasks. With
     ``reward.function`` a row needs only its prompt (the function scores it)."""
     if cfg.train:
-        return load_rows(cfg.train, "prompt" if custom_reward else "rl")
+        return load_rows(cfg.train, "prompt" if custom_reward else "rl", max_row_bytes=cfg.max_row_bytes)
     from ringrl.tasks import embedded_rows
 
     return embedded_rows(cfg.tasks, "train", cfg.train_size, cfg.seed, cfg.levels, cfg.weights)

@@ -29,6 +29,7 @@ Defaults and policies (see docs/rl.md):
 from __future__ import annotations
 
 import copy
+import functools
 import os
 import random
 import statistics
@@ -54,11 +55,10 @@ from ringrl.rl.data import PromptStream, load_rl_rows
 from ringrl.rl.rollout import RolloutResult, collect_groups, gather_rollouts, merge
 from ringrl.rl.state import (
     TrainerState,
-    latest_checkpoint,
-    load_rl_state,
+    apply_resume_blob,
     prune_checkpoints,
+    read_resume_blob,
     save_rl_checkpoint,
-    truncate_metrics,
 )
 from ringrl.rl.update import (
     build_micro_batches,
@@ -68,10 +68,11 @@ from ringrl.rl.update import (
     split_mini_batches,
 )
 from ringrl.rollout import HFEngine
-from ringrl.utils.checkpoint import quiet_transformers, restore_weights, seed_everything, set_threads
+from ringrl.utils.checkpoint import apply_weights, quiet_transformers, read_weights, seed_everything, set_threads
 from ringrl.utils.io import read_json, write_json
 from ringrl.utils.metrics import MetricsLogger
 from ringrl.utils.progress import Progress
+from ringrl.utils.rundir import RunDir, open_run_dir, resume_from, truncate_metrics
 
 
 class NonFiniteStop(UserError):
@@ -80,6 +81,8 @@ class NonFiniteStop(UserError):
 
 class RLTrainer:
     def __init__(self, cfg: RLConfig, score=None, engine=None):
+        self._own_pool: Any = None
+        self.rundir: RunDir | None = None
         if cfg.model.path is None:
             raise UserError(
                 "config key 'model.path': RL starts from a model directory (e.g. the checkpoint select-checkpoint chose)"
@@ -90,6 +93,17 @@ class RLTrainer:
         self.cfg = cfg
         self.run_dir = Path(cfg.out)
         self.dist, self.device = init_distributed(cfg.model.device)
+        # the run directory is locked (and checked: finished run, other kind) before any work
+        self.rundir = open_run_dir(self.run_dir, "rl", cfg.resume, cfg.overwrite, self.dist)
+        try:
+            self._setup(score, engine)
+        except BaseException:
+            self.close()
+            raise
+
+    def _setup(self, score, engine) -> None:
+        cfg = self.cfg
+        assert cfg.model.path is not None  # checked in __init__
         # float32 master weights; cfg.model.dtype is the compute dtype (autocast)
         self.model, self.tokenizer = load_for_training(cfg.model, cfg.model.path, self.device)
         self.save_dtype = resolve_save_dtype(cfg.model.save_dtype, cfg.model.path)
@@ -112,9 +126,8 @@ class RLTrainer:
         self.fill = get_fill_policy(cfg.algo)  # the former's refill policy (C3PO budget, DAPO groups)
         self.optimizer, self.scheduler = make_optimizer(self.model, cfg.optim, cfg.steps)
         self.moe_top_k = moe_top_k(self.model) if is_moe(self.model) else None
-        self.state = TrainerState()
+        self.state = TrainerState(run_id=self.rundir.run_id if self.rundir else "")
         self.monitor = StabilityMonitor(cfg.monitor)
-        self._own_pool = None
         if score is None:
             from ringrl.rewards import RewardPool
 
@@ -127,7 +140,9 @@ class RLTrainer:
 
                 reward_fn = FileReward.from_config(cfg.reward.functions(), cfg.reward.weights)
             self._own_pool = RewardPool(workers=workers, timeout=cfg.reward.timeout, reward_fn=reward_fn)
-            score = lambda rows, responses: [v.reward for v in self._own_pool.score(rows, responses)]  # noqa: E731
+            # bound to the pool, not to self: a closure over self would make the trainer (and its DDP
+            # model, which holds the process group) a reference cycle freed at an unknown later time
+            score = functools.partial(_pool_rewards, self._own_pool)
         self.score = score
 
     def _load_reference(self):
@@ -308,10 +323,17 @@ class RLTrainer:
 
     # ------------------------------------------------------------------ the loop
     def fit(self) -> dict[str, Any]:
+        if self.rundir is None:
+            raise RuntimeError("RLTrainer.fit: the trainer was closed")
+        try:
+            return self._fit(self.rundir)
+        finally:
+            self.close()
+
+    def _fit(self, rundir: RunDir) -> dict[str, Any]:
         cfg, main = self.cfg, self.dist.is_main
-        resumed_from = self._maybe_resume()
+        resumed_from = self._maybe_resume(rundir)
         if main:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
             save_config(cfg, self.run_dir / "config.yaml")
         logger = MetricsLogger(
             self.run_dir,
@@ -340,6 +362,7 @@ class RLTrainer:
                     for a in alerts:
                         bar.note(f"alert {a.name} at step {a.step}: {a.message}")
                     if alerts and self._act_on(alerts):
+                        logger.reopen()  # the rollback truncated metrics.jsonl
                         continue  # rolled back: the steps after the checkpoint run again
                     if self.state.nonfinite_skips >= cfg.max_nonfinite:
                         raise NonFiniteStop(
@@ -350,9 +373,9 @@ class RLTrainer:
                         self._save(f"step-{self.state.step}")
             self._save("final")
             summary = broadcast_object(self._write_summary(resumed_from) if main else None, self.dist)
+            rundir.finish()
         finally:
             logger.close(summary)
-            self.close()
         return summary
 
     def _save(self, name: str) -> None:
@@ -373,33 +396,44 @@ class RLTrainer:
                 prune_checkpoints(self.run_dir, self.cfg.keep_checkpoints)
         barrier(self.dist)
 
+    def _maybe_resume(self, rundir: RunDir) -> str | None:
+        """Continue this run from its newest intact checkpoint when ``resume=true`` found one."""
+        if not rundir.resuming:
+            return None
+        ckpt = self._load_latest()
+        return None if ckpt is None else str(ckpt)
+
     def _latest_checkpoint(self) -> Path | None:
-        """Rank 0's latest checkpoint, the same on every rank (all must restore the same step)."""
-        found = broadcast_object(str(latest_checkpoint(self.run_dir) or "") if self.dist.is_main else None, self.dist)
-        if not found:
-            return None
-        ckpt = Path(found)
-        if not ckpt.is_dir():
-            raise UserError(
-                f"resume: {ckpt} (rank 0's latest checkpoint) is not visible on rank {self.dist.rank}; "
-                "the run directory must be on a filesystem every rank shares"
-            )
-        return ckpt
+        """This run's newest checkpoint as rank 0 sees it (trainer states read, nothing else)."""
+        found = None
+        if self.dist.is_main and self.rundir is not None:
+            found = resume_from(self.run_dir, self.rundir.run_id, lambda d, state: None)
+        path = broadcast_object(str(found[0]) if found else "", self.dist)
+        return Path(path) if path else None
 
-    def _maybe_resume(self) -> str | None:
-        if not self.cfg.resume:
+    def _load_latest(self) -> Path | None:
+        """Rank 0 picks the newest intact checkpoint of this run (falling back past damaged ones);
+        every rank loads that one (every rank must resume from the same step): the weights (float32
+        masters, or a LoRA adapter), optimizer, schedule and trainer state. Metrics past it are
+        dropped and the monitor is rebuilt from those that remain."""
+        found = None
+        if self.dist.is_main and self.rundir is not None:
+            found = resume_from(self.run_dir, self.rundir.run_id, self._read_checkpoint)
+        path = broadcast_object(str(found[0]) if found else "", self.dist)
+        if not path:
             return None
-        ckpt = self._latest_checkpoint()
-        if ckpt is None:
-            return None
-        self._restore(ckpt)
-        return str(ckpt)
-
-    def _restore(self, ckpt: Path) -> None:
-        """Weights, optimizer, schedule and trainer state of ``ckpt``; metrics past it dropped, the
-        monitor rebuilt from the metrics that remain."""
-        restore_weights(ckpt, self.model, self.cfg.model.trust_remote_code)  # the float32 masters, exactly
-        self.state = load_rl_state(ckpt, self.optimizer, self.scheduler)
+        ckpt = Path(path)
+        if found is None:
+            if not ckpt.is_dir():
+                raise UserError(
+                    f"resume: {ckpt} (rank 0's latest checkpoint) is not visible on rank {self.dist.rank}; "
+                    "the run directory must be on a filesystem every rank shares"
+                )
+            found = (ckpt, self._read_checkpoint(ckpt, read_json(ckpt / "trainer_state.json")))
+        state, blob, weights = found[1]
+        apply_weights(self.model, weights)
+        apply_resume_blob(blob, self.optimizer, self.scheduler)
+        self.state = state
         self.stream.position = self.state.position
         if self.dist.is_main:
             truncate_metrics(self.run_dir, self.state.step)
@@ -409,6 +443,7 @@ class RLTrainer:
         self.monitor = StabilityMonitor(self.cfg.monitor)
         for row in read_metrics(self.run_dir) if (self.run_dir / "metrics.jsonl").is_file() else []:
             self.monitor.observe(int(row.get("step", 0)), row)
+        return ckpt
 
     # ------------------------------------------------------------------ the monitor
     def _watch(self, m: dict[str, Any]) -> list[Alert]:
@@ -429,7 +464,7 @@ class RLTrainer:
         last = self._latest_checkpoint()
         if cfg.rollback and last is not None and self.state.rollbacks < cfg.max_rollbacks:
             rollbacks, lr_scale = self.state.rollbacks + 1, self.state.lr_scale * 0.5
-            self._restore(last)
+            self._load_latest()
             self._scale_lr(lr_scale / self.state.lr_scale)
             self.state.rollbacks, self.state.lr_scale = rollbacks, lr_scale
             return True
@@ -444,6 +479,12 @@ class RLTrainer:
         self.scheduler.base_lrs = [lr * factor for lr in self.scheduler.base_lrs]
         for group in self.optimizer.param_groups:
             group["lr"] *= factor
+
+    def _read_checkpoint(self, ckpt: Path, state: dict[str, Any]) -> tuple[TrainerState, dict[str, Any], Any]:
+        """Everything a resume restores, read before anything changes (a damaged file raises here)."""
+        trainer_state = TrainerState.from_json(dict(state))
+        blob = read_resume_blob(ckpt)
+        return trainer_state, blob, read_weights(ckpt, self.model, self.cfg.model.trust_remote_code)
 
     def _write_summary(self, resumed_from: str | None) -> dict[str, Any]:
         from ringrl.utils.metrics import read_metrics
@@ -473,18 +514,29 @@ class RLTrainer:
         return summary
 
     def close(self) -> None:
+        """Stop the reward workers and release the run directory's lock."""
         if self._own_pool is not None:
             self._own_pool.close()
             self._own_pool = None
+        if self.rundir is not None:
+            self.rundir.close()
+            self.rundir = None
+
+
+def _pool_rewards(pool, rows, responses) -> list[float]:
+    return [v.reward for v in pool.score(rows, responses)]
 
 
 def _routed_moe(model: Any, replay: bool) -> bool:
     """Whether the engine records MoE routing: for every model whose routers ringrl knows
     (:mod:`ringrl.models.routing`; ``moe/routing_agreement`` is then logged with replay on or off).
     ``rollout.routing_replay`` on a model without them is a config error."""
-    from ringrl.models.routing import moe_routers
+    from ringrl.models.routing import RoutingMismatchError, moe_routers
 
-    known = is_moe(model) and bool(moe_routers(model))
+    try:
+        known = is_moe(model) and bool(moe_routers(model))
+    except RoutingMismatchError:  # an MoE whose router ringrl does not know (e.g. custom code)
+        known = False
     if replay and not known:
         raise UserError(
             "config key 'rollout.routing_replay': the policy has no MoE router ringrl can replay "

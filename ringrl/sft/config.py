@@ -28,6 +28,11 @@ class SFTDataConfig:
     )
     eval_size: int = doc("held-out problems scored at each checkpoint", 96)
     max_length: int = doc("longest prompt+response in tokens; longer rows are skipped and counted", 1024)
+    max_row_bytes: int = doc(
+        "largest row of a data file in bytes: a larger one is an error, found before any tokenising",
+        8 * 1024 * 1024,
+        ge=1,
+    )
     weights: dict[str, float] | None = doc(
         "embedded rows per task in proportion, e.g. {math: 4} (a task left out: 1; null: even split)", None
     )
@@ -57,6 +62,10 @@ class EntropyEvalConfig:
             raise ConfigError("entropy.temperature", "must be > 0 (entropy is measured on sampled responses)")
         if self.samples < 1:
             raise ConfigError("entropy.samples", "must be >= 1")
+        if self.max_new_tokens < 1:
+            raise ConfigError("entropy.max_new_tokens", "must be >= 1")
+        if self.batch_size < 1:
+            raise ConfigError("entropy.batch_size", "must be >= 1")
 
 
 @dataclass(frozen=True)
@@ -67,6 +76,11 @@ class SFTConfig:
     entropy: EntropyEvalConfig = doc("entropy/accuracy measured at every checkpoint", default_factory=EntropyEvalConfig)
     out: str = doc("run directory", "runs/sft")
     epochs: int = doc("passes over the training rows; a checkpoint at the end of each", 3)
+    save_every: int = doc("also checkpoint every N optimizer steps, for resume (0: only at the end of each epoch)", 0)
+    keep_checkpoints: int = doc("periodic step-N checkpoints kept (every epoch checkpoint is kept)", 2)
+    resume: bool = doc("continue the run in the run directory from its latest intact checkpoint", False)
+    overwrite: bool = doc("replace a finished run (or a run of another kind) in the run directory", False)
+    max_nonfinite: int = doc("stop the run after this many skipped updates with a non-finite loss or gradient", 3)
     batch_tokens: int = doc("padded tokens per micro-batch (length-bucketed batches)", 8192)
     grad_accum: int = doc("micro-batches per optimizer step", 1)
     alpha_balance: float = doc("MoE load-balance coefficient (Eq. 5); 0 turns it off", 1e-5)
@@ -84,5 +98,11 @@ class SFTConfig:
             raise ConfigError("batch_tokens", "must be >= 16")
         if self.grad_accum < 1:
             raise ConfigError("grad_accum", "must be >= 1")
+        if self.save_every < 0:
+            raise ConfigError("save_every", "must be >= 0")
+        if self.keep_checkpoints < 1:
+            raise ConfigError("keep_checkpoints", "must be >= 1")
+        if self.max_nonfinite < 1:
+            raise ConfigError("max_nonfinite", "must be >= 1")
         if self.alpha_balance < 0 or self.alpha_zloss < 0:
             raise ConfigError("alpha_balance" if self.alpha_balance < 0 else "alpha_zloss", "must be >= 0")

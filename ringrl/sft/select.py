@@ -1,4 +1,4 @@
-"""Choosing the SFT checkpoint that RL starts from, by policy entropy (PAPER_NOTES, stage 2).
+"""Choosing the SFT checkpoint that RL starts from, by policy entropy (the Ring-lite paper, stage 2).
 
 Rule (the paper's): among checkpoints whose entropy lies in the band [low, high], take
 the most-trained one (largest ``tokens_seen``; ties broken by the later epoch). If none

@@ -4,10 +4,13 @@ The trainer orchestrates; the objective is :func:`ringrl.sft.loss.sft_loss` (com
 chunked output head's log-probs, :func:`ringrl.sft.loss.sft_loss_from_logprobs`) plus the
 MoE router terms of :func:`ringrl.algorithms.moe.moe_aux_loss`.
 
-Run directory: ``config.yaml``, ``metrics.jsonl`` (one line per optimizer step),
-``tb/``, ``checkpoints/epoch-N/`` (HF format) and ``summary.json`` whose
-``checkpoints`` list records ``epoch``, ``step``, ``tokens_seen``, ``entropy`` and
-``accuracy`` of each checkpoint (read by ``ringrl select-checkpoint``).
+Run directory (locked for the run, :mod:`ringrl.utils.rundir`): ``config.yaml``,
+``metrics.jsonl`` (one line per optimizer step), ``tb/``, ``checkpoints/epoch-N/`` (HF
+format; also ``step-N/`` every ``save_every`` steps, each with ``trainer_state.json`` and
+``optimizer.pt`` for exact resume) and ``summary.json`` whose ``checkpoints`` list
+records ``epoch``, ``step``, ``tokens_seen``, ``entropy`` and ``accuracy`` of each epoch
+checkpoint (read by ``ringrl select-checkpoint``). A non-finite loss or gradient skips
+the update (counted; the run stops after ``max_nonfinite``).
 
 Under ``torchrun`` (:mod:`ringrl.distributed`) an optimizer step takes ``grad_accum x
 world_size`` length-bucketed batches; every rank counts the target tokens of all of
@@ -23,7 +26,7 @@ import math
 import os
 import random
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -52,10 +55,28 @@ from ringrl.sft.config import SFTConfig
 from ringrl.sft.data import bucket_batches, collate, encode_rows
 from ringrl.sft.evaluate import PolicyEval, evaluate_policy
 from ringrl.sft.loss import sft_loss_from_logprobs
-from ringrl.utils.checkpoint import quiet_transformers, save_checkpoint, seed_everything, set_threads
-from ringrl.utils.io import write_json
+from ringrl.utils.checkpoint import (
+    apply_weights,
+    quiet_transformers,
+    read_weights,
+    save_checkpoint,
+    seed_everything,
+    set_threads,
+)
+from ringrl.utils.io import read_json, write_json
 from ringrl.utils.metrics import MetricsLogger
 from ringrl.utils.progress import Progress
+from ringrl.utils.rundir import (
+    RunDir,
+    apply_resume_blob,
+    note,
+    open_run_dir,
+    prune_checkpoints,
+    read_resume_blob,
+    resume_blob,
+    resume_from,
+    truncate_metrics,
+)
 
 
 def load_sft_data(cfg: SFTConfig) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -64,11 +85,11 @@ def load_sft_data(cfg: SFTConfig) -> tuple[list[dict[str, Any]], list[dict[str, 
 
     d = cfg.data
     if d.train:
-        train = load_rows(d.train, "sft")
+        train = load_rows(d.train, "sft", max_row_bytes=d.max_row_bytes)
     else:
         train = embedded_rows(d.tasks, "train", d.train_size, d.seed, d.levels, d.weights)
     if d.eval:
-        held = load_rows(d.eval, "eval", limit=d.eval_size)
+        held = load_rows(d.eval, "eval", limit=d.eval_size, max_row_bytes=d.max_row_bytes)
     else:
         held = embedded_rows(d.tasks, "test", d.eval_size, d.seed, d.levels, d.weights)
     return train, held
@@ -118,10 +139,36 @@ def train_sft(cfg: SFTConfig, grader=None) -> dict[str, Any]:
 
 
 def _train_sft(cfg: SFTConfig, grader, dist: Dist, device: str) -> dict[str, Any]:
+    rundir = open_run_dir(cfg.out, "sft", cfg.resume, cfg.overwrite, dist)  # locked until the end
+    try:
+        summary = _train_sft_locked(cfg, grader, dist, device, rundir)
+        rundir.finish()
+        return summary
+    finally:
+        rundir.close()
+
+
+class NonFiniteStop(UserError):
+    """Too many non-finite updates: the run stops (its last good checkpoint stays)."""
+
+
+@dataclass
+class SFTState:
+    """Where an SFT run stands; saved in every checkpoint's ``trainer_state.json`` for exact resume."""
+
+    run_id: str = ""
+    step: int = 0  # optimizer steps done (over all epochs)
+    epoch: int = 1  # the epoch of ``step``
+    tokens_seen: int = 0
+    nonfinite_skips: int = 0
+    elapsed: float = 0.0
+    checkpoints: list[dict[str, Any]] = field(default_factory=list)  # measured epoch checkpoints so far
+
+
+def _train_sft_locked(cfg: SFTConfig, grader, dist: Dist, device: str, rundir: RunDir) -> dict[str, Any]:
     run_dir = Path(cfg.out)
     main = dist.is_main
     if main:
-        run_dir.mkdir(parents=True, exist_ok=True)
         save_config(cfg, run_dir / "config.yaml")
 
     train_rows, held_rows = load_sft_data(cfg)
@@ -143,6 +190,14 @@ def _train_sft(cfg: SFTConfig, grader, dist: Dist, device: str) -> dict[str, Any
     optimizer, scheduler = make_optimizer(model, cfg.optim, total_steps)
     device = next(model.parameters()).device
     moe, top_k = is_moe(model), moe_top_k(model)
+    st = SFTState(run_id=rundir.run_id)
+    resumed_from = _maybe_resume(cfg, rundir, model, optimizer, scheduler, dist) if rundir.resuming else None
+    if resumed_from is not None:
+        st = resumed_from[1]
+        if main:
+            truncate_metrics(run_dir, st.step)
+            note(f"resuming from {resumed_from[0]} (step {st.step} of {total_steps})")
+    resumed_step = st.step if resumed_from is not None else -1
     own_grader = grader is None
     if grader is None:  # every rank grades its share of the held-out samples
         grader = make_grader(max(1, (os.cpu_count() or 1) // dist.local_world_size))
@@ -153,18 +208,39 @@ def _train_sft(cfg: SFTConfig, grader, dist: Dist, device: str) -> dict[str, Any
         "train_rows": len(examples),
         "skipped_too_long": skipped,
         "eval_problems": len(held_rows),
-        "tokens_seen": 0,
-        "checkpoints": [],
+        "tokens_seen": st.tokens_seen,
+        "checkpoints": st.checkpoints,
+        "nonfinite_skips": st.nonfinite_skips,
+        "resumed_from": str(resumed_from[0]) if resumed_from else None,
         "trainable_params": trainable_fraction(model)[0],
         "trainable_fraction": trainable_fraction(model)[1],
     }
-    step, tokens_seen = 0, 0
     model.train()
-    logger = MetricsLogger(run_dir, tensorboard=cfg.tensorboard, write=main, wandb=cfg.logger, config=to_dict(cfg))
+    logger = MetricsLogger(
+        run_dir,
+        tensorboard=cfg.tensorboard,
+        write=main,
+        append=resumed_from is not None,
+        t0=st.elapsed,
+        wandb=cfg.logger,
+        config=to_dict(cfg),
+    )
+    save_dtype = resolve_save_dtype(cfg.model.save_dtype, cfg.model.path or str(run_dir / "base"))
+
+    def save(name: str) -> None:
+        st.elapsed = logger.elapsed()
+        save_sft_checkpoint(run_dir, name, model, tokenizer, st, optimizer, scheduler, dist, save_dtype)
+
     try:
         with Progress(total_steps, "sft", enabled=cfg.progress and main) as bar:
+            bar.update("", advance=st.step)
             for epoch, batches in enumerate(epoch_batches, start=1):
-                for s in range(steps_per_epoch[epoch - 1]):
+                first = sum(steps_per_epoch[: epoch - 1])
+                last = first + steps_per_epoch[epoch - 1]
+                if len(st.checkpoints) >= epoch:  # finished and measured before the resume
+                    continue
+                st.epoch = epoch
+                for s in range(st.step - first, steps_per_epoch[epoch - 1]):
                     t0 = time.perf_counter()
                     step_batches = batches[s * per_step : (s + 1) * per_step]
                     # every rank counts every batch of the step: one global denominator, fixed before backward
@@ -181,29 +257,50 @@ def _train_sft(cfg: SFTConfig, grader, dist: Dist, device: str) -> dict[str, Any
                         ),
                         dist,
                     )
-                    grad_norm = clip_and_step(model, optimizer, scheduler, cfg.optim.grad_clip)
-                    step += 1
-                    tokens_seen += denominator
+                    loss = metrics["nll"] / denominator
+                    grad_norm, finite = clip_and_step(model, optimizer, scheduler, cfg.optim.grad_clip, loss)
+                    st.step += 1
+                    st.tokens_seen += denominator
+                    st.nonfinite_skips += 0 if finite else 1
                     dt = time.perf_counter() - t0
                     n_input = sum(sum(len(examples[i].input_ids) for i in b) for b in step_batches)
                     rec = logger.log(
-                        step,
+                        st.step,
                         {
-                            "train/loss": metrics["nll"] / denominator,
+                            "train/loss": loss,
                             "train/lr": scheduler.get_last_lr()[0],
                             "train/grad_norm": grad_norm,
                             "train/tokens": denominator,
                             "train/input_tokens": n_input,
                             "train/epoch": epoch,
-                            "train/tokens_seen": tokens_seen,
+                            "train/tokens_seen": st.tokens_seen,
+                            "train/skipped_nonfinite": 0 if finite else 1,
                             "throughput/tokens_per_s": n_input / dt,
                             **{k: v for k, v in metrics.items() if k.startswith("moe/")},
                         },
                     )
-                    bar.update(f"epoch {epoch} loss {rec['train/loss']:.3f} {rec['throughput/tokens_per_s']:.0f} tok/s")
-                summary["tokens_seen"] = tokens_seen
-                summary["checkpoints"].append(
-                    finish_epoch(cfg, run_dir, model, tokenizer, held_rows, grader, epoch, step, tokens_seen, bar, dist)
+                    bar.update(
+                        f"epoch {epoch} loss {_fmt(rec['train/loss'], '.3f')} "
+                        f"{_fmt(rec['throughput/tokens_per_s'], '.0f')} tok/s"
+                    )
+                    if st.nonfinite_skips >= cfg.max_nonfinite:
+                        raise NonFiniteStop(
+                            f"{st.nonfinite_skips} updates skipped for a non-finite loss or gradient "
+                            f"(max_nonfinite={cfg.max_nonfinite}); stopping at step {st.step}"
+                        )
+                    if cfg.save_every and st.step % cfg.save_every == 0 and st.step < last:
+                        save(f"step-{st.step}")
+                        if main:
+                            prune_checkpoints(run_dir, cfg.keep_checkpoints)
+                if st.step != resumed_step:  # not the epoch checkpoint this run resumed from: write it
+                    save(f"epoch-{epoch}")
+                st.checkpoints.append(
+                    finish_epoch(
+                        cfg, run_dir, model, tokenizer, held_rows, grader, epoch, st.step, st.tokens_seen, bar, dist
+                    )
+                )
+                summary.update(
+                    tokens_seen=st.tokens_seen, checkpoints=st.checkpoints, nonfinite_skips=st.nonfinite_skips
                 )
                 if main:
                     write_json(run_dir / "summary.json", summary)
@@ -212,6 +309,62 @@ def _train_sft(cfg: SFTConfig, grader, dist: Dist, device: str) -> dict[str, Any
         if own_grader and hasattr(grader, "close"):
             grader.close()
     return summary
+
+
+def _fmt(value: Any, spec: str) -> str:
+    """``value`` formatted with ``spec``; a non-finite value (logged as a string) as it is."""
+    return format(value, spec) if isinstance(value, (int, float)) else str(value)
+
+
+def save_sft_checkpoint(
+    run_dir: Path,
+    name: str,
+    model,
+    tokenizer,
+    st: SFTState,
+    optimizer,
+    scheduler,
+    dist: Dist,
+    save_dtype: torch.dtype | None = None,
+) -> None:
+    """``checkpoints/NAME`` (HF format in ``save_dtype``, rank 0 writes it) with ``trainer_state.json``
+    (:class:`SFTState`) and ``optimizer.pt``, and the float32 masters when ``save_dtype`` loses
+    precision: enough to resume exactly from here."""
+    path = run_dir / "checkpoints" / name
+    check_before_save(model, dist, path)
+    if dist.is_main:
+        save_checkpoint(
+            path,
+            model,
+            tokenizer,
+            asdict(st),
+            {"optimizer.pt": resume_blob(optimizer, scheduler)},
+            save_dtype=save_dtype,
+            keep_masters=True,
+        )
+    barrier(dist)
+
+
+def _maybe_resume(cfg: SFTConfig, rundir: RunDir, model, optimizer, scheduler, dist: Dist):
+    """(checkpoint, state) of the newest intact checkpoint of this run, restored into ``model``,
+    ``optimizer`` and ``scheduler``; None when the run has none yet. Rank 0 chooses, every rank loads it."""
+
+    def read(ckpt: Path, state: dict[str, Any]):
+        st = SFTState(**{k: v for k, v in state.items() if k in SFTState.__dataclass_fields__})
+        blob = read_resume_blob(ckpt)
+        return st, blob, read_weights(ckpt, model, cfg.model.trust_remote_code)
+
+    found = resume_from(rundir.path, rundir.run_id, read) if dist.is_main else None
+    path = broadcast_object(str(found[0]) if found else "", dist)
+    if not path:
+        return None
+    ckpt = Path(path)
+    if found is None:
+        found = (ckpt, read(ckpt, read_json(ckpt / "trainer_state.json")))
+    st, blob, weights = found[1]
+    apply_weights(model, weights)  # the float32 masters (or a LoRA adapter), exactly
+    apply_resume_blob(blob, optimizer, scheduler)
+    return ckpt, st
 
 
 def train_step(
@@ -277,33 +430,22 @@ def _zero_mask(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {**batch, "loss_mask": torch.zeros_like(batch["loss_mask"])}
 
 
-def clip_and_step(model, optimizer, scheduler, grad_clip: float) -> float:
-    """One optimizer step (skipped when non-finite) and one schedule step; the norm before clipping."""
-    norm, _ = optimizer_step(model, optimizer, grad_clip)
+def clip_and_step(model, optimizer, scheduler, grad_clip: float, loss: float | None = None) -> tuple[float, bool]:
+    """One optimizer step (skipped when the loss or gradient is non-finite) and one schedule step;
+    the norm before clipping and whether the update was applied."""
+    norm, ok = optimizer_step(model, optimizer, grad_clip, loss)
     schedule_step(scheduler)
-    return norm
+    return norm, ok
 
 
 def finish_epoch(
     cfg, run_dir, model, tokenizer, held_rows, grader, epoch, step, tokens_seen, bar, dist: Dist | None = None
 ) -> dict[str, Any]:
-    """Checkpoint ``epoch-N`` (rank 0 writes it) and measure the policy's entropy and accuracy on
-    the held-out rows (each rank samples its share of them; the measures are pooled)."""
+    """Measure the policy's entropy and accuracy at checkpoint ``epoch-N`` (already written) on the
+    held-out rows (each rank samples its share of them; the measures are pooled)."""
     dist = dist or Dist()
     name = f"epoch-{epoch}"
     path = run_dir / "checkpoints" / name
-    check_before_save(model, dist, path)
-    if dist.is_main:
-        source = cfg.model.path or str(run_dir / "base")
-        save_checkpoint(
-            path,
-            model,
-            tokenizer,
-            {"epoch": epoch, "step": step, "tokens_seen": tokens_seen},
-            save_dtype=resolve_save_dtype(cfg.model.save_dtype, source),
-            keep_masters=True,
-        )
-    barrier(dist)
     if dist.is_main:
         bar.note(f"epoch {epoch}: saved {path}; measuring entropy on {len(held_rows)} held-out prompts")
     with compute_autocast(model):  # sample in the compute dtype

@@ -70,23 +70,38 @@ def save_checkpoint(
     return Path(path)
 
 
-def restore_weights(ckpt: Path, model: Any, trust_remote_code: bool = False) -> None:
-    """Load the weights of checkpoint ``ckpt`` into ``model``: its float32 masters when it kept
-    them (:data:`MASTER_WEIGHTS`), else its HF weights (exact when they were saved in float32).
-    A LoRA policy gets the checkpoint's adapter weights (its base weights never change)."""
-    from ringrl.models.lora import is_lora, restore_adapter
+def read_weights(ckpt: Path, model: Any, trust_remote_code: bool = False) -> tuple[str, dict[str, Any]]:
+    """What :func:`apply_weights` loads into ``model`` from checkpoint ``ckpt``, read without changing
+    anything (a damaged file raises here): its float32 masters when it kept them
+    (:data:`MASTER_WEIGHTS`), else its HF weights (exact when they were saved in float32); for a
+    LoRA policy, the checkpoint's adapter (its base weights never change)."""
+    from ringrl.models.lora import is_lora, read_adapter
 
     if is_lora(model):
-        restore_adapter(model, Path(ckpt))
-        return
+        return "adapter", read_adapter(Path(ckpt))
     masters = Path(ckpt) / MASTER_WEIGHTS
     if masters.is_file():
-        model.load_state_dict(torch.load(masters, map_location="cpu", weights_only=True))
-        return
+        return "state", torch.load(masters, map_location="cpu", weights_only=True)
     from ringrl.models.loading import load_policy
 
     saved, _ = load_policy(ckpt, "cpu", "float32", trust_remote_code)
-    model.load_state_dict(saved.state_dict())
+    return "state", saved.state_dict()
+
+
+def apply_weights(model: Any, weights: tuple[str, dict[str, Any]]) -> None:
+    """Load what :func:`read_weights` read into ``model``."""
+    kind, state = weights
+    if kind == "adapter":
+        from ringrl.models.lora import apply_adapter
+
+        apply_adapter(model, state)
+    else:
+        model.load_state_dict(state)
+
+
+def restore_weights(ckpt: Path, model: Any, trust_remote_code: bool = False) -> None:
+    """The weights of checkpoint ``ckpt`` loaded into ``model`` (:func:`read_weights`)."""
+    apply_weights(model, read_weights(ckpt, model, trust_remote_code))
 
 
 def quiet_transformers() -> None:

@@ -36,6 +36,24 @@ def atomic_write_text(path: Path, text: str) -> None:
         raise
 
 
+def check_output_file(path: str | Path, what: str = "--output") -> Path:
+    """Make sure file ``path`` can be written (its directory created), before any work: one line
+    naming ``what`` when it is a directory, lies under a file, or sits on a read-only place."""
+    p = Path(path)
+    if p.is_dir():
+        raise UserError(f"{what} {p}: is a directory; give a file name")
+    for parent in p.parents:
+        if parent.exists() and not parent.is_dir():
+            raise UserError(f"{what} {p}: {parent} is a file, not a directory")
+    try:
+        p.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"{what} {p}: cannot create {p.parent} ({e.strerror or e})") from None
+    if not os.access(p.parent, os.W_OK | os.X_OK) or (p.exists() and not os.access(p, os.W_OK)):
+        raise UserError(f"{what} {p}: not writable")
+    return p
+
+
 def write_json(path: Path, obj: Any) -> None:
     atomic_write_text(Path(path), json.dumps(obj, indent=2, sort_keys=False) + "\n")
 
@@ -48,15 +66,52 @@ def read_json(path: Path) -> Any:
         return json.loads(p.read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:
         raise DataError(str(p), e.lineno, None, f"invalid JSON ({e.msg})") from None
+    except UnicodeDecodeError:
+        raise DataError(str(p), None, None, "not UTF-8 text") from None
 
 
-def iter_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    """Yield ``(line_number, row)``; a bad line raises DataError naming file and line."""
+MAX_ROW_BYTES = 8 * 1024 * 1024  # default size limit of one data row (RINGRL_MAX_ROW_BYTES overrides it)
+
+
+def max_row_bytes() -> int:
+    """The row size limit of commands without a ``data.max_row_bytes`` key (``$RINGRL_MAX_ROW_BYTES``)."""
+    raw = os.environ.get("RINGRL_MAX_ROW_BYTES", "")
+    if not raw:
+        return MAX_ROW_BYTES
+    if not raw.isdigit() or int(raw) < 1:
+        raise UserError(f"RINGRL_MAX_ROW_BYTES={raw!r}: expected a positive number of bytes")
+    return int(raw)
+
+
+def iter_jsonl(
+    path: Path, limit: int | None = None, limit_key: str = "RINGRL_MAX_ROW_BYTES"
+) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Yield ``(line_number, row)``; a bad line raises DataError naming file and line: not UTF-8,
+    not a JSON object, or longer than ``limit`` bytes (``limit_key`` names the setting; such a
+    line is never read whole, so an oversize row costs no memory)."""
     p = Path(path)
     if not p.is_file():
         raise UserError(f"{p}: file not found")
-    with p.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
+    limit = limit or max_row_bytes()
+    with p.open("rb") as f:
+        lineno = 0
+        while raw := f.readline(limit + 1):
+            lineno += 1
+            if len(raw) > limit and not raw.endswith(b"\n"):
+                raise DataError(
+                    str(p), lineno, None, f"row longer than {limit:,} bytes (raise {limit_key} to accept it)"
+                )
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise DataError(
+                    str(p),
+                    lineno,
+                    None,
+                    f"not UTF-8 text (byte 0x{raw[e.start]:02x} at column {e.start + 1}); convert the file to UTF-8",
+                ) from None
+            if lineno == 1:
+                line = line.removeprefix("\ufeff")  # a UTF-8 byte order mark
             if not line.strip():
                 continue
             try:

@@ -92,7 +92,6 @@ class MetricsLogger:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             if not append:
                 self.path.write_text("", encoding="utf-8")
-            # always O_APPEND: after a rollback truncates the file, lines go on at its new end
             self._file = self.path.open("a", encoding="utf-8")
         self._start = time.perf_counter() - t0
         self._tb = None
@@ -127,6 +126,12 @@ class MetricsLogger:
         if self._wandb is not None:
             self._wandb.log(record)
         return record
+
+    def reopen(self) -> None:
+        """Write on at the end of ``metrics.jsonl`` as it is now (after a rollback replaced it, truncated)."""
+        if self._file is not None:
+            self._file.close()
+            self._file = self.path.open("a", encoding="utf-8")
 
     def close(self, summary: dict[str, Any] | None = None) -> None:
         """Close every sink; ``summary`` (the run's summary.json) goes to W&B's run summary."""

@@ -267,6 +267,7 @@ def test_shared_stock_phrase_is_not_contamination():
 def test_find_data_dir_searches_upward(tmp_path, monkeypatch):
     from ringrl.curate import find_data_dir
 
+    monkeypatch.delenv("RINGRL_DATA_DIR", raising=False)
     (tmp_path / "shared" / "data").mkdir(parents=True)
     deep = tmp_path / "checkout" / "sub"
     deep.mkdir(parents=True)

@@ -116,7 +116,8 @@ def test_rl_driven_by_a_file_reward(tmp_path, funcs, ringrl_moe_dir, capsys):
         ("reward.function=[{funcs}]", "config key 'reward.function': expected FILE.py:NAME"),
         ("reward.function=[{funcs}:missing]", "has no function 'missing'"),
         ("reward.weights=[1.0]", "config key 'reward.weights': needs reward.function"),
-        ("reward.timeout=nan", "config key 'reward.timeout': must be a finite number > 0"),
+        ("reward.timeout=0", "config key 'reward.timeout': must be a finite number > 0"),
+        ("reward.timeout=nan", "config key 'reward.timeout': must be a finite number"),
     ],
 )
 def test_bad_reward_options_are_one_line(tmp_path, funcs, ringrl_moe_dir, capsys, override, message):

@@ -133,7 +133,15 @@ def test_checkpoint_per_epoch_loads_with_plain_transformers(moe_run):
         assert type(model).__name__ == "Qwen2MoeForCausalLM" and tok.chat_template
         state = json.loads((out / "checkpoints" / d / "trainer_state.json").read_text())
         rec = next(c for c in summary["checkpoints"] if c["name"] == d)
-        assert state == {"epoch": rec["epoch"], "step": rec["step"], "tokens_seen": rec["tokens_seen"]}
+        assert {k: state[k] for k in ("epoch", "step", "tokens_seen")} == {
+            "epoch": rec["epoch"],
+            "step": rec["step"],
+            "tokens_seen": rec["tokens_seen"],
+        }
+        # what resume needs: the run id, and the measured checkpoints before this one
+        assert state["run_id"] == json.loads((out / "run.json").read_text())["run_id"]
+        assert [c["name"] for c in state["checkpoints"]] == [f"epoch-{e}" for e in range(1, rec["epoch"])]
+        assert (out / "checkpoints" / d / "optimizer.pt").is_file()
 
 
 def test_summary_records_entropy_accuracy_tokens_seen(moe_run):
