@@ -1,0 +1,127 @@
+"""The algorithms' records compared whole (every stat, the name and the denominator in
+words), config bounds with the key each error names, and the MoE terms' defaults and
+mask against hand-computed values. Written to kill the mutants benchmarks/mutation.sh
+found surviving in ringrl/algorithms/ (see docs/testing.md)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from ringrl.algorithms.c3po import form_c3po_batch, permutation
+from ringrl.algorithms.config import FormerConfig
+from ringrl.algorithms.dapo import form_dapo_batch
+from ringrl.algorithms.grpo import form_grpo_batch
+from ringrl.algorithms.microbatch import pack_by_tokens, split_by_tokens
+from ringrl.algorithms.moe import moe_aux_loss
+from ringrl.errors import ConfigError
+
+from .helpers import IdentityOrder, group
+
+
+@pytest.mark.parametrize(
+    "cfg, key, message",
+    [
+        (FormerConfig(budget_tokens=0), "budget_tokens", "must be >= 1, got 0"),
+        (FormerConfig(max_age=-1), "max_age", "must be >= 0, got -1"),
+        (FormerConfig(leftover="keep"), "leftover", "must be 'drop' or 'carry', got 'keep'"),  # type: ignore[arg-type]
+    ],
+)
+def test_former_config_errors_name_the_key(cfg: FormerConfig, key: str, message: str) -> None:
+    with pytest.raises(ConfigError) as e:
+        cfg.validate()
+    assert e.value.key == key and str(e.value) == f"config key '{key}': {message}"
+
+
+def test_former_config_bounds_are_valid() -> None:
+    FormerConfig(budget_tokens=1, max_age=0, leftover="carry").validate()
+    FormerConfig(budget_tokens=1, max_age=0, leftover="drop").validate()
+
+
+def test_grpo_batch_record() -> None:
+    fb = form_grpo_batch([group(0, [2, 4])], group(9, [3]).samples, FormerConfig(), None)
+    assert (fb.algo, fb.leftover, fb.denominator) == ("grpo", [], "groups * K * |y_i| (per response, Eq. 1)")
+    assert fb.stats == {"tokens": 6, "responses": 2, "shortfall_tokens": 0, "dropped_groups": 0, "dropped_responses": 1}
+
+
+def test_dapo_batch_record() -> None:
+    g = group(0, [2, 0, 3], rewards=[0.0, 1.0, 1.0])  # an empty response is not trained
+    fb = form_dapo_batch([g, group(1, [4, 4], rewards=[1.0, 1.0])], group(9, [3, 3]).samples, FormerConfig(), None)
+    assert (fb.algo, fb.leftover, fb.denominator) == ("dapo", [], "T_total = 5 (step's tokens)")
+    assert [(s.sample.index, s.n_tokens) for s in fb.selected] == [(0, 2), (2, 3)]
+    assert fb.stats == {
+        "tokens": 5,
+        "responses": 2,
+        "shortfall_tokens": 0,
+        "dropped_groups": 1,
+        "dropped_responses": 2 + 2,  # the uninformative group's two and the two carried ones
+    }
+
+
+def test_c3po_empty_pool() -> None:
+    fb = form_c3po_batch([], [], FormerConfig(budget_tokens=4), IdentityOrder())
+    assert fb.selected == [] and fb.leftover == []
+    assert fb.stats["shortfall_tokens"] == 4 and fb.stats["tokens"] == 0
+    fb = form_c3po_batch([group(0, [0, 0])], [], FormerConfig(budget_tokens=4, leftover="carry"), IdentityOrder())
+    assert fb.selected == [] and fb.leftover == [] and fb.stats["pool_responses"] == 2
+
+
+def test_permutation_rejects_other_rngs_by_name() -> None:
+    with pytest.raises(TypeError) as e:
+        permutation(3, "seed")
+    assert str(e.value) == "rng must be random.Random, numpy.random.Generator or int, got str"
+    with pytest.raises(TypeError, match="got bool"):
+        permutation(3, True)
+
+
+@pytest.mark.parametrize("split", [split_by_tokens, pack_by_tokens])
+def test_micro_batch_token_bound(split) -> None:
+    assert split([1, 1], 1) == [[0], [1]]  # max_tokens = 1 is valid
+    with pytest.raises(ValueError) as e:
+        split([1], 0)
+    assert str(e.value) == "max_tokens must be >= 1, got 0"
+
+
+def test_moe_aux_loss_defaults_mask_and_metric_names() -> None:
+    # one layer, 3 tokens, 2 experts, top-1; the third token is padding with extreme logits
+    logits_TE = torch.tensor([[2.0, 0.0], [0.0, 2.0], [9.0, -9.0]])
+    mask_T = torch.tensor([1, 1, 0])
+    loss, m = moe_aux_loss([logits_TE], 1, mask_T)
+    assert loss.item() == 0.0  # both alphas default to 0
+    assert set(m) == {"moe/balance_loss", "moe/z_loss", "moe/max_expert_load", "moe/expert_load"}
+    # by hand over the two real tokens: P = (0.5, 0.5), F = (0.5, 0.5) -> B = 2 * 0.5 = 1
+    assert m["moe/balance_loss"].item() == pytest.approx(1.0)
+    lse = math.log(math.exp(2.0) + 1.0)
+    assert m["moe/z_loss"].item() == pytest.approx(lse**2)
+    assert m["moe/expert_load"].tolist() == [[0.5, 0.5]] and m["moe/max_expert_load"].item() == 0.5
+    loss, _ = moe_aux_loss([logits_TE], 1, mask_T, alpha_balance=0.1, alpha_zloss=0.01)
+    assert loss.item() == pytest.approx(0.1 * 1.0 + 0.01 * lse**2)
+    unmasked, mu = moe_aux_loss([logits_TE], 1)
+    assert mu["moe/expert_load"][0].tolist() == pytest.approx([2 / 3, 1 / 3])  # the padding counts without a mask
+
+
+def test_c3po_batch_record() -> None:
+    carried = group(9, [4], age=1).samples
+    fb = form_c3po_batch(
+        [group(0, [3, 5, 2])], carried, FormerConfig(budget_tokens=9, leftover="carry", max_age=1), IdentityOrder()
+    )
+    # pool order: carried (4), then 3, 5, 2; Phi = 9 -> 4 + 3 + 2 of the 5; the 2 is left over
+    assert (fb.algo, fb.denominator) == ("c3po", "Phi = 9 (constant)")
+    assert [(s.sample.group_id, s.n_tokens) for s in fb.selected] == [(9, 4), (0, 3), (0, 2)]
+    assert [(s.group_id, s.index, s.age) for s in fb.leftover] == [(0, 2, 1)]
+    assert fb.stats == {
+        "tokens": 9,
+        "responses": 3,
+        "budget_tokens": 9,
+        "shortfall_tokens": 0,
+        "cut_tokens": 3,
+        "pool_tokens": 14,
+        "pool_responses": 4,
+        "carried_in": 1,
+        "carried_trained": 1,
+        "leftover_responses": 1,
+        "dropped_responses": 0,
+        "dropped_groups": 0,
+    }
