@@ -125,3 +125,20 @@ def test_c3po_batch_record() -> None:
         "dropped_responses": 0,
         "dropped_groups": 0,
     }
+
+
+def test_select_budget_and_balance_errors() -> None:
+    from ringrl.algorithms.c3po import select_budget
+    from ringrl.algorithms.microbatch import balance_across_ranks
+
+    with pytest.raises(ValueError) as e:
+        select_budget([1], 0)
+    assert str(e.value) == "budget_tokens must be >= 1, got 0"
+    with pytest.raises(ValueError) as e:
+        select_budget([2, -1], 5)
+    assert str(e.value) == "negative length -1"
+    (one,) = balance_across_ranks([3, 1, 2], 1)  # one rank is valid and gets everything
+    assert sorted(one) == [0, 1, 2]
+    with pytest.raises(ValueError) as e:
+        balance_across_ranks([1], 0)
+    assert str(e.value) == "world_size must be >= 1, got 0"
