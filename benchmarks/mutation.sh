@@ -10,11 +10,13 @@
 # One module at a time, one worker, at the lowest CPU priority (the machine is shared).
 # Each mutant runs only the tests (of the configured selection) that call the mutated
 # function. Results are cached in mutants/ (git-ignored): a re-run checks only mutants
-# whose function or tests changed. Ends with benchmarks/mutation_score.py's table
-# (equivalent mutants, listed in docs/testing.md, left out of the score).
+# whose function or tests changed; MUTATION_CLEAN=1 starts from scratch (do that for a
+# score to record). Ends with benchmarks/mutation_score.py's table (equivalent mutants,
+# listed in docs/testing.md, left out of the score).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 unset PYTHONPATH  # mutmut puts mutants/ first on sys.path; nothing may shadow it
+if [ "${MUTATION_CLEAN:-0}" = 1 ]; then rm -rf mutants; fi
 if [ "$#" -gt 0 ]; then
   modules=("$@")
 else
