@@ -64,6 +64,7 @@ def test_summary_without_no_answer_samples_and_its_name() -> None:
     ]
     r = summarize("gsm8k", recs, "tokens")
     assert r.name == "gsm8k" and r.to_dict()["name"] == "gsm8k"
+    assert r.unknown_ids == 0  # the default: every response id was in the benchmark
     assert r.no_answer_fraction == 0.0
     assert r.status_counts == {"correct": 1, "wrong": 1}
     assert r.pass_at_k == {1: 0.5, 2: 1.0}

@@ -43,6 +43,7 @@ NO_ANSWER = Verdict(0.0, "no_answer", "no \\boxed{} answer")
         (".5", ".5"),
         ("a\\,b\\;c\\!d\\ e", "abcde"),
         ("X Y", "xy"),
+        ("2X", "2x"),  # only dots are stripped from the end
     ],
 )
 def test_normalize_answer(raw: str, norm: str) -> None:
