@@ -393,3 +393,23 @@ def test_curate_file_report_and_settings(tmp_path: Path) -> None:
     with pytest.raises(UserError) as e:
         curate_file(src, src)
     assert str(e.value) == f"{src}: output must differ from the input"
+
+
+def test_benchmark_file_named_by_a_relative_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from ringrl.curate.decontam import benchmark_files
+
+    (tmp_path / "data").mkdir()
+    (tmp_path / "mine.jsonl").write_text("{}\n")
+    monkeypatch.chdir(tmp_path)
+    assert benchmark_files(tmp_path / "data", ["mine.jsonl"]) == [Path("mine.jsonl")]  # not looked up in data/
+
+
+def test_curate_entries_uses_the_configured_near_duplicate_settings() -> None:
+    from ringrl.curate.core import CurateConfig, curate_entries
+
+    a = " ".join(f"w{i}" for i in range(8))
+    b = " ".join(f"w{i}" for i in range(7))  # Jaccard 3/4 with a: kept at the default 0.8
+    entries = [Entry(1, {"prompt": a, "answer": "1"}), Entry(2, {"prompt": b, "answer": "1"})]
+    assert [e.line for e in curate_entries(entries).kept] == [1, 2]
+    loose = CurateConfig(near_dup=NearDupConfig(threshold=0.75))
+    assert [e.line for e in curate_entries(entries, loose).kept] == [1]
