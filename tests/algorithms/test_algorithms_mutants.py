@@ -142,3 +142,59 @@ def test_select_budget_and_balance_errors() -> None:
     with pytest.raises(ValueError) as e:
         balance_across_ranks([1], 0)
     assert str(e.value) == "world_size must be >= 1, got 0"
+
+
+def test_unknown_algorithm_error() -> None:
+    from ringrl.algorithms.formers import get_batch_former
+
+    with pytest.raises(ConfigError) as e:
+        get_batch_former("ppo")
+    assert e.value.key == "algo"
+    assert str(e.value) == "config key 'algo': unknown algorithm 'ppo'; choose one of c3po, grpo, dapo"
+
+
+def test_grpo_advantages_defaults_dtype_and_flat_groups() -> None:
+    import statistics
+
+    from ringrl.algorithms.advantages import assign_advantages, grpo_advantages
+
+    # default eps = 1e-6: A = +-0.5 / (std + 1e-6) with the unbiased std sqrt(0.5)
+    adv = grpo_advantages(torch.tensor([[0, 1]]))  # integer rewards are promoted
+    want = 0.5 / (math.sqrt(0.5) + 1e-6)
+    assert adv.dtype == torch.float32 and adv[0].tolist() == pytest.approx([-want, want], rel=1e-6)
+    # a flat group is exactly 0 even when its float mean is not exactly its value, whatever the other groups hold
+    adv = grpo_advantages(torch.tensor([[0.1, 0.1, 0.1], [0.0, 0.2, 0.1]], dtype=torch.float64))
+    assert adv[0].tolist() == [0.0, 0.0, 0.0]
+    assert adv[1].tolist() == pytest.approx([-1 / (0.1 + 1e-6) * 0.1, 0.1 / (0.1 + 1e-6), 0.0], rel=1e-12)
+    # assign_advantages: float64, default eps, each group on its own
+    rewards = [0.1, 0.7, 0.3]
+    (g,) = assign_advantages([group(0, [1, 1, 1], rewards=rewards)])
+    mean, std = statistics.fmean(rewards), statistics.stdev(rewards)
+    assert [s.advantage for s in g.samples] == pytest.approx([(r - mean) / (std + 1e-6) for r in rewards], rel=1e-12)
+
+
+def test_kl_k3_clamps_both_ways() -> None:
+    from ringrl.algorithms.losses import MAX_LOG_RATIO, kl_k3
+
+    lp = torch.tensor([[0.0, 0.0, 0.0]])
+    ref = torch.tensor([[30.0, -30.0, 1.0]])  # d = ref - lp
+    m = MAX_LOG_RATIO
+    want = [math.exp(m) - m - 1, math.exp(-m) + m - 1, math.exp(1.0) - 2.0]
+    assert kl_k3(lp, ref)[0].tolist() == pytest.approx(want, rel=1e-6)
+
+
+def test_policy_loss_argument_checks() -> None:
+    from ringrl.algorithms.losses import policy_loss
+
+    lp, old, adv, w = torch.zeros(1, 2), torch.zeros(1, 2), torch.ones(1), torch.ones(1, 2)
+    policy_loss(lp, old, adv, w, eps_low=0.0, eps_high=0.0)  # both bounds may be 0
+    for eps_low, eps_high in ((-0.1, 0.2), (0.2, -0.1), (1.0, 0.2)):
+        with pytest.raises(ValueError) as e:
+            policy_loss(lp, old, adv, w, eps_low=eps_low, eps_high=eps_high)
+        assert str(e.value) == f"need 0 <= eps_low < 1 and eps_high >= 0, got {eps_low}, {eps_high}"
+    with pytest.raises(ValueError) as e:
+        policy_loss(lp, old, adv, w, beta=0.1)
+    assert str(e.value) == "beta != 0 needs ref_logprobs_BT"
+    with pytest.raises(ValueError) as e:
+        policy_loss(lp, old, adv, w, alpha_entropy=0.1)
+    assert str(e.value) == "alpha_entropy != 0 needs entropy_BT"
