@@ -198,3 +198,76 @@ def test_policy_loss_argument_checks() -> None:
     with pytest.raises(ValueError) as e:
         policy_loss(lp, old, adv, w, alpha_entropy=0.1)
     assert str(e.value) == "alpha_entropy != 0 needs entropy_BT"
+
+
+def _loss(lp: list[float], old: list[float], adv: list[float], **kw):
+    from ringrl.algorithms.losses import policy_loss
+
+    n = len(lp)
+    return policy_loss(
+        torch.tensor([lp]), torch.tensor([old]), torch.tensor([adv]), torch.ones(1, n), **kw
+    )  # per-token advantages [1, n]
+
+
+def test_clip_fractions_are_strict_and_need_a_signed_advantage() -> None:
+    # ratio exactly 1 with zero clip range: on the bounds, not past them
+    _, m = _loss([0.0, 0.0], [0.0, 0.0], [-1.0, 1.0], eps_low=0.0, eps_high=0.0)
+    assert m["clip_fraction"].item() == 0.0
+    # ratio 1 is inside [0.8, 1.2]
+    _, m = _loss([0.0], [0.0], [-1.0], eps_low=0.2, eps_high=0.2)
+    assert m["clip_fraction_low"].item() == 0.0
+    # far outside the band, but with advantage 0 or of the other sign: the clip removes no gradient
+    _, m = _loss([-1.0, 1.0, -1.0, 1.0], [0.0] * 4, [0.0, 0.0, 0.5, -0.5])
+    assert m["clip_fraction_low"].item() == 0.0 and m["clip_fraction_high"].item() == 0.0
+    _, m = _loss([-1.0, 1.0], [0.0] * 2, [-0.5, 0.5])
+    assert m["clip_fraction_low"].item() == 0.5 and m["clip_fraction_high"].item() == 0.5
+
+
+def test_ratio_metric_and_log_ratio_clamp() -> None:
+    from ringrl.algorithms.losses import MAX_LOG_RATIO
+
+    _, m = _loss([0.5], [0.0], [1.0])  # one token: the mean is the value itself
+    assert m["ratio"].item() == pytest.approx(math.exp(0.5)) and m["tokens"].item() == 1.0
+    _, m = _loss([30.0, -30.0], [0.0, 0.0], [1.0, 1.0], eps_high=1e12)
+    assert m["ratio"].item() == pytest.approx((math.exp(MAX_LOG_RATIO) + math.exp(-MAX_LOG_RATIO)) / 2, rel=1e-5)
+
+
+def test_loss_dtype_follows_the_log_probs() -> None:
+    from ringrl.algorithms.losses import policy_loss
+
+    loss, _ = policy_loss(torch.zeros(1, 2), torch.zeros(1, 2), torch.ones(1, dtype=torch.float64), torch.ones(1, 2))
+    assert loss.dtype == torch.float32
+
+
+def test_kl_and_entropy_terms_at_coefficient_one() -> None:
+    from ringrl.algorithms.losses import kl_k3, policy_loss
+
+    lp, old = torch.tensor([[-1.0, -2.0]]), torch.tensor([[-1.0, -2.0]])
+    ref, ent = torch.tensor([[-1.5, -1.0]]), torch.tensor([[0.3, 0.7]])
+    w, adv = torch.tensor([[0.5, 0.5]]), torch.tensor([1.0])
+    base, _ = policy_loss(lp, old, adv, w)
+    with_kl, _ = policy_loss(lp, old, adv, w, beta=1.0, ref_logprobs_BT=ref)
+    assert with_kl.item() == pytest.approx(base.item() + 0.5 * kl_k3(lp, ref).sum().item())
+    with_ent, _ = policy_loss(lp, old, adv, w, alpha_entropy=1.0, entropy_BT=ent)
+    assert with_ent.item() == pytest.approx(base.item() - 0.5 * (0.3 + 0.7))
+
+
+def test_moe_terms_accept_batched_logits_and_check_shapes() -> None:
+    from ringrl.algorithms.moe import expert_load, load_balance_loss, router_z_loss
+
+    g = torch.Generator().manual_seed(0)
+    logits_BTE = torch.randn(2, 3, 5, generator=g)
+    mask_BT = torch.tensor([[1, 1, 0], [1, 0, 0]])
+    flat_TE = logits_BTE.reshape(6, 5)
+    assert load_balance_loss([logits_BTE], 2, mask_BT).item() == pytest.approx(
+        load_balance_loss([flat_TE], 2, mask_BT.reshape(6)).item()
+    )
+    assert router_z_loss([logits_BTE], mask_BT).item() == pytest.approx(router_z_loss([flat_TE], mask_BT).item())
+    one = expert_load([torch.tensor([[0.0, 3.0, 1.0]])], 1)  # a single token, no mask
+    assert one.tolist() == [[0.0, 1.0, 0.0]]
+    with pytest.raises(ValueError) as e:
+        expert_load([flat_TE], 2, torch.ones(4))
+    assert str(e.value) == "mask has 4 elements but router logits have 6 tokens"
+    with pytest.raises(ValueError) as e:
+        expert_load([flat_TE], 6)
+    assert str(e.value) == "top_k must be in [1, 5], got 6"
