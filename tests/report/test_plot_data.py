@@ -78,12 +78,19 @@ def report(tmp_path_factory: pytest.TempPathFactory):
         {"step": 10 + s, **{k: value(k, "beta", s) for k in rl_keys if k != "train/entropy"}} for s in range(40)
     ]
     beta[7]["train/tokens"] = "inf"  # a gap in the raw curve; the EMA carries on over it
-    sft = [{"step": s, "train/loss": value("train/loss", "sft", s), "train/grad_norm": 9.0,
-            "moe/max_expert_load": value("moe/max_expert_load", "sft", s)} for s in range(4)]  # fmt: skip
-    bare = [
+    sft = [
+        {
+            "step": s,
+            "train/loss": value("train/loss", "sft", s),
+            "train/grad_norm": 9.0,  # an SFT run: not drawn on the RL gradient-norm curve
+            "moe/max_expert_load": value("moe/max_expert_load", "sft", s),
+        }
+        for s in range(4)
+    ]
+    bare = [  # no summary.json: kind unknown, drawn with the RL and the SFT curves
         {"step": s, "reward/mean": value("reward/mean", "bare", s), "train/loss": value("train/loss", "bare", s)}
         for s in range(3)
-    ]  # fmt: skip  (no summary: kind unknown, drawn with RL and SFT curves)
+    ]
     checkpoints = [
         {"name": f"epoch-{e}", "epoch": e, "entropy": h, "accuracy": a}
         for e, h, a in [(1, 0.71, 0.2), (3, 0.27, None), (2, 0.46, 0.35)]
