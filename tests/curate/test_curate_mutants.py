@@ -230,6 +230,20 @@ def test_lsh_compares_only_candidate_pairs(monkeypatch: pytest.MonkeyPatch) -> N
     assert [r.line for r in result.removed] == [61, 62, 63] and len(calls) == 3
 
 
+def test_minhash_is_seeded_from_the_config(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Reproducible runs: the hash functions come from ``NearDupConfig.seed``, never from fresh entropy."""
+    seen: list[tuple[int, object]] = []
+    real = dedup.MinHasher
+
+    def spy(num_perm, seed=0):
+        seen.append((num_perm, seed))
+        return real(num_perm, seed)
+
+    monkeypatch.setattr(dedup, "MinHasher", spy)
+    drop_near_duplicates([Entry(1, {"prompt": "a b c d e f"})], NearDupConfig(seed=7, bands=4, rows_per_band=3))
+    assert seen == [(12, 7)]
+
+
 @pytest.mark.parametrize(
     "prompt, reason",
     [
