@@ -32,6 +32,13 @@ TINY_SHAPE = dict(
 )
 
 
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    """The skip count, every run: the default run should skip nothing where every feature works,
+    so a non-zero count is worth a look (``-ra``, the default addopts, lists each reason)."""
+    skipped = terminalreporter.stats.get("skipped", [])
+    terminalreporter.write_line(f"ringrl: {len(skipped)} test(s) skipped")
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _one_torch_thread():
     """The suite shares 2 cores with other work: one intra-op thread is fastest for tiny models."""

@@ -70,6 +70,9 @@ def build_micro_batches(
         pos = torch.zeros((B, T), dtype=torch.long) if pack else None
         w, adv_tok, roll = torch.zeros((B, T - 1)), torch.zeros((B, T - 1)), torch.zeros((B, T - 1))
         has_old = all(s.sample.old_logprobs is not None for s in part)
+        if not has_old and any(s.sample.old_logprobs is not None for s in part):
+            # the loss would take pi_old from its own forward for every row: a carried sample at ratio 1
+            raise ValueError("micro-batch mixes samples with and without pi_old (old_logprobs); attach it to all")
         old = torch.zeros((B, T - 1)) if has_old else None
         routed: list[tuple[torch.Tensor, tuple[int, int]]] = []  # (routing, (row, start)) of each sequence
         for b, row in enumerate(rows):

@@ -1,7 +1,8 @@
 """Grading real benchmark items with the real verifiers (``ringrl.rewards.RewardPool``).
 
 HumanEval and MBPP: reference solutions pass, wrong ones fail; MATH-500: boxed gold
-answers are correct. Skipped when the shared data folder or the rewards package is not present.
+answers are correct. The data is found the way the CLI finds it (``$RINGRL_DATA_DIR`` or
+``shared/data`` beside the checkout); skipped, with that reason, only when there is none.
 """
 
 from __future__ import annotations
@@ -9,14 +10,10 @@ from __future__ import annotations
 import json
 
 import pytest
-from eval_helpers import real_data_dir, reward_pool_cls
+from eval_helpers import real_data_dir
 
 from ringrl.eval import evaluate_responses, load_benchmark, score_benchmark
-
-pytestmark = [
-    pytest.mark.skipif(real_data_dir() is None, reason="shared/data not beside this checkout"),
-    pytest.mark.skipif(reward_pool_cls() is None, reason="ringrl.rewards.RewardPool (code sandbox) not built yet"),
-]
+from ringrl.rewards import RewardPool
 
 N = 4  # HumanEval problems: enough to cover several entry points, small on 2 cores
 
@@ -31,7 +28,7 @@ def test_humaneval_canonical_pass_and_wrong_fail() -> None:
         bare = r["canonical_solution"]  # the verifier prepends the prompt to a bare completion
         wrong = f"```python\n{r['prompt']}    return None\n```"
         responses[r["id"]] = [fenced, bare, wrong]
-    with reward_pool_cls()(workers=2, timeout=5.0, code_timeout=10.0) as pool:
+    with RewardPool(workers=2, timeout=5.0, code_timeout=10.0) as pool:
         ev = score_benchmark(rows, responses, pool, name="humaneval")
     by_sample = {(s.id, s.sample): s.status for s in ev.records}
     for r in raw:
@@ -49,7 +46,7 @@ def test_mbpp_reference_passes_and_wrong_fails() -> None:
         r["id"]: [f"Here it is:\n```python\n{r['code']}\n```", "```python\ndef unrelated():\n    pass\n```", "no code"]
         for r in raw
     }
-    with reward_pool_cls()(workers=2, timeout=5.0, code_timeout=10.0) as pool:
+    with RewardPool(workers=2, timeout=5.0, code_timeout=10.0) as pool:
         ev = score_benchmark(rows, responses, pool, name="mbpp")
     statuses = [[s.status for s in ev.records if s.id == r["id"]] for r in raw]
     assert all(st[0] == "correct" and st[1] != "correct" and st[2] == "no_answer" for st in statuses), statuses
@@ -58,9 +55,10 @@ def test_mbpp_reference_passes_and_wrong_fails() -> None:
 
 
 def test_math500_gold_answers_are_correct() -> None:
+    real_data_dir()
     rows = load_benchmark("math500", limit=6).rows
     responses = {r["id"]: [f"The answer is $\\boxed{{{r['answer']}}}$.", "I do not know."] for r in rows}
-    with reward_pool_cls()(workers=2, timeout=5.0, code_timeout=10.0) as pool:
+    with RewardPool(workers=2, timeout=5.0, code_timeout=10.0) as pool:
         d = evaluate_responses(rows, responses, pool, name="math500")
     assert d["pass_at_1"] == pytest.approx(0.5)
     assert d["pass_at_k"]["2"] == pytest.approx(1.0)

@@ -150,7 +150,8 @@ def test_run_eval_from_model_dir(tiny_model_dir: Path, tmp_path: Path, grader: B
 
 
 def test_run_eval_accepts_the_rollout_engine(tiny_model_dir: Path, grader: BoxedGrader) -> None:
-    rollout = pytest.importorskip("ringrl.rollout", reason="rollout engine not built yet")
+    from ringrl import rollout
+
     model, tok = load_model(tiny_model_dir)
     engine = rollout.HFEngine(model, tok)
     results = run_eval(None, [TOY], engine=engine, tokenizer=tok, grader=grader, samples=2, max_new_tokens=4, limit=2)
