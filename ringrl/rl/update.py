@@ -280,9 +280,34 @@ def _micro_batch_backward(
         ref = sequence_logprobs(ref_model, mb, temperature, mask, replay_routing)
     with contextlib.ExitStack() as stack:  # forward and backward inside the routing pass (replay, agreement)
         rp = _routing_pass(stack, model, mb, dev, replay_routing)
-        loss, m, st, engine_BT, old_BT, corr_BT = _loss_and_backward(
-            model, mb, ids, attn, w_BT, mask, ref, loss_cfg, temperature, moe_top_k, share, loss_scale, dev, sums
+        st = token_stats(model, ids, attn, _to(mb.position_ids_BT, dev), temperature=temperature, targets_mask_BT=mask)
+        lp_BT, router = st.logprobs_BT, st.router_logits
+        ent_BT = st.entropy_BT if loss_cfg.alpha_entropy > 0 else None
+        old_BT = mb.old_logprobs_BT.to(dev) if mb.old_logprobs_BT is not None else lp_BT.detach()
+        engine_BT = mb.rollout_logprobs_BT.to(dev)
+        low, high = loss_cfg.correction_bounds()
+        corr_BT = correction_weights(old_BT, engine_BT, loss_cfg.correction, low, high)  # 1 under "none"
+        loss, m = policy_loss(
+            lp_BT,
+            old_BT,
+            mb.advantages.to(dev),
+            w_BT * corr_BT if loss_cfg.correction != "none" else w_BT,
+            eps_low=loss_cfg.eps_low,
+            eps_high=loss_cfg.eps_high,
+            beta=loss_cfg.beta if ref is not None else 0.0,
+            ref_logprobs_BT=ref,
+            entropy_BT=ent_BT,
+            alpha_entropy=loss_cfg.alpha_entropy,
         )
+        if router and moe_top_k:
+            aux, mm = moe_aux_loss(
+                router, moe_top_k, attn, alpha_balance=loss_cfg.alpha_balance, alpha_zloss=loss_cfg.alpha_zloss
+            )
+            loss = loss + share * aux
+            for k in ("moe/balance_loss", "moe/z_loss", "moe/max_expert_load"):
+                sums[k] = sums.get(k, 0.0) + share * float(mm[k])
+            sums["_expert_load"] = sums.get("_expert_load", 0) + share * mm["moe/expert_load"].cpu()
+        (loss * loss_scale if loss_scale != 1.0 else loss).backward()
     with torch.no_grad():
         if rp is not None and not math.isnan(agreement := rp.agreement()):
             sums["moe/routing_agreement"] = sums.get("moe/routing_agreement", 0.0) + share * agreement
@@ -312,51 +337,3 @@ def _routing_pass(stack: contextlib.ExitStack, model: Any, mb: MicroBatch, dev: 
     from ringrl.models.routing import routing_pass
 
     return stack.enter_context(routing_pass(unwrap(model), mb.routing_LNk.to(dev), replay_routing=replay_routing))
-
-
-def _loss_and_backward(
-    model: Any,
-    mb: MicroBatch,
-    ids: torch.Tensor,
-    attn: torch.Tensor,
-    w_BT: torch.Tensor,
-    mask: torch.Tensor,
-    ref: torch.Tensor | None,
-    loss_cfg: LossConfig,
-    temperature: float,
-    moe_top_k: int | None,
-    share: float,
-    loss_scale: float,
-    dev: Any,
-    sums: dict[str, Any],
-) -> tuple[torch.Tensor, dict[str, Any], Any, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The policy forward, PPO loss (+ MoE terms) and backward of one micro-batch."""
-    st = token_stats(model, ids, attn, _to(mb.position_ids_BT, dev), temperature=temperature, targets_mask_BT=mask)
-    lp_BT, router = st.logprobs_BT, st.router_logits
-    ent_BT = st.entropy_BT if loss_cfg.alpha_entropy > 0 else None
-    old_BT = mb.old_logprobs_BT.to(dev) if mb.old_logprobs_BT is not None else lp_BT.detach()
-    engine_BT = mb.rollout_logprobs_BT.to(dev)
-    low, high = loss_cfg.correction_bounds()
-    corr_BT = correction_weights(old_BT, engine_BT, loss_cfg.correction, low, high)  # 1 under "none"
-    loss, m = policy_loss(
-        lp_BT,
-        old_BT,
-        mb.advantages.to(dev),
-        w_BT * corr_BT if loss_cfg.correction != "none" else w_BT,
-        eps_low=loss_cfg.eps_low,
-        eps_high=loss_cfg.eps_high,
-        beta=loss_cfg.beta if ref is not None else 0.0,
-        ref_logprobs_BT=ref,
-        entropy_BT=ent_BT,
-        alpha_entropy=loss_cfg.alpha_entropy,
-    )
-    if router and moe_top_k:
-        aux, mm = moe_aux_loss(
-            router, moe_top_k, attn, alpha_balance=loss_cfg.alpha_balance, alpha_zloss=loss_cfg.alpha_zloss
-        )
-        loss = loss + share * aux
-        for k in ("moe/balance_loss", "moe/z_loss", "moe/max_expert_load"):
-            sums[k] = sums.get(k, 0.0) + share * float(mm[k])
-        sums["_expert_load"] = sums.get("_expert_load", 0) + share * mm["moe/expert_load"].cpu()
-    (loss * loss_scale if loss_scale != 1.0 else loss).backward()
-    return loss, m, st, engine_BT, old_BT, corr_BT
