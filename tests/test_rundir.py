@@ -140,17 +140,17 @@ def test_a_directory_written_before_run_json_is_recognised(tmp_path):
         open_run_dir(run, "rl", resume=False, overwrite=False)
 
 
-def test_an_unfinished_run_not_resumed_is_replaced_so_runs_never_mix(tmp_path, capfd):
+def test_an_unfinished_run_not_resumed_is_refused_so_nothing_is_lost(tmp_path):
     run = tmp_path / "run"
     first = open_run_dir(run, "rl", resume=False, overwrite=False)
     (run / "checkpoints" / "step-4").mkdir(parents=True)
     (run / "metrics.jsonl").write_text('{"step": 1}\n')
     first.close()  # killed, in effect: not finished
-    capfd.readouterr()
-    second = open_run_dir(run, "rl", resume=False, overwrite=False)
-    assert "unfinished rl run that is not resumed" in capfd.readouterr().err
-    assert second.run_id != first.run_id
-    assert not (run / "checkpoints").exists() and not (run / "metrics.jsonl").exists()
+    with pytest.raises(UserError, match="holds an unfinished rl run .*resume=true continues it, overwrite=true starts"):
+        open_run_dir(run, "rl", resume=False, overwrite=False)
+    assert (run / "checkpoints" / "step-4").is_dir() and (run / "metrics.jsonl").is_file()  # kept
+    second = open_run_dir(run, "rl", resume=False, overwrite=True)  # asked to: replaced
+    assert second.run_id != first.run_id and not (run / "checkpoints").exists()
     second.close()
 
 

@@ -128,10 +128,11 @@ def _open(p: Path, kind: str, resume: bool, overwrite: bool) -> RunDir:
                 f"{p} holds a finished {kind} run: resume=true continues it, overwrite=true replaces it, "
                 "or choose another out"
             )
-        else:
-            note(f"{p} holds an unfinished {kind} run that is not resumed (resume=true would); starting a new run")
-            clear_run(p)
-            run_id = _new_id()
+        else:  # an interrupted run's checkpoints are never deleted without being asked to
+            raise UserError(
+                f"{p} holds an unfinished {kind} run (interrupted or stopped): resume=true continues it, "
+                "overwrite=true starts over, or choose another out"
+            )
         record = {"kind": kind, "run_id": run_id, "finished": False, "started_at": _now()}
         if resuming:
             record = {**_read_run_file(p), **record, "started_at": _read_run_file(p).get("started_at", _now())}
