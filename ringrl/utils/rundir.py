@@ -10,9 +10,9 @@ before it starts work, and closes it at the end:
 - **One run per directory.** ``RUN_DIR/run.json`` records the run's kind (``sft``/``rl``),
   a run id and whether it finished. A directory that holds a finished run, or a run of
   another kind, is refused unless ``resume=true`` (same kind: it continues) or
-  ``overwrite=true`` (its run artefacts are removed first). An unfinished run of the same
-  kind that is not resumed is replaced by the new run (saying so), so that checkpoints of
-  two runs never mix. Every checkpoint records the run id; resume uses only those of the
+  ``overwrite=true`` (its run artefacts are removed first); so is an unfinished run of the
+  same kind (its checkpoints are never deleted unasked), so that checkpoints of two runs
+  never mix. Every checkpoint records the run id; resume uses only those of the
   directory's run.
 - **Leftovers of an interrupted save.** Temporary files and directories (``.NAME.*.tmp``)
   are removed at the next start; a checkpoint caught between the two renames of a
