@@ -20,9 +20,11 @@ Alerts (``alert/<name>`` in the metrics, 1 on the step it fires):
   on the log scale because gradient norms are positive and vary by factors). With the
   gradient-norm spread of the quickstart's C3PO runs (CV 0.37), a simulated healthy run crosses
   z = 6 about once in 10^5 steps, and a jump to about 10x the typical norm fires.
-- ``reward_collapse``: the running reward (mean of the last ``reward_span`` steps) fell by more
-  than ``reward_drop`` below its best running value: the paper's "reward falls and never
-  recovers".
+- ``reward_collapse``: the running reward (mean of the last ``reward_span`` steps) fell below
+  its best running value by more than ``min(reward_drop, reward_drop_ratio x best)`` (and at
+  least ``reward_drop_min``): the paper's "reward falls and never recovers". The relative
+  part matters on hard tasks: a run whose best running reward is 0.25 collapsing to 0.05
+  loses 80% of it but only 0.2 in absolute terms.
 - ``kl_blowup``: ``train/kl`` above ``kl_max`` nats per token: the policy left the reference.
 - ``length_at_cap``: ``response_length/truncated_fraction`` at or above ``truncated_max`` for
   ``patience`` consecutive steps: responses pile up at ``max_new_tokens``.
@@ -58,6 +60,10 @@ class MonitorConfig:
     grad_z: float = doc("grad_spike: robust z-score of log grad norm (median/MAD of the window) above this", 6.0)
     reward_span: int = doc("reward_collapse: steps in the running reward mean", 5)
     reward_drop: float = doc("reward_collapse: running reward this far (absolute) below its best", 0.2)
+    reward_drop_ratio: float = doc("reward_collapse: ... or this fraction of its best, whichever is smaller", 0.5)
+    reward_drop_min: float = doc(
+        "reward_collapse: never for a drop smaller than this (noise of the running mean)", 0.05
+    )
     kl_max: float = doc("kl_blowup: mean KL (k3) per token above this (nats)", 1.0)
     truncated_max: float = doc("length_at_cap: share of responses cut at max_new_tokens at or above this", 0.5)
     patience: int = doc("length_at_cap: consecutive steps the share must hold", 3)
@@ -69,11 +75,11 @@ class MonitorConfig:
                 raise ConfigError(f"monitor.{key}", "must be >= 1")
         if self.max_rollbacks < 0:
             raise ConfigError("monitor.max_rollbacks", "must be >= 0")
-        for key in ("entropy_ratio", "truncated_max"):
+        for key in ("entropy_ratio", "truncated_max", "reward_drop_ratio"):
             v = getattr(self, key)
             if not (math.isfinite(v) and 0 < v <= 1):
                 raise ConfigError(f"monitor.{key}", f"must be in (0, 1], got {v}")
-        for key in ("grad_z", "reward_drop", "kl_max"):
+        for key in ("grad_z", "reward_drop", "reward_drop_min", "kl_max"):
             v = getattr(self, key)
             if not (math.isfinite(v) and v > 0):
                 raise ConfigError(f"monitor.{key}", f"must be a finite number > 0, got {v}")
@@ -147,10 +153,11 @@ class StabilityMonitor:
             if len(self._rewards) == cfg.reward_span:
                 running = statistics.fmean(self._rewards)
                 self._best_reward = max(self._best_reward, running)
-                if self._best_reward - running > cfg.reward_drop:
+                limit = max(cfg.reward_drop_min, min(cfg.reward_drop, cfg.reward_drop_ratio * self._best_reward))
+                if self._best_reward - running > limit:
                     now["reward_collapse"] = (
                         f"running reward {running:.3f} is {self._best_reward - running:.3f} below its best "
-                        f"{self._best_reward:.3f} (> monitor.reward_drop {cfg.reward_drop:g})"
+                        f"{self._best_reward:.3f} (> {limit:.3g}: monitor.reward_drop, reward_drop_ratio, reward_drop_min)"
                     )
         kl = _number(m.get("train/kl"))
         if kl is not None and not (kl <= cfg.kl_max):  # a NaN KL is a blow-up too

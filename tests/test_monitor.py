@@ -127,3 +127,13 @@ def test_config_errors_name_the_key(overrides, key):
     with pytest.raises(ConfigError) as e:
         MonitorConfig(**overrides).validate()
     assert e.value.key == key
+
+
+def test_reward_collapse_is_relative_on_hard_tasks():
+    # best running mean 0.25; the limit is min(0.2, 0.5 x 0.25) = 0.125: a fall to 0.12 (drop 0.13) fires,
+    # one to 0.13 (drop 0.12) does not, and a run at 0.04 never fires on noise below reward_drop_min 0.05
+    assert feed(StabilityMonitor(CFG), [{"reward/mean": 0.25}] * 5 + [{"reward/mean": 0.12}] * 5) == [
+        (10, "reward_collapse")
+    ]
+    assert feed(StabilityMonitor(CFG), [{"reward/mean": 0.25}] * 5 + [{"reward/mean": 0.13}] * 5) == []
+    assert feed(StabilityMonitor(CFG), [{"reward/mean": 0.06}] * 5 + [{"reward/mean": 0.015}] * 5) == []
