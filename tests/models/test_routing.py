@@ -546,9 +546,10 @@ def test_data_parallel_ranks_replaying_their_rows_give_the_one_process_gradient(
 
     if not dist.is_available():
         pytest.fail("torch.distributed is not available")
-    # fork: the ranks inherit the imported modules (spawn would re-import transformers in each)
+    # spawn, not fork: forking the test process (its torch, tokenizer and reward-pool threads) can
+    # deadlock a child on a lock held at fork time; it hung a full-suite run until the timeout
     mp.start_processes(
-        _ddp_rank, args=(2, str(tmp_path / "init"), str(tmp_path)), nprocs=2, join=True, start_method="fork"
+        _ddp_rank, args=(2, str(tmp_path / "init"), str(tmp_path)), nprocs=2, join=True, start_method="spawn"
     )
     model = _build("qwen2_moe")
     ids, targets = _ids(4, 6, seed=11), _ids(4, 6, seed=12)
