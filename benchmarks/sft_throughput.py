@@ -141,21 +141,17 @@ def main() -> None:
         train_step(model, group, denominator, cfg, moe, top_k, device)
         clip_and_step(model, opt_r, sched_r, cfg.optim.grad_clip)
 
+    def bare_loss(logits, labels, n: int):
+        """Plain next-token cross-entropy over the labelled targets, divided by ``n``."""
+        flat = logits[:, :-1].reshape(-1, logits.shape[-1]).float()
+        return F.cross_entropy(flat, labels[:, 1:].reshape(-1), ignore_index=-100, reduction="sum") / n
+
     def bare_step(group) -> None:
         n = sum(int(g["loss_mask"][:, 1:].sum()) for g in group)
         for g in group:
             g = {k: v.to(device) for k, v in g.items()}
             logits = model(input_ids=g["input_ids"], attention_mask=g["attention_mask"], use_cache=False).logits
-            loss = (
-                F.cross_entropy(
-                    logits[:, :-1].reshape(-1, logits.shape[-1]).float(),
-                    g["labels"][:, 1:].reshape(-1),
-                    ignore_index=-100,
-                    reduction="sum",
-                )
-                / n
-            )
-            loss.backward()
+            bare_loss(logits, g["labels"], n).backward()
         opt_b.step()
         opt_b.zero_grad(set_to_none=True)
 
@@ -168,15 +164,7 @@ def main() -> None:
         logits, _ = forward(model, g["input_ids"], g["attention_mask"])
         n = int(g["loss_mask"][:, 1:].sum())
         ours = float(sft_loss(logits, g["input_ids"], g["loss_mask"], n)[0])
-        bare = float(
-            F.cross_entropy(
-                logits[:, :-1].reshape(-1, logits.shape[-1]).float(),
-                g["labels"][:, 1:].reshape(-1),
-                ignore_index=-100,
-                reduction="sum",
-            )
-            / n
-        )
+        bare = float(bare_loss(logits, g["labels"], n))
     print(f"loss on the first batch before training: ringrl sft_loss {ours:.6f}, bare cross-entropy {bare:.6f}")
 
     cursor = 0
