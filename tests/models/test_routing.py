@@ -516,28 +516,42 @@ def test_gradient_checkpointing_recomputation_is_replayed():
 
 
 def _ddp_rank(rank: int, world: int, init_file: str, out_dir: str) -> None:
-    """One data-parallel rank: replay its rows' routing under DDP, save the all-reduced router grads."""
+    """One data-parallel rank: replay its rows' routing under DDP, save the all-reduced router grads.
+
+    The DDP wrapper lives only inside ``_ddp_step``: freed there, while the group is alive, and then
+    ``close_distributed`` (barrier, destroy). A wrapper still alive at teardown aborted a rank in CI
+    (``terminate called without an active exception``)."""
     import torch.distributed as dist
-    from torch.nn.parallel import DistributedDataParallel
+
+    from ringrl.distributed import close_distributed
 
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    ok = False
     try:
-        model = _build("qwen2_moe")
-        ids, targets = _ids(4, 6, seed=11), _ids(4, 6, seed=12)
-        with torch.no_grad(), record(model) as rec:
-            model(input_ids=ids)
-        forced = _shifted(rec.by_row(4))
-        rows = list(range(rank, 4, world))
-        ddp = DistributedDataParallel(model)
-        with replay(ddp, forced[:, rows]):  # the wrapper is searched like the model
-            logits = ddp(input_ids=ids[rows]).logits
-            # sum over this rank's tokens times world: DDP's mean all-reduce then gives the sum over all rows
-            loss = F.cross_entropy(logits.reshape(-1, VOCAB), targets[rows].reshape(-1), reduction="sum") * world
-            loss.backward()
-        torch.save([m.weight.grad for m, _ in moe_routers(model)], f"{out_dir}/rank{rank}.pt")
+        _ddp_step(rank, world, out_dir)
+        ok = True
     finally:
-        dist.destroy_process_group()
+        close_distributed(clean=ok)
+
+
+def _ddp_step(rank: int, world: int, out_dir: str) -> None:
+    from torch.nn.parallel import DistributedDataParallel
+
+    model = _build("qwen2_moe")
+    ids, targets = _ids(4, 6, seed=11), _ids(4, 6, seed=12)
+    with torch.no_grad(), record(model) as rec:
+        model(input_ids=ids)
+    forced = _shifted(rec.by_row(4))
+    rows = list(range(rank, 4, world))
+    ddp = DistributedDataParallel(model)
+    with replay(ddp, forced[:, rows]):  # the wrapper is searched like the model
+        logits = ddp(input_ids=ids[rows]).logits
+        # sum over this rank's tokens times world: DDP's mean all-reduce then gives the sum over all rows
+        loss = F.cross_entropy(logits.reshape(-1, VOCAB), targets[rows].reshape(-1), reduction="sum") * world
+        loss.backward()
+    torch.save([m.weight.grad for m, _ in moe_routers(model)], f"{out_dir}/rank{rank}.pt")
+    del ddp, logits, loss
 
 
 def test_data_parallel_ranks_replaying_their_rows_give_the_one_process_gradient(tmp_path):
