@@ -59,6 +59,41 @@ class ModelConfig:
 
 
 @dataclass(frozen=True)
+class ParallelConfig:
+    """Data parallelism under ``torchrun`` (docs/scale.md): replicated (DDP) or sharded (FSDP2)."""
+
+    strategy: str = doc(
+        "'ddp': every rank holds the whole model, gradients and optimizer state; 'fsdp': PyTorch FSDP2 "
+        "(fully_shard per decoder layer and the root) shards them over the ranks",
+        "ddp",
+    )
+    reshard_after_forward: bool = doc(
+        "fsdp: free each layer's gathered weights after its forward and gather them again in backward "
+        "(less memory, one more all-gather per layer)",
+        True,
+    )
+    cpu_offload: bool = doc("fsdp: keep the sharded parameters, gradients and optimizer state in CPU memory", False)
+
+    def validate(self) -> None:
+        if self.strategy not in ("ddp", "fsdp"):
+            raise ConfigError("strategy", f"must be 'ddp' or 'fsdp', got {self.strategy!r}")
+
+    @property
+    def sharded(self) -> bool:
+        return self.strategy == "fsdp"
+
+
+def validate_parallel(parallel: ParallelConfig, model: ModelConfig) -> None:
+    """Cross-section check of a stage config with ``parallel`` and ``model`` sections."""
+    if parallel.sharded and model.lora.rank > 0:
+        raise ConfigError(
+            "parallel.strategy",
+            "fsdp does not shard LoRA adapters; use parallel.strategy=ddp with model.lora.rank > 0 "
+            "(the frozen base is small next to full fine-tuning's optimizer state)",
+        )
+
+
+@dataclass(frozen=True)
 class OptimConfig:
     """AdamW with a linear warm-up then cosine (or constant) schedule."""
 
@@ -123,9 +158,12 @@ def optimizer_step(model, optimizer, grad_clip: float, loss: float | None = None
     """
     import torch
 
+    from ringrl.fsdp import full_value
+
     params = [p for p in model.parameters() if p.grad is not None]
     clip = grad_clip if grad_clip > 0 else float("inf")
-    norm = float(torch.nn.utils.clip_grad_norm_(params, clip)) if params else 0.0
+    # sharded (FSDP) gradients: the norm is a DTensor over all shards
+    norm = float(full_value(torch.nn.utils.clip_grad_norm_(params, clip))) if params else 0.0
     checks = [norm] if loss is None else [norm, loss]
     ok = bool(torch.isfinite(torch.tensor(checks)).all())
     if ok:
@@ -144,15 +182,11 @@ class NonFiniteUpdate(UserError):
 
 
 def weights_finite(params) -> bool:
-    """True when every tensor of ``params`` is finite (one reduction per tensor, one host sync)."""
-    import torch
+    """True when every tensor of ``params`` is finite (one reduction per tensor, one host sync; for
+    sharded tensors every rank's shard, agreed over the ranks: :func:`ringrl.fsdp.local_all_finite`)."""
+    from ringrl.fsdp import local_all_finite
 
-    params = list(params)
-    if not params:
-        return True
-    with torch.no_grad():
-        flags = torch.stack([torch.isfinite(p).all().to(params[0].device) for p in params])
-    return bool(flags.all())
+    return local_all_finite(params)
 
 
 def validate_task_mix(tasks: list[str], levels: Any, weights: dict[str, float] | None) -> None:

@@ -18,6 +18,17 @@ How N ranks train as one process on the whole batch (DESIGN.md, "Scale-out"):
 - only rank 0 writes files (metrics, checkpoints, summaries); every rank reads the same
   run directory, so it must sit on a filesystem all ranks share.
 
+``parallel.strategy: fsdp`` (:mod:`ringrl.fsdp`) shards the weights, gradients and
+optimizer state instead of replicating them; the maths is the same. FSDP2's
+reduce-scatter, like DDP's all-reduce, *averages* the ranks' gradients (it divides by the
+world size, in float32: ``MixedPrecisionPolicy(reduce_dtype=float32)``), so the same
+``world_size`` factor on every rank's loss makes each shard of the reduced gradient the
+shard of the one-process gradient. Two differences: FSDP's forward and backward are
+collectives, so ranks run equal numbers of micro-batches (zero-weight ones pad the
+shorter ranks) and every micro-batch's backward reduces (there is no ``no_sync``: the
+reduced, sharded gradients accumulate); and ranks hold different shards, so the replica
+check before a checkpoint is replaced by a finiteness check of every rank's shard.
+
 The process group is joined once per process and left to the end of the process
 (:func:`close_distributed`, called by the CLI on exit): trainers never destroy it, so
 several stages can run in one process, and a rank that fails exits without waiting in a
@@ -53,15 +64,18 @@ class Dist:
         return self.rank == 0
 
 
-def init_distributed(device: str) -> tuple[Dist, str]:
+def init_distributed(device: str, sharded: bool = False) -> tuple[Dist, str]:
     """Join torchrun's process group when ``WORLD_SIZE > 1`` (once per process; later calls
     reuse it); returns (dist, this rank's device).
 
     ``device`` is the config's (``auto``, ``cpu``, ``cuda``): under torchrun ``auto`` and
     ``cuda`` become ``cuda:LOCAL_RANK``; a fixed ``cuda:N`` would put every rank on one GPU
-    and is a config error."""
+    and is a config error. ``sharded`` (``parallel.strategy: fsdp``): FSDP needs a process
+    group even on one process, so one of size 1 is made there (``Dist`` stays rank 0 of 1)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
+        if sharded:
+            _single_process_group(device)
         return Dist(), device
     import torch
     import torch.distributed as td
@@ -88,6 +102,28 @@ def init_distributed(device: str) -> tuple[Dist, str]:
             kwargs["device_id"] = torch.device(dev)
         td.init_process_group("nccl" if dev.startswith("cuda") else "gloo", **kwargs)
     return Dist(td.get_rank(), td.get_world_size(), local, local_world), dev
+
+
+def _single_process_group(device: str) -> None:
+    """A process group of one rank (an in-memory store: no port, no file), for FSDP without torchrun."""
+    import torch.distributed as td
+
+    from ringrl.models.loading import resolve_device
+
+    if td.is_initialized():
+        return
+    backend = "nccl" if resolve_device(device).startswith("cuda") else "gloo"
+    td.init_process_group(backend, store=td.HashStore(), rank=0, world_size=1)
+
+
+def wrap_model(model: Any, dist: Dist, parallel: Any, compute_dtype: Any) -> Any:
+    """What trains: ``parallel.strategy`` ddp: :func:`wrap_ddp` (``model`` itself on one process);
+    fsdp: ``model`` sharded in place (:func:`ringrl.fsdp.shard_model`), also on one process."""
+    if not parallel.sharded:
+        return wrap_ddp(model, dist)
+    from ringrl.fsdp import shard_model
+
+    return shard_model(model, compute_dtype, parallel.reshard_after_forward, parallel.cpu_offload)
 
 
 def close_distributed(clean: bool = True) -> None:
@@ -142,7 +178,8 @@ def unwrap(model: Any) -> Any:
 
 def sync_unless(model: Any, skip: bool):
     """Context of one micro-batch's forward and backward: DDP's ``no_sync`` when ``skip``
-    (gradients only accumulate locally), a no-op otherwise or without DDP."""
+    (gradients only accumulate locally), a no-op otherwise, without DDP, and under FSDP
+    (every micro-batch's backward reduce-scatters; the ranks run the same number of them)."""
     return model.no_sync() if skip and hasattr(model, "no_sync") else nullcontext()
 
 
@@ -205,11 +242,12 @@ def is_rank_zero() -> bool:
 def check_before_save(model: Any, dist: Dist, path: Any) -> None:
     """Run on every rank before rank 0 writes the checkpoint ``path``: the weights are finite (the
     ranks' weights are equal, so all of them stop together) and equal across ranks."""
+    from ringrl.fsdp import is_fsdp
     from ringrl.utils.checkpoint import NonFiniteWeights, all_finite
 
     if not all_finite(model):
         raise NonFiniteWeights(f"refusing to write {path}: the model has non-finite weights")
-    if not replicas_agree(model, dist):
+    if not is_fsdp(model) and not replicas_agree(model, dist):  # sharded ranks hold different shards
         raise RuntimeError(f"refusing to write {path}: the data-parallel ranks hold different weights")
 
 

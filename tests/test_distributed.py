@@ -84,15 +84,23 @@ def _torchrun(n, *args):
 
 @pytest.fixture(scope="module")
 def loss_pass_runs(tmp_path_factory, ringrl_moe_dir):
-    one, two = tmp_path_factory.mktemp("dp1"), tmp_path_factory.mktemp("dp2")
+    """One process, then 2 ranks under DDP and under FSDP2 (parallel.strategy=fsdp)."""
+    one = tmp_path_factory.mktemp("dp1")
     _run([sys.executable, str(WORKER), str(ringrl_moe_dir), str(one)])
-    _run(_torchrun(2, str(WORKER), str(ringrl_moe_dir), str(two)))
+    two = {}
+    for strategy in ("ddp", "fsdp"):
+        two[strategy] = tmp_path_factory.mktemp(f"dp2-{strategy}")
+        _run(_torchrun(2, str(WORKER), str(ringrl_moe_dir), str(two[strategy]), strategy))
     return one, two
 
 
+@pytest.mark.parametrize("strategy", ["ddp", "fsdp"])
 @pytest.mark.parametrize("case", list(CASES))
-def test_two_ranks_give_the_one_process_gradient(loss_pass_runs, case):
-    one_dir, two_dir = loss_pass_runs
+def test_two_ranks_give_the_one_process_gradient(loss_pass_runs, case, strategy):
+    """FSDP: the reduce-scattered shards, gathered whole, are the one-process gradient too (also when
+    one rank holds no sequence and runs only zero-weight passes in step with the other)."""
+    one_dir, two_dirs = loss_pass_runs
+    two_dir = two_dirs[strategy]
     one = torch.load(one_dir / f"{case}-rank0.pt")
     ranks = [torch.load(two_dir / f"{case}-rank{r}.pt") for r in (0, 1)]
     assert one["world_size"] == 1 and all(r["world_size"] == 2 for r in ranks)

@@ -213,6 +213,10 @@ def head_stats(
     N = hidden_NH.shape[0]
     if N == 0:  # keep the graph connected (a zero-token micro-batch still back-propagates)
         zero_N = hidden_NH.sum(-1).float() * 0.0
+        # through the head's weights too: under FSDP every rank must give every parameter a gradient
+        for p in (getattr(head, "weight", None), getattr(head, "bias", None)):
+            if isinstance(p, torch.Tensor) and p.requires_grad:
+                zero_N = zero_N + p.sum().float() * 0.0
         return zero_N, zero_N
     step = N if chunk_tokens <= 0 else chunk_tokens
     weight = getattr(head, "weight", None)

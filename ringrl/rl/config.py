@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from ringrl.algorithms.config import FormerConfig
-from ringrl.common_config import ModelConfig, OptimConfig, validate_task_mix
+from ringrl.common_config import ModelConfig, OptimConfig, ParallelConfig, validate_parallel, validate_task_mix
 from ringrl.config import doc
 from ringrl.errors import ConfigError
 from ringrl.models.tiny import TinyModelConfig
@@ -223,10 +223,14 @@ class RLConfig:
     reward_workers: int = doc("verifier worker processes (0: sized to the machine)", 0)
     tensorboard: bool = doc("write TensorBoard events under RUN_DIR/tb", True)
     logger: LoggerConfig = doc("Weights & Biases logging", default_factory=LoggerConfig)
+    parallel: ParallelConfig = doc(
+        "data parallelism under torchrun: ddp or fsdp (docs/scale.md)", default_factory=ParallelConfig
+    )
     progress: bool = doc("show a progress bar", True)
     expert_load_per_layer: bool = doc("log moe/load/layer{i}/expert{j} every step", True)
 
     def validate(self) -> None:
+        validate_parallel(self.parallel, self.model)
         if self.steps < 1:
             raise ConfigError("steps", "must be >= 1")
         if self.algo == "c3po" and self.former.budget_tokens < self.rollout.max_new_tokens:

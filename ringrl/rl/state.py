@@ -64,10 +64,15 @@ def save_rl_checkpoint(
     optimizer: Any,
     scheduler: Any,
     save_dtype: torch.dtype | None = None,
+    state_dict: dict[str, torch.Tensor] | None = None,
+    move_in: dict[str, Path] | None = None,
 ) -> Path:
     """``checkpoints/NAME``: the policy (weights in ``save_dtype``), the trainer state and
-    ``optimizer.pt``; the float32 master weights too when ``save_dtype`` loses precision."""
-    extra = {"optimizer.pt": resume_blob(optimizer, scheduler)}
+    ``optimizer.pt``; the float32 master weights too when ``save_dtype`` loses precision.
+    A sharded model (``state_dict``, ``move_in``: :func:`ringrl.fsdp.stage_for_save`) keeps its
+    masters and optimizer state in ``distcp/`` instead."""
+    sharded = state_dict is not None
+    extra = {"optimizer.pt": resume_blob(None if sharded else optimizer, scheduler)}
     return save_checkpoint(
         run_dir / "checkpoints" / name,
         model,
@@ -75,7 +80,9 @@ def save_rl_checkpoint(
         state.to_json(),
         extra,
         save_dtype=save_dtype,
-        keep_masters=True,
+        keep_masters=not sharded,
+        state_dict=state_dict,
+        move_in=move_in,
     )
 
 

@@ -43,8 +43,9 @@ from ringrl.algorithms import assign_advantages, get_batch_former, get_fill_poli
 from ringrl.algorithms.types import FormedBatch, Sample, SelectedSample
 from ringrl.common_config import make_optimizer, optimizer_step, schedule_step
 from ringrl.config import save_config, to_dict
-from ringrl.distributed import barrier, broadcast_object, check_before_save, init_distributed, wrap_ddp
+from ringrl.distributed import barrier, broadcast_object, check_before_save, init_distributed, wrap_model
 from ringrl.errors import UserError
+from ringrl.fsdp import gathered, shard_model, stage_for_save
 from ringrl.models.forward import compute_autocast, compute_dtype, set_compute
 from ringrl.models.loading import is_moe, load_for_training, load_policy, moe_top_k, resolve_save_dtype
 from ringrl.models.lora import AdapterDisabled, is_lora, trainable_fraction
@@ -92,7 +93,7 @@ class RLTrainer:
         seed_everything(cfg.seed)
         self.cfg = cfg
         self.run_dir = Path(cfg.out)
-        self.dist, self.device = init_distributed(cfg.model.device)
+        self.dist, self.device = init_distributed(cfg.model.device, cfg.parallel.sharded)
         # the run directory is locked (and checked: finished run, other kind) before any work
         self.rundir = open_run_dir(self.run_dir, "rl", cfg.resume, cfg.overwrite, self.dist)
         try:
@@ -107,14 +108,15 @@ class RLTrainer:
         # float32 master weights; cfg.model.dtype is the compute dtype (autocast)
         self.model, self.tokenizer = load_for_training(cfg.model, cfg.model.path, self.device)
         self.save_dtype = resolve_save_dtype(cfg.model.save_dtype, cfg.model.path)
-        self.train_model = wrap_ddp(self.model, self.dist)  # the model itself on one process
+        self.ref_model = self._load_reference() if cfg.loss.beta > 0 else None  # copied before any sharding
+        # DDP: a wrapper (the model itself on one process); FSDP: the model, sharded in place
+        self.train_model = wrap_model(self.model, self.dist, cfg.parallel, compute_dtype(self.model))
         if self.dist.is_main and cfg.rollout.prompts_per_step < self.dist.world_size:
             warnings.warn(
                 f"rollout.prompts_per_step={cfg.rollout.prompts_per_step} < {self.dist.world_size} ranks: "
                 "some ranks sample nothing",
                 stacklevel=2,
             )
-        self.ref_model = self._load_reference() if cfg.loss.beta > 0 else None
         self.routed = _routed_moe(self.model, cfg.rollout.routing_replay)  # the engine records routing
         self.engine = engine or HFEngine(
             self.model, self.tokenizer, batch_size=cfg.rollout.batch_size, record_routing=self.routed
@@ -164,7 +166,8 @@ class RLTrainer:
         ref.eval()
         for p in ref.parameters():
             p.requires_grad_(False)
-        return ref
+        par = self.cfg.parallel
+        return shard_model(ref, dtype, par.reshard_after_forward, par.cpu_offload) if par.sharded else ref
 
     # ------------------------------------------------------------------ the step
     def step(self) -> dict[str, Any]:
@@ -208,7 +211,8 @@ class RLTrainer:
         rank, world = self.dist.rank, self.dist.world_size
         seed = ((self.cfg.seed * 1_000_003 + self.state.step) * 16 + round_) * world + rank
         tag = f"s{self.state.step}r{round_}" + (f"p{rank}" if world > 1 else "")
-        with compute_autocast(self.model):  # the engine samples in the compute dtype too
+        # every rank together: under FSDP the weights are gathered once for the whole rollout
+        with gathered(self.model), compute_autocast(self.model):  # sampled in the compute dtype too
             mine = collect_groups(
                 self.engine, self.tokenizer, rows[rank::world], self.score, self.cfg.rollout, seed, tag
             )
@@ -226,9 +230,14 @@ class RLTrainer:
         cfg = self.cfg
         mixed = any(s.sample.old_logprobs is not None for s in batch.selected)
         selected = batch.selected
-        if cfg.ppo_epochs > 1 or cfg.mini_batches > 1 or mixed:
-            selected = [replace(s, sample=self._attach_old(s.sample)) for s in selected]
-        leftover = [self._attach_old(s) for s in batch.leftover] if cfg.former.leftover == "carry" else batch.leftover
+        attach = cfg.ppo_epochs > 1 or cfg.mini_batches > 1 or mixed
+        carry = cfg.former.leftover == "carry" and bool(batch.leftover)
+        if not (attach or carry):
+            return batch
+        with gathered(self.model):  # every rank computes every sample's (the same batch everywhere)
+            if attach:
+                selected = [replace(s, sample=self._attach_old(s.sample)) for s in selected]
+            leftover = [self._attach_old(s) for s in batch.leftover] if carry else batch.leftover
         return replace(batch, selected=selected, leftover=leftover)
 
     def _attach_old(self, sample: Sample) -> Sample:
@@ -380,7 +389,9 @@ class RLTrainer:
 
     def _save(self, name: str) -> None:
         """Rank 0 writes the checkpoint (the weights are the same on every rank); the others wait for it."""
-        check_before_save(self.model, self.dist, self.run_dir / "checkpoints" / name)
+        path = self.run_dir / "checkpoints" / name
+        check_before_save(self.model, self.dist, path)
+        full, move_in = stage_for_save(self.model, self.optimizer, path, self.dist)  # FSDP only
         if self.dist.is_main:
             save_rl_checkpoint(
                 self.run_dir,
@@ -391,6 +402,8 @@ class RLTrainer:
                 self.optimizer,
                 self.scheduler,
                 save_dtype=self.save_dtype,
+                state_dict=full,
+                move_in=move_in,
             )
             if name != "final":
                 prune_checkpoints(self.run_dir, self.cfg.keep_checkpoints)
@@ -431,7 +444,7 @@ class RLTrainer:
                 )
             found = (ckpt, self._read_checkpoint(ckpt, read_json(ckpt / "trainer_state.json")))
         state, blob, weights = found[1]
-        apply_weights(self.model, weights)
+        apply_weights(self.model, weights, self.optimizer)
         apply_resume_blob(blob, self.optimizer, self.scheduler)
         self.state = state
         self.stream.position = self.state.position

@@ -26,6 +26,7 @@ from ringrl.algorithms import (
 from ringrl.algorithms.correction import correction_weights
 from ringrl.algorithms.types import SelectedSample
 from ringrl.distributed import Dist, all_reduce_sum, sync_unless
+from ringrl.fsdp import is_fsdp, release
 from ringrl.models.forward import token_stats, unwrap
 from ringrl.rl.config import LossConfig
 
@@ -188,16 +189,20 @@ def rank_gradients(
     """
     total = sum(s.n_tokens for s in selected)
     mine = selected
+    shares: list[list[int]] = [list(range(len(selected)))]
     if dist.enabled:
         lengths = [len(s.sample.prompt_ids) + s.n_tokens for s in selected]
-        mine = [selected[i] for i in balance_across_ranks(lengths, dist.world_size)[dist.rank]]
+        shares = balance_across_ranks(lengths, dist.world_size)
+        mine = [selected[i] for i in shares[dist.rank]]
     mbs = build_micro_batches(mine, pad_id, max_tokens, weight_scale=weight_scale, pack=pack)
-    if dist.enabled and not mine and selected:
-        # no sequence for this rank: one zero-weight pass keeps the gradient all-reduce in step
-        mbs = [
-            replace(mb, n_tokens=0)
-            for mb in build_micro_batches([replace(selected[0], token_weight=0.0)], pad_id, max_tokens)
-        ]
+    if dist.enabled and selected:
+        # a zero-weight pass for a rank with no sequence keeps the gradient all-reduce in step; under
+        # FSDP (collective forwards and backwards) every rank runs as many passes as the busiest one
+        most = max(_count_micro_batches(selected, share, max_tokens, pack) for share in shares)
+        want = most if is_fsdp(model) else 1
+        if len(mbs) < want:
+            idle = build_micro_batches([replace(selected[0], token_weight=0.0)], pad_id, max_tokens)[0]
+            mbs += [replace(idle, n_tokens=0)] * (want - len(mbs))
     metrics = accumulate_gradients(
         model,
         ref_model,
@@ -210,6 +215,12 @@ def rank_gradients(
         replay_routing=replay_routing,
     )
     return all_reduce_sum(metrics, dist)
+
+
+def _count_micro_batches(selected: list[SelectedSample], share: list[int], max_tokens: int, pack: bool) -> int:
+    """How many micro-batches :func:`build_micro_batches` makes of ``selected[share]`` (0 for none)."""
+    lengths = [len(selected[i].sample.prompt_ids) + selected[i].n_tokens for i in share]
+    return len(pack_by_tokens(lengths, max_tokens) if pack else split_by_tokens(lengths, max_tokens))
 
 
 def accumulate_gradients(
@@ -278,6 +289,7 @@ def _micro_batch_backward(
     ref = None
     if ref_model is not None and loss_cfg.beta > 0:  # before the policy's routing pass (a LoRA reference is the policy)
         ref = sequence_logprobs(ref_model, mb, temperature, mask, replay_routing)
+        release(ref_model)  # FSDP: a pass with no backward reshards its root itself
     with contextlib.ExitStack() as stack:  # forward and backward inside the routing pass (replay, agreement)
         rp = _routing_pass(stack, model, mb, dev, replay_routing)
         st = token_stats(model, ids, attn, _to(mb.position_ids_BT, dev), temperature=temperature, targets_mask_BT=mask)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ringrl.common_config import ModelConfig, OptimConfig, validate_task_mix
+from ringrl.common_config import ModelConfig, OptimConfig, ParallelConfig, validate_parallel, validate_task_mix
 from ringrl.config import doc
 from ringrl.errors import ConfigError
 from ringrl.utils.metrics import LoggerConfig
@@ -89,9 +89,13 @@ class SFTConfig:
     threads: int = doc("torch CPU threads (0: torch's default)", 0)
     tensorboard: bool = doc("write TensorBoard events under RUN_DIR/tb", True)
     logger: LoggerConfig = doc("Weights & Biases logging", default_factory=LoggerConfig)
+    parallel: ParallelConfig = doc(
+        "data parallelism under torchrun: ddp or fsdp (docs/scale.md)", default_factory=ParallelConfig
+    )
     progress: bool = doc("show a progress bar", True)
 
     def validate(self) -> None:
+        validate_parallel(self.parallel, self.model)
         if self.epochs < 1:
             raise ConfigError("epochs", "must be >= 1")
         if self.batch_tokens < 16:

@@ -45,10 +45,11 @@ from ringrl.distributed import (
     gather_objects,
     init_distributed,
     sync_unless,
-    wrap_ddp,
+    wrap_model,
 )
 from ringrl.errors import UserError
-from ringrl.models.forward import compute_autocast, token_stats
+from ringrl.fsdp import gathered, is_fsdp, stage_for_save
+from ringrl.models.forward import compute_autocast, compute_dtype, token_stats
 from ringrl.models.loading import is_moe, load_for_training, moe_top_k, resolve_save_dtype
 from ringrl.models.lora import trainable_fraction
 from ringrl.sft.config import SFTConfig
@@ -133,7 +134,7 @@ def train_sft(cfg: SFTConfig, grader=None) -> dict[str, Any]:
     quiet_transformers()
     set_threads(cfg.threads)
     seed_everything(cfg.seed)
-    dist, device = init_distributed(cfg.model.device)
+    dist, device = init_distributed(cfg.model.device, cfg.parallel.sharded)
     summary = _train_sft(cfg, grader, dist, device)
     return broadcast_object(summary if dist.is_main else None, dist)  # rank 0's, which has the checkpoints
 
@@ -173,7 +174,8 @@ def _train_sft_locked(cfg: SFTConfig, grader, dist: Dist, device: str, rundir: R
 
     train_rows, held_rows = load_sft_data(cfg)
     model, tokenizer, model_path = prepare_model(cfg, run_dir, train_rows, dist, device)
-    train_model = wrap_ddp(model, dist)  # the model itself on one process
+    # DDP: a wrapper (the model itself on one process); FSDP: the model, sharded in place
+    train_model = wrap_model(model, dist, cfg.parallel, compute_dtype(model))
     examples, skipped = encode_rows(tokenizer, train_rows, cfg.data.max_length)
     if not examples:
         raise UserError(f"no training row fits data.max_length={cfg.data.max_length} tokens")
@@ -249,8 +251,12 @@ def _train_sft_locked(cfg: SFTConfig, grader, dist: Dist, device: str, rundir: R
                         collate([examples[i] for i in b], tokenizer.pad_token_id)
                         for b in step_batches[dist.rank :: dist.world_size]
                     ]
-                    if not group:  # fewer batches than ranks at the end of an epoch: one zero-loss pass
-                        group = [_zero_mask(collate([examples[i] for i in step_batches[0]], tokenizer.pad_token_id))]
+                    # fewer batches than ranks at the end of an epoch: a zero-loss pass keeps the all-reduce
+                    # in step; under FSDP (collective passes) every rank runs as many as the busiest one
+                    want = -(-len(step_batches) // dist.world_size) if is_fsdp(model) else 1
+                    if len(group) < want:
+                        idle = _zero_mask(collate([examples[i] for i in step_batches[0]], tokenizer.pad_token_id))
+                        group += [idle] * (want - len(group))
                     metrics = all_reduce_sum(
                         train_step(
                             train_model, group, denominator, cfg, moe, top_k, device, loss_scale=float(dist.world_size)
@@ -332,15 +338,19 @@ def save_sft_checkpoint(
     precision: enough to resume exactly from here."""
     path = run_dir / "checkpoints" / name
     check_before_save(model, dist, path)
+    full, move_in = stage_for_save(model, optimizer, path, dist)  # FSDP: gathered weights, sharded state
     if dist.is_main:
+        sharded = full is not None
         save_checkpoint(
             path,
             model,
             tokenizer,
             asdict(st),
-            {"optimizer.pt": resume_blob(optimizer, scheduler)},
+            {"optimizer.pt": resume_blob(None if sharded else optimizer, scheduler)},
             save_dtype=save_dtype,
-            keep_masters=True,
+            keep_masters=not sharded,
+            state_dict=full,
+            move_in=move_in,
         )
     barrier(dist)
 
@@ -362,7 +372,7 @@ def _maybe_resume(cfg: SFTConfig, rundir: RunDir, model, optimizer, scheduler, d
     if found is None:
         found = (ckpt, read(ckpt, read_json(ckpt / "trainer_state.json")))
     st, blob, weights = found[1]
-    apply_weights(model, weights)  # the float32 masters (or a LoRA adapter), exactly
+    apply_weights(model, weights, optimizer)  # the float32 masters (or a LoRA adapter, or FSDP shards), exactly
     apply_resume_blob(blob, optimizer, scheduler)
     return ckpt, st
 
@@ -448,7 +458,7 @@ def finish_epoch(
     path = run_dir / "checkpoints" / name
     if dist.is_main:
         bar.note(f"epoch {epoch}: saved {path}; measuring entropy on {len(held_rows)} held-out prompts")
-    with compute_autocast(model):  # sample in the compute dtype
+    with gathered(model), compute_autocast(model):  # sample in the compute dtype (FSDP: gathered weights)
         mine = evaluate_policy(
             model,
             tokenizer,

@@ -19,6 +19,11 @@ class NonFiniteWeights(RuntimeError):
 
 
 def all_finite(model: Any) -> bool:
+    """Every parameter finite (for a sharded model: every rank's shard, agreed over the ranks)."""
+    from ringrl.fsdp import is_fsdp, local_all_finite
+
+    if is_fsdp(model):
+        return local_all_finite(model.parameters())
     return all(bool(torch.isfinite(p).all()) for p in model.parameters())
 
 
@@ -30,6 +35,8 @@ def save_checkpoint(
     extra_files: dict[str, Any] | None = None,
     save_dtype: torch.dtype | None = None,
     keep_masters: bool = False,
+    state_dict: dict[str, torch.Tensor] | None = None,
+    move_in: dict[str, Path] | None = None,
 ) -> Path:
     """Save ``model`` and ``tokenizer`` (safetensors) plus ``trainer_state.json`` and any
     ``extra_files`` (name -> object saved with ``torch.save``) under a temporary name,
@@ -38,25 +45,29 @@ def save_checkpoint(
     ``save_dtype`` (``model.save_dtype``): the dtype of the saved HF weights (and of
     config.json's ``dtype``); default the parameters' own. ``keep_masters``: when that
     loses precision, also write the float32 parameters to :data:`MASTER_WEIGHTS`, so that
-    a resume (:func:`restore_weights`) continues from exactly the same weights."""
-    if not all_finite(model):
+    a resume (:func:`restore_weights`) continues from exactly the same weights.
+    ``state_dict``: the weights to write instead of ``model``'s own (a sharded model's,
+    gathered by :func:`ringrl.fsdp.full_state_dict`). ``move_in``: finished directories
+    (name -> path) moved into the checkpoint before it appears (the sharded resume state)."""
+    if not (
+        all_finite(model) if state_dict is None else all(bool(torch.isfinite(v).all()) for v in _floats(state_dict))
+    ):
         raise NonFiniteWeights(f"refusing to write {path}: the model has non-finite weights")
     from ringrl.models.lora import is_lora, merged_copy, save_adapter
 
     adapter = model if is_lora(model) else None
     if adapter is not None:  # a plain HF directory with the adapters merged in, the adapter alone beside it
         model, keep_masters = merged_copy(adapter), False
-    own = next(model.parameters()).dtype
+    own = next(iter(_floats(state_dict))).dtype if state_dict is not None else next(model.parameters()).dtype
     cast = save_dtype is not None and save_dtype != own
     with atomic_dir(Path(path)) as tmp:
-        if cast:
-            state = {k: (v.to(save_dtype) if v.is_floating_point() else v) for k, v in model.state_dict().items()}
+        if cast or state_dict is not None:
+            state = state_dict if state_dict is not None else model.state_dict()
+            if cast:
+                state = {k: (v.to(save_dtype) if v.is_floating_point() else v) for k, v in state.items()}
             model.save_pretrained(tmp, safe_serialization=True, state_dict=state)
-            cfg_file = tmp / "config.json"
-            data = json.loads(cfg_file.read_text())
-            data["dtype"] = str(save_dtype).replace("torch.", "")
-            cfg_file.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-            if keep_masters:
+            _fix_config(tmp / "config.json", model, save_dtype if cast else None)
+            if keep_masters and cast:
                 torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, tmp / MASTER_WEIGHTS)
         else:
             model.save_pretrained(tmp, safe_serialization=True)
@@ -67,7 +78,26 @@ def save_checkpoint(
             (tmp / "trainer_state.json").write_text(json.dumps(trainer_state, indent=2))
         for name, obj in (extra_files or {}).items():
             torch.save(obj, tmp / name)
+        for name, src in (move_in or {}).items():
+            Path(src).replace(tmp / name)
     return Path(path)
+
+
+def _floats(state: dict[str, torch.Tensor]) -> list[torch.Tensor]:
+    return [v for v in state.values() if v.is_floating_point()]
+
+
+def _fix_config(cfg_file: Path, model: Any, dtype: torch.dtype | None) -> None:
+    """config.json as plain transformers expects it: ``dtype`` the saved one, ``architectures`` the
+    model's own class (not the ``FSDP...`` subclass a sharded model has)."""
+    from ringrl.fsdp import is_fsdp, original_class
+
+    data = json.loads(cfg_file.read_text())
+    if dtype is not None:
+        data["dtype"] = str(dtype).replace("torch.", "")
+    if is_fsdp(model):
+        data["architectures"] = [original_class(model).__name__]
+    cfg_file.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
 def read_weights(ckpt: Path, model: Any, trust_remote_code: bool = False) -> tuple[str, dict[str, Any]]:
@@ -75,8 +105,11 @@ def read_weights(ckpt: Path, model: Any, trust_remote_code: bool = False) -> tup
     anything (a damaged file raises here): its float32 masters when it kept them
     (:data:`MASTER_WEIGHTS`), else its HF weights (exact when they were saved in float32); for a
     LoRA policy, the checkpoint's adapter (its base weights never change)."""
+    from ringrl.fsdp import is_fsdp
     from ringrl.models.lora import is_lora, read_adapter
 
+    if is_fsdp(model):  # the sharded resume state, read by every rank in apply_weights
+        return "sharded", {"ckpt": Path(ckpt)}
     if is_lora(model):
         return "adapter", read_adapter(Path(ckpt))
     masters = Path(ckpt) / MASTER_WEIGHTS
@@ -88,10 +121,15 @@ def read_weights(ckpt: Path, model: Any, trust_remote_code: bool = False) -> tup
     return "state", saved.state_dict()
 
 
-def apply_weights(model: Any, weights: tuple[str, dict[str, Any]]) -> None:
-    """Load what :func:`read_weights` read into ``model``."""
+def apply_weights(model: Any, weights: tuple[str, dict[str, Any]], optimizer: Any = None) -> None:
+    """Load what :func:`read_weights` read into ``model``; for a sharded model also the ``optimizer``
+    state (both live in the checkpoint's ``distcp/``; every rank calls this)."""
     kind, state = weights
-    if kind == "adapter":
+    if kind == "sharded":
+        from ringrl.fsdp import load_sharded
+
+        load_sharded(model, optimizer, state["ckpt"])
+    elif kind == "adapter":
         from ringrl.models.lora import apply_adapter
 
         apply_adapter(model, state)

@@ -360,13 +360,14 @@ def truncate_metrics(run_dir: Path, step: int) -> None:
 
 
 def resume_blob(optimizer: Any, scheduler: Any) -> dict[str, Any]:
-    """What ``optimizer.pt`` holds besides the weights: optimizer, schedule and RNG states."""
+    """What ``optimizer.pt`` holds besides the weights: optimizer, schedule and RNG states
+    (``optimizer`` None: a sharded model's, kept in the checkpoint's ``distcp/`` instead)."""
     import random
 
     import torch
 
     return {
-        "optimizer": optimizer.state_dict(),
+        "optimizer": None if optimizer is None else optimizer.state_dict(),
         "scheduler": scheduler.state_dict(),
         "torch_rng": torch.get_rng_state(),
         "python_rng": random.getstate(),
@@ -389,7 +390,8 @@ def apply_resume_blob(blob: dict[str, Any], optimizer: Any, scheduler: Any) -> N
 
     import torch
 
-    optimizer.load_state_dict(blob["optimizer"])
+    if blob["optimizer"] is not None:  # None: restored with the sharded weights (apply_weights)
+        optimizer.load_state_dict(blob["optimizer"])
     scheduler.load_state_dict(blob["scheduler"])
     torch.set_rng_state(blob["torch_rng"])
     random.setstate(blob["python_rng"])

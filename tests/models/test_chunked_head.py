@@ -161,3 +161,20 @@ def test_soft_capped_logits_are_detected(tmp_path, ringrl_moe_dir):
         logits = model(input_ids=ids_BT, attention_mask=attn_BT, use_cache=False).logits
     ref = F.log_softmax(logits[:, :-1].float(), -1).gather(-1, ids_BT[:, 1:, None]).squeeze(-1) * sel_BT
     assert (st.logprobs_BT.detach() - ref).abs().max() <= 1e-6
+
+
+def test_a_pass_with_no_target_gives_every_parameter_a_zero_gradient(model):
+    """A zero-weight pass (a data-parallel rank with no sequence, or padding the shorter ranks under
+    FSDP) still back-propagates into every parameter the full pass reaches, the output head included
+    (FSDP reduces only gradients that exist, so every rank must produce the same set); all are 0."""
+    ids_BT, attn_BT, sel_BT, w_BT = batch(model.config.vocab_size)
+    _, _, _, full = ours(model, ids_BT, attn_BT, sel_BT, w_BT, 1.0, 7)
+    none_BT = torch.zeros_like(sel_BT)
+    model.zero_grad(set_to_none=True)
+    st = token_stats(model, ids_BT, attn_BT, targets_mask_BT=none_BT, chunk_tokens=7, router=False)
+    (st.logprobs_BT.sum() + st.entropy_BT.sum()).backward()
+    got = {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
+    head = model.get_output_embeddings().weight
+    assert head.grad is not None and torch.count_nonzero(head.grad) == 0
+    assert set(full) <= set(got), set(full) - set(got)
+    assert all(torch.count_nonzero(g) == 0 for g in got.values())

@@ -124,3 +124,22 @@ def test_sft_with_lora_writes_merged_checkpoints(tmp_path, ringrl_moe_dir, ringr
     assert all(torch.equal(base[n], after[n]) for n in base if "embed" in n or "experts" in n)
     assert (ckpt / ADAPTER_DIR / "adapter_model.safetensors").is_file()
     assert json.loads((out / "summary.json").read_text())["trainable_fraction"] < 0.5
+
+
+@pytest.mark.parametrize("command", ["rl", "sft"])
+def test_lora_with_fsdp_is_one_line(tmp_path, ringrl_moe_dir, capsys, command):
+    from ringrl.cli import main
+
+    code = main(
+        [
+            command,
+            f"model.path={ringrl_moe_dir}",
+            f"out={tmp_path / 'r'}",
+            "model.lora.rank=4",
+            "parallel.strategy=fsdp",
+        ]
+    )
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1
+    assert f"ringrl {command}: error: config key 'parallel.strategy': fsdp does not shard LoRA adapters" in err
+    assert not (tmp_path / "r").exists()

@@ -1,0 +1,111 @@
+"""RL and SFT runs under ``parallel.strategy`` ddp and fsdp, in one torchrun process group
+(``torchrun --nproc_per_node 2 fsdp_worker.py MODEL_DIR OUT_DIR``); tests/test_fsdp.py compares them.
+
+Run directories written under OUT_DIR:
+
+- ``rl-ddp``, ``rl-fsdp``: the same 4 RL steps (C3PO with carried leftovers, 2 PPO epochs, so
+  pi_old is a separate pass; a KL reference; small micro-batches, so the ranks' micro-batch
+  counts differ), checkpoints every 2 steps;
+- ``rl-part``: the fsdp run stopped (an exception on every rank, as a kill would) once its
+  step-2 checkpoint is written, then resumed by a new trainer to step 4;
+- ``sft-ddp``, ``sft-fsdp``: 2 epochs of SFT with the per-epoch entropy evaluation.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import sys
+from pathlib import Path
+
+import torch
+
+from ringrl.config import load_config
+from ringrl.distributed import close_distributed
+from ringrl.rl.config import RLConfig
+from ringrl.rl.trainer import RLTrainer
+from ringrl.sft.config import SFTConfig
+from ringrl.sft.trainer import train_sft
+
+_spec = importlib.util.spec_from_file_location("ringrl_tests_conftest", Path(__file__).with_name("conftest.py"))
+_conftest = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_conftest)
+
+RL = [
+    "model.device=cpu",
+    "steps=4",
+    "save_every=2",
+    "rollout.prompts_per_step=3",  # 2 ranks: one samples 2 prompts, the other 1
+    "rollout.samples_per_prompt=4",
+    "rollout.max_new_tokens=8",
+    "former.budget_tokens=40",
+    "former.leftover=carry",
+    "ppo_epochs=2",
+    "micro_batch_tokens=32",
+    "loss.beta=0.1",
+    "data.train_size=16",
+    "optim.lr=1e-2",
+    "optim.warmup_ratio=0",
+    "threads=1",
+    "progress=false",
+    "tensorboard=false",
+]
+SFT = [
+    "model.device=cpu",
+    "data.train_size=24",
+    "data.eval_size=2",
+    "epochs=2",
+    "batch_tokens=600",
+    "optim.lr=1e-2",
+    "optim.warmup_ratio=0",
+    "entropy.max_new_tokens=4",
+    "progress=false",
+    "tensorboard=false",
+    "threads=1",
+]
+
+
+class Killed(Exception):
+    pass
+
+
+def rl(model_dir: str, out: Path, strategy: str, *extra: str) -> RLTrainer:
+    cfg = load_config(
+        RLConfig, overrides=[f"model.path={model_dir}", f"out={out}", f"parallel.strategy={strategy}", *RL, *extra]
+    )
+    return RLTrainer(cfg, score=_conftest.parity_score)
+
+
+def main(model_dir: str, out_dir: str) -> None:
+    torch.set_num_threads(1)
+    out = Path(out_dir)
+    for strategy in ("ddp", "fsdp"):
+        rl(model_dir, out / f"rl-{strategy}", strategy).fit()
+    part = rl(model_dir, out / "rl-part", "fsdp")
+    real_step = part.step
+
+    def step():
+        if part.state.step == 2:  # the step-2 checkpoint is written: die before step 3
+            raise Killed
+        return real_step()
+
+    part.step = step  # type: ignore[method-assign]
+    with contextlib.suppress(Killed):
+        part.fit()
+    rl(model_dir, out / "rl-part", "fsdp", "resume=true").fit()
+    for strategy in ("ddp", "fsdp"):
+        cfg = load_config(
+            SFTConfig,
+            overrides=[
+                f"model.path={model_dir}",
+                f"out={out / f'sft-{strategy}'}",
+                f"parallel.strategy={strategy}",
+                *SFT,
+            ],
+        )
+        train_sft(cfg, grader=_conftest.zero_grader)
+    close_distributed()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2])

@@ -1,0 +1,160 @@
+"""Sharded data parallelism (``parallel.strategy=fsdp``, FSDP2) on CPU: 2 gloo ranks under torchrun.
+
+One torchrun launch (tests/fsdp_worker.py) trains RL and SFT under ddp and fsdp in the same
+process group, and stops and resumes an fsdp RL run; the tests read its run directories:
+
+- fsdp ends with the weights of ddp (max abs difference <= 1e-5 after 2 optimizer steps,
+  float32; 1e-4 after 4 at lr 1e-2) and logs the same metrics;
+- the rollout samples the weights the trainer just produced: the engine's log-probs equal
+  the trainer's pi_old (``train/logprob_mismatch`` about 1e-7) under both strategies;
+- checkpoints are plain Hugging Face directories (rank 0 writes the gathered weights) with
+  the sharded resume state in ``distcp/``, and a resume after a kill continues exactly;
+- resuming with another world size, or a ddp checkpoint with fsdp, is one line and exit 2.
+
+The loss pass alone (fsdp gradients equal the one-process gradients, also with a rank that holds
+no sequence) is tested in tests/test_distributed.py.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+# the torchrun helpers, and their autouse fixture that gives every launch a per-rank log directory
+from test_distributed import ROOT, _env, _run, _torchrun, _torchrun_logs  # noqa: F401
+
+WORKER = Path(__file__).with_name("fsdp_worker.py")
+
+pytestmark = pytest.mark.skipif(
+    not torch.distributed.is_available(), reason="this torch build has no torch.distributed"
+)
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory, ringrl_moe_dir) -> Path:
+    out = tmp_path_factory.mktemp("fsdp")
+    _run(_torchrun(2, str(WORKER), str(ringrl_moe_dir), str(out)), timeout=600)
+    return out
+
+
+def _metrics(run: Path) -> dict[int, dict]:
+    return {r["step"]: r for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines())}
+
+
+def _weights(run: Path, name: str) -> dict[str, torch.Tensor]:
+    return load_file(run / "checkpoints" / name / "model.safetensors")
+
+
+def _max_diff(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:
+    assert a.keys() == b.keys()
+    return max(float((a[k] - b[k]).abs().max()) for k in a)
+
+
+def test_rl_fsdp_ends_with_the_ddp_weights(runs, ringrl_moe_dir):
+    ddp, fsdp = runs / "rl-ddp", runs / "rl-fsdp"
+    assert _max_diff(_weights(ddp, "step-2"), _weights(fsdp, "step-2")) <= 1e-5
+    assert _max_diff(_weights(ddp, "final"), _weights(fsdp, "final")) <= 1e-4
+    assert _max_diff(_weights(ddp, "final"), load_file(Path(ringrl_moe_dir) / "model.safetensors")) > 1e-2  # it trained
+    a, b = _metrics(ddp), _metrics(fsdp)
+    assert sorted(a) == sorted(b) == [1, 2, 3, 4]
+    assert any(a[s]["batch/carried_trained"] > 0 for s in a)  # carried samples' pi_old came from a gathered pass
+    for s in a:
+        assert b[s]["train/tokens"] == a[s]["train/tokens"] == 40
+        assert b[s]["reward/mean"] == a[s]["reward/mean"]  # the same rollouts
+        for k in ("train/loss", "train/kl", "train/entropy", "train/grad_norm", "train/clip_fraction"):
+            assert b[s][k] == pytest.approx(a[s][k], rel=1e-4, abs=1e-6), (s, k)
+
+
+@pytest.mark.parametrize("strategy", ["ddp", "fsdp"])
+def test_the_rollout_samples_the_trainers_pi_old(runs, strategy):
+    for s, row in _metrics(runs / f"rl-{strategy}").items():
+        assert 0 <= row["train/logprob_mismatch"] <= 1e-5, (s, row["train/logprob_mismatch"])
+
+
+def test_fsdp_checkpoint_is_a_plain_hf_directory_with_the_sharded_state_beside(runs, ringrl_moe_dir):
+    from transformers import AutoModelForCausalLM
+
+    ckpt = runs / "rl-fsdp" / "checkpoints" / "final"
+    cfg = json.loads((ckpt / "config.json").read_text())
+    assert cfg["architectures"] == ["Qwen2MoeForCausalLM"]  # not the FSDP subclass
+    model = AutoModelForCausalLM.from_pretrained(ckpt)
+    saved = _weights(runs / "rl-fsdp", "final")
+    assert saved.keys() == load_file(Path(ringrl_moe_dir) / "model.safetensors").keys()  # tied head written once
+    for n, p in model.state_dict().items():
+        if n in saved:
+            assert torch.equal(p, saved[n]), n
+    shards = ckpt / "distcp"
+    assert (shards / ".metadata").is_file() and len(list(shards.glob("*.distcp"))) == 2
+    assert json.loads((shards / "ringrl.json").read_text()) == {"world_size": 2}
+    blob = torch.load(ckpt / "optimizer.pt", weights_only=False)
+    assert blob["optimizer"] is None and blob["scheduler"]  # the optimizer state lives in the shards
+    assert not (ckpt / "master_weights.pt").exists()
+    assert not list((runs / "rl-fsdp" / "checkpoints").glob(".*"))  # no staging directory left
+
+
+def test_fsdp_resume_after_a_kill_continues_exactly(runs):
+    whole, part = runs / "rl-fsdp", runs / "rl-part"
+    assert json.loads((part / "summary.json").read_text())["resumed_from"].endswith("step-2")
+    a, b = _metrics(whole), _metrics(part)
+    assert sorted(b) == [1, 2, 3, 4]
+    for s in (3, 4):
+        for k in ("train/loss", "train/kl", "train/grad_norm", "reward/mean", "train/tokens", "train/lr"):
+            assert b[s][k] == pytest.approx(a[s][k], rel=1e-6, abs=1e-7), (s, k)
+    assert _max_diff(_weights(whole, "final"), _weights(part, "final")) <= 1e-6
+
+
+def test_sft_fsdp_ends_with_the_ddp_weights(runs):
+    ddp, fsdp = runs / "sft-ddp", runs / "sft-fsdp"
+    assert _max_diff(_weights(ddp, "epoch-1"), _weights(fsdp, "epoch-1")) <= 1e-5
+    assert _max_diff(_weights(ddp, "epoch-2"), _weights(fsdp, "epoch-2")) <= 1e-5
+    a, b = _metrics(ddp), _metrics(fsdp)
+    assert sorted(a) == sorted(b)
+    for s in a:
+        assert b[s]["train/loss"] == pytest.approx(a[s]["train/loss"], rel=1e-5)
+    sa, sb = (json.loads((d / "summary.json").read_text()) for d in (ddp, fsdp))
+    for ca, cb in zip(sa["checkpoints"], sb["checkpoints"]):  # the gathered-weights evaluation
+        assert cb["entropy"] == pytest.approx(ca["entropy"], rel=1e-4)
+
+
+def _one_process_resume(run: Path, model_dir, strategy: str) -> subprocess.CompletedProcess:
+    cmd = [
+        sys.executable,
+        "-m",
+        "ringrl",
+        "rl",
+        f"model.path={model_dir}",
+        f"out={run}",
+        f"parallel.strategy={strategy}",
+        "resume=true",
+        "steps=6",
+        "model.device=cpu",
+        "progress=false",
+        "tensorboard=false",
+        "reward_workers=1",
+    ]
+    return subprocess.run(cmd, capture_output=True, text=True, env=_env(), timeout=240, cwd=ROOT)
+
+
+@pytest.mark.parametrize(
+    "run, message",
+    [
+        ("rl-fsdp", "was written by 2 fsdp ranks and this run has 1"),
+        ("rl-ddp", "has no sharded state (distcp/): it was written with parallel.strategy=ddp"),
+    ],
+)
+def test_fsdp_resume_that_cannot_work_is_one_line(runs, ringrl_moe_dir, tmp_path, run, message):
+    import shutil
+
+    copy = tmp_path / run
+    shutil.copytree(runs / run, copy)
+    res = _one_process_resume(copy, ringrl_moe_dir, "fsdp")
+    assert res.returncode == 2, res.stderr[-2000:]
+    lines = [line for line in res.stderr.splitlines() if "error:" in line]
+    assert len(lines) == 1 and message in lines[0], res.stderr[-2000:]
+    assert "Traceback" not in res.stderr
