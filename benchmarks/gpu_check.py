@@ -11,7 +11,10 @@ no download, no reward pool: rewards come from a deterministic fake verifier):
    ``--sft-seqs`` random sequences of 1,024 tokens each, lr 3e-6;
 3. RL: ``--rl-steps`` (5) C3PO steps of ``RLTrainer.step()`` (L=32 prompts x K=8 samples,
    1,024 new tokens, Phi = L x K x 1,024 / 4, KL reference on, lr 3e-6) on the embedded
-   math prompts, through the rollout engine this tree has.
+   math prompts, through the rollout engine this tree has;
+4. RL again with ``parallel.strategy=fsdp`` on the one GPU (world size 1: FSDP2's code path
+   with a process group of one rank: sharding, gathered rollout, float32 reduction),
+   ``--fsdp-rl-steps`` (2) steps, its figures printed next to the ddp ones (``0`` skips it).
 
 Prints tokens/s of the rollout (generated tokens), of the RL loss pass (prompt + response
 tokens of the trained sequences) and of SFT; the model FLOP/s utilisation
@@ -94,11 +97,15 @@ def build(out: Path, preset: str, device: str):
 
 
 def snapshot(model) -> dict[str, torch.Tensor]:
-    return {n: p.detach().clone() for n, p in model.named_parameters()}
+    from ringrl.fsdp import full_value
+
+    return {n: full_value(p.detach()).clone() for n, p in model.named_parameters()}
 
 
 def changed_fraction(before: dict[str, torch.Tensor], model) -> float:
-    changed = sum(int((before[n] != p.detach()).sum()) for n, p in model.named_parameters())
+    from ringrl.fsdp import full_value
+
+    changed = sum(int((before[n] != full_value(p.detach())).sum()) for n, p in model.named_parameters())
     return changed / sum(t.numel() for t in before.values())
 
 
@@ -175,12 +182,13 @@ def run_sft(model_dir: Path, a, device: str, deadline: float) -> dict:
     return out
 
 
-def run_rl(model_dir: Path, a, device: str, deadline: float) -> dict:
+def run_rl(model_dir: Path, a, device: str, deadline: float, strategy: str = "ddp", steps: int | None = None) -> dict:
     from ringrl.config import load_config
     from ringrl.rl.config import RLConfig
     from ringrl.rl.trainer import RLTrainer
 
     L, K, new = a.prompts, a.samples, a.new_tokens
+    n_steps = a.rl_steps if steps is None else steps
     cfg = load_config(
         RLConfig,
         overrides=[
@@ -188,7 +196,8 @@ def run_rl(model_dir: Path, a, device: str, deadline: float) -> dict:
             f"model.device={device}",
             "model.dtype=bfloat16",
             "algo=c3po",
-            f"steps={a.rl_steps}",
+            f"parallel.strategy={strategy}",
+            f"steps={n_steps}",
             f"rollout.prompts_per_step={L}",
             f"rollout.samples_per_prompt={K}",
             f"rollout.max_new_tokens={new}",
@@ -208,7 +217,7 @@ def run_rl(model_dir: Path, a, device: str, deadline: float) -> dict:
     before = snapshot(trainer.model)
     reset_peak(device)
     rows, steps = [], 0
-    for _ in range(a.rl_steps):
+    for _ in range(n_steps):
         sync(device)
         m = trainer.step()
         sync(device)
@@ -248,6 +257,7 @@ def main() -> None:
     ap.add_argument("--sft-micro", type=int, default=16, help="sequences per SFT micro-batch")
     ap.add_argument("--seq-len", type=int, default=1024, help="SFT sequence length")
     ap.add_argument("--rl-steps", type=int, default=5)
+    ap.add_argument("--fsdp-rl-steps", type=int, default=2, help="RL steps with parallel.strategy=fsdp (0: none)")
     ap.add_argument("--prompts", type=int, default=32, help="L")
     ap.add_argument("--samples", type=int, default=8, help="K")
     ap.add_argument("--new-tokens", type=int, default=1024)
@@ -259,6 +269,7 @@ def main() -> None:
     if a.dry_run:
         a.preset, a.sft_steps, a.sft_seqs, a.sft_micro, a.seq_len = "tiny", 3, 4, 2, 64
         a.rl_steps, a.prompts, a.samples, a.new_tokens, a.rollout_batch = 1, 2, 4, 16, 8
+        a.fsdp_rl_steps = min(a.fsdp_rl_steps, 1)
     device = "cuda" if torch.cuda.is_available() and not a.dry_run else "cpu"
     if device == "cpu" and not a.dry_run:
         sys.exit("gpu_check: no CUDA device (use --dry-run to check the script on CPU)")
@@ -278,7 +289,15 @@ def main() -> None:
               f"{time.perf_counter() - t_start:.0f} s")  # fmt: skip
         sft = run_sft(model_dir, a, device, deadline)
         rl = run_rl(model_dir, a, device, deadline)
-    results = {"sft": sft, "rl": rl, "active_params": active, "total_params": real, "peak_flops": a.peak}
+        fsdp = run_rl(model_dir, a, device, deadline, "fsdp", a.fsdp_rl_steps) if a.fsdp_rl_steps > 0 else None
+    results = {
+        "sft": sft,
+        "rl": rl,
+        "rl_fsdp": fsdp,
+        "active_params": active,
+        "total_params": real,
+        "peak_flops": a.peak,
+    }
 
     def mfu(factor: float, tokens: float, seconds: float) -> str:
         if device != "cuda" or seconds <= 0:
@@ -296,6 +315,13 @@ def main() -> None:
     print(f"RL loss pass + optimizer: {rl['trained']:,} trained tokens (~{processed:,.0f} with prompts), "
           f"{lp_tps:,.0f} tokens/s, MFU {mfu(6, processed, rl['train_s'])} (reference forward not counted)")  # fmt: skip
     print(f"RL: peak memory {rl['peak_gb']:.1f} GiB, weights updated {rl['updated']:.4f}")
+    if fsdp is not None:
+        f_ro = fsdp["generated"] / fsdp["rollout_s"] if fsdp["rollout_s"] else float("nan")
+        f_lp = fsdp["trained"] / fsdp["train_s"] if fsdp["train_s"] else float("nan")
+        d_lp = rl["trained"] / rl["train_s"] if rl["train_s"] else float("nan")
+        print(f"RL fsdp (world size 1) vs ddp: {fsdp['steps']} steps; rollout {f_ro:,.0f} vs {ro_tps:,.0f} generated tokens/s; "
+              f"loss pass {f_lp:,.0f} vs {d_lp:,.0f} trained tokens/s; peak memory {fsdp['peak_gb']:.1f} vs "
+              f"{rl['peak_gb']:.1f} GiB; weights updated {fsdp['updated']:.4f}")  # fmt: skip
     print(f"MFU peak used: {a.peak:.3g} FLOP/s (H200 dense bf16); total {time.perf_counter() - t_start:.0f} s")
     print("JSON " + json.dumps(results))
 
