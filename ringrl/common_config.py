@@ -72,7 +72,9 @@ class ParallelConfig:
         "(less memory, one more all-gather per layer)",
         True,
     )
-    cpu_offload: bool = doc("fsdp: keep the sharded parameters, gradients and optimizer state in CPU memory", False)
+    cpu_offload: bool = doc(
+        "fsdp on CUDA: keep the sharded parameters, gradients and optimizer state in host memory between uses", False
+    )
 
     def validate(self) -> None:
         if self.strategy not in ("ddp", "fsdp"):
@@ -85,6 +87,17 @@ class ParallelConfig:
 
 def validate_parallel(parallel: ParallelConfig, model: ModelConfig) -> None:
     """Cross-section check of a stage config with ``parallel`` and ``model`` sections."""
+    if parallel.cpu_offload:
+        from ringrl.models.loading import resolve_device
+
+        if not parallel.sharded:
+            raise ConfigError(
+                "parallel.cpu_offload", "needs parallel.strategy=fsdp (ddp keeps everything on the device)"
+            )
+        if not resolve_device(model.device).startswith("cuda"):
+            raise ConfigError(
+                "parallel.cpu_offload", "offloads to host memory from a CUDA device; the model is on the CPU already"
+            )
     if parallel.sharded and model.lora.rank > 0:
         raise ConfigError(
             "parallel.strategy",

@@ -38,7 +38,7 @@ from typing import Any
 
 import torch
 
-from ringrl.errors import UserError
+from ringrl.errors import ConfigError, UserError
 
 #: The sharded resume state inside a checkpoint directory (``torch.distributed.checkpoint``).
 SHARDED_DIR = "distcp"
@@ -84,6 +84,10 @@ def shard_model(model: Any, compute_dtype: torch.dtype, reshard_after_forward: b
         "reshard_after_forward": reshard_after_forward,
     }
     if cpu_offload:
+        if next(model.parameters()).device.type != "cuda":
+            raise ConfigError(
+                "parallel.cpu_offload", "offloads to host memory from a CUDA device; the model is on the CPU already"
+            )
         kwargs["offload_policy"] = CPUOffloadPolicy()
     for layer in decoder_layers(model):
         fully_shard(layer, **kwargs)

@@ -158,3 +158,15 @@ def test_fsdp_resume_that_cannot_work_is_one_line(runs, ringrl_moe_dir, tmp_path
     lines = [line for line in res.stderr.splitlines() if "error:" in line]
     assert len(lines) == 1 and message in lines[0], res.stderr[-2000:]
     assert "Traceback" not in res.stderr
+
+
+def test_cpu_offload_on_the_cpu_is_one_line(tmp_path, ringrl_moe_dir):
+    cmd = [sys.executable, "-m", "ringrl", "rl", f"model.path={ringrl_moe_dir}", f"out={tmp_path / 'r'}"]
+    cmd += ["model.device=cpu", "parallel.strategy=fsdp", "parallel.cpu_offload=true", "progress=false"]
+    res = subprocess.run(cmd, capture_output=True, text=True, env=_env(), timeout=240, cwd=ROOT)
+    assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr[-2000:]
+    assert res.stderr.strip().splitlines()[-1] == (
+        "ringrl rl: error: config key 'parallel.cpu_offload': offloads to host memory from a CUDA device; "
+        "the model is on the CPU already"
+    )
+    assert not (tmp_path / "r").exists()  # refused at config time
