@@ -10,7 +10,9 @@ the chunked head, backward, optimizer step). It then reports, per rank:
   state, reference, and the total against the formula ``(16 + c) P / N`` (fsdp) or
   ``(16 + c) P`` (ddp) with c the compute dtype's bytes (4 here: float32 on CPU);
 * the bytes of the whole model gathered for a rollout (fsdp: ``c P``, inside ``gathered``);
-* the peak RSS of the process (``ru_maxrss``: interpreter, torch and activations included).
+* the peak RSS of the process (``ru_maxrss``: interpreter, torch and activations included);
+* seconds of a training step, of one no-grad forward of the batch, and of gathering the
+  whole model for a rollout and freeing it after (fsdp: ``ringrl.fsdp.gathered``).
 
 Prints one line per strategy and the ratio fsdp / ddp of the tensor bytes and of the peak RSS.
 
@@ -25,6 +27,7 @@ import os
 import resource
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -48,7 +51,7 @@ def worker(args: argparse.Namespace) -> None:
 
     from ringrl.common_config import ParallelConfig
     from ringrl.distributed import close_distributed, init_distributed, wrap_model
-    from ringrl.fsdp import gathered, shard_model
+    from ringrl.fsdp import gathered, release, shard_model
     from ringrl.models.forward import token_stats
 
     torch.set_num_threads(1)
@@ -77,19 +80,31 @@ def worker(args: argparse.Namespace) -> None:
         shard_model(ref, torch.float32, True, False)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-5)
     ids = torch.randint(0, args.vocab, (2, args.tokens), generator=torch.Generator().manual_seed(dist.rank))
-    st = token_stats(train_model, ids, torch.ones_like(ids), router=False)
-    st.logprobs_BT.sum().backward()
-    opt.step()
+    step_s = []
+    for _ in range(2):  # the second step is timed (the first includes FSDP's lazy initialisation)
+        t = time.perf_counter()
+        st = token_stats(train_model, ids, torch.ones_like(ids), router=False)
+        st.logprobs_BT.sum().backward()
+        opt.step()
+        opt.zero_grad(set_to_none=False)
+        step_s.append(time.perf_counter() - t)
+    with torch.no_grad():  # one full forward, the unit of a rollout's cost (a decode step is cheaper)
+        t = time.perf_counter()
+        model(input_ids=ids)
+        release(model)  # a no-grad pass leaves the root gathered (no backward to free it)
+        forward_s = time.perf_counter() - t
     held = {
         "params": _bytes(model.parameters()),
         "grads": _bytes(p.grad for p in model.parameters() if p.grad is not None),
         "adam": _bytes(v for s in opt.state.values() for v in s.values() if torch.is_tensor(v) and v.dim() > 0),
         "reference": _bytes(ref.parameters()),
     }
-    gathered_bytes = 0
+    gathered_bytes, gather_s = 0, 0.0
     if sharded:
+        t = time.perf_counter()
         with gathered(model):
             gathered_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
+        gather_s = time.perf_counter() - t
     c = 4  # float32 compute on CPU
     world = max(1, dist.world_size)
     formula = (16 + c) * n_params / (world if sharded else 1)
@@ -102,6 +117,9 @@ def worker(args: argparse.Namespace) -> None:
         "total": sum(held.values()),
         "formula": formula,
         "gathered_for_rollout": gathered_bytes,
+        "gather_s": gather_s,
+        "step_s": step_s[-1],
+        "forward_s": forward_s,
         "peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
     }
     print("RESULT " + json.dumps(rec), flush=True)
@@ -142,6 +160,10 @@ def main() -> None:
                 f"grads {r['grads'] * mb:7.1f}  adam {r['adam'] * mb:7.1f}  reference {r['reference'] * mb:7.1f}  "
                 f"total {r['total'] * mb:7.1f} (formula {r['formula'] * mb:7.1f})  "
                 f"gathered for rollout {r['gathered_for_rollout'] * mb:6.1f}  peak RSS {r['peak_rss'] * mb:7.1f} MiB"
+            )
+            print(
+                f"     training step {r['step_s']:.3f} s, one forward {r['forward_s']:.3f} s, "
+                f"gathering the model for a rollout (and freeing it) {r['gather_s']:.3f} s"
             )
     worst = {s: max(recs, key=lambda r: r["peak_rss"]) for s, recs in rows.items()}
     tensors = max(r["total"] for r in rows["fsdp"]) / max(r["total"] for r in rows["ddp"])
