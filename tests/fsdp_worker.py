@@ -8,7 +8,8 @@ Run directories written under OUT_DIR:
   counts differ), checkpoints every 2 steps;
 - ``rl-part``: the fsdp run stopped (an exception on every rank, as a kill would) once its
   step-2 checkpoint is written, then resumed by a new trainer to step 4;
-- ``sft-ddp``, ``sft-fsdp``: 2 epochs of SFT with the per-epoch entropy evaluation.
+- ``sft-ddp``, ``sft-fsdp``: 2 epochs of SFT with the per-epoch entropy evaluation, where the
+  last step of each epoch leaves one rank a batch short (fsdp pads it with a zero-loss pass).
 """
 
 from __future__ import annotations
@@ -55,7 +56,10 @@ SFT = [
     "data.train_size=24",
     "data.eval_size=2",
     "epochs=2",
-    "batch_tokens=600",
+    "batch_tokens=650",  # 15 batches an epoch, 4 per step over 2 ranks: in the last step one rank has 2, the other 1
+    "grad_accum=2",
+    "save_every=2",
+    "keep_checkpoints=10",
     "optim.lr=1e-2",
     "optim.warmup_ratio=0",
     "entropy.max_new_tokens=4",
