@@ -202,6 +202,22 @@ def save_sharded(model: Any, optimizer: Any, directory: Path) -> None:
         (Path(directory) / _INFO).write_text(json.dumps({"world_size": td.get_world_size()}) + "\n")
 
 
+def check_sharded(ckpt: Path) -> None:
+    """Raise ValueError when checkpoint ``ckpt`` has a sharded resume state that is incomplete (its
+    index or its record missing or unreadable). A checkpoint with none at all (written under ddp)
+    passes here: :func:`load_sharded` then says so in one line."""
+    directory = Path(ckpt) / SHARDED_DIR
+    if not directory.is_dir():
+        return
+    try:
+        world = json.loads((directory / _INFO).read_text())["world_size"]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise ValueError(f"{directory}: unreadable {_INFO} ({e})") from e
+    shards = list(directory.glob("*.distcp"))
+    if not (directory / ".metadata").is_file() or len(shards) != world:
+        raise ValueError(f"{directory}: incomplete ({len(shards)} shard files for {world} ranks, or no .metadata)")
+
+
 def load_sharded(model: Any, optimizer: Any, ckpt: Path) -> None:
     """Restore what :func:`save_sharded` wrote in checkpoint ``ckpt`` (every rank, same world size)."""
     import torch.distributed as td

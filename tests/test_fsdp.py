@@ -175,3 +175,24 @@ def test_cpu_offload_on_the_cpu_is_one_line(tmp_path, ringrl_moe_dir):
         "the model is on the CPU already"
     )
     assert not (tmp_path / "r").exists()  # refused at config time
+
+
+def test_a_damaged_sharded_state_is_detected_before_anything_changes(runs, tmp_path):
+    """``read_weights`` runs on rank 0 while it picks the checkpoint to resume from: an incomplete
+    ``distcp/`` raises there (so an older checkpoint is taken); none at all (ddp) is left to the
+    one-line error of the load."""
+    import shutil
+
+    from ringrl.fsdp import check_sharded
+
+    ckpt = tmp_path / "final"
+    shutil.copytree(runs / "rl-fsdp" / "checkpoints" / "final", ckpt)
+    check_sharded(ckpt)
+    sorted((ckpt / "distcp").glob("*.distcp"))[1].unlink()
+    with pytest.raises(ValueError, match="incomplete"):
+        check_sharded(ckpt)
+    (ckpt / "distcp" / "ringrl.json").write_text("{")
+    with pytest.raises(ValueError, match="unreadable"):
+        check_sharded(ckpt)
+    shutil.rmtree(ckpt / "distcp")
+    check_sharded(ckpt)

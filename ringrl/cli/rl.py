@@ -16,7 +16,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Reasoning RL from any HF causal LM directory (model.path=DIR), rewards from the "
         "verifiers. Example: ringrl rl model.path=runs/sft/checkpoints/epoch-2 algo=c3po former.budget_tokens=4096. "
         "Data parallel: torchrun --nproc_per_node N -m ringrl rl ... (gloo on CPU, NCCL on GPUs; "
-        "the budget Phi and rollout.prompts_per_step stay global).",
+        "the budget Phi and rollout.prompts_per_step stay global); parallel.strategy=fsdp shards the model, "
+        "gradients and optimizer state over the ranks (docs/scale.md).",
     )
     add_config_args(p, RLConfig)
     p.set_defaults(func=run)

@@ -15,7 +15,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="long-CoT SFT with a checkpoint, entropy and accuracy per epoch",
         description="Long chain-of-thought SFT (loss on response tokens only). Without data.train it "
         "trains the embedded tiny MoE on the embedded synthetic tasks. Data parallel: torchrun --nproc_per_node N "
-        "-m ringrl sft ... (an optimizer step then takes grad_accum x N batches).",
+        "-m ringrl sft ... (an optimizer step then takes grad_accum x N batches); parallel.strategy=fsdp shards "
+        "the model, gradients and optimizer state over the ranks (docs/scale.md).",
     )
     add_config_args(p, SFTConfig)
     p.set_defaults(func=run)

@@ -109,6 +109,9 @@ def read_weights(ckpt: Path, model: Any, trust_remote_code: bool = False) -> tup
     from ringrl.models.lora import is_lora, read_adapter
 
     if is_fsdp(model):  # the sharded resume state, read by every rank in apply_weights
+        from ringrl.fsdp import check_sharded
+
+        check_sharded(Path(ckpt))  # a damaged one raises here (an older checkpoint is then taken)
         return "sharded", {"ckpt": Path(ckpt)}
     if is_lora(model):
         return "adapter", read_adapter(Path(ckpt))
