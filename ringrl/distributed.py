@@ -64,18 +64,20 @@ class Dist:
         return self.rank == 0
 
 
-def init_distributed(device: str, sharded: bool = False) -> tuple[Dist, str]:
+def init_distributed(device: str, sharded: bool = False, host_collectives: bool = False) -> tuple[Dist, str]:
     """Join torchrun's process group when ``WORLD_SIZE > 1`` (once per process; later calls
     reuse it); returns (dist, this rank's device).
 
     ``device`` is the config's (``auto``, ``cpu``, ``cuda``): under torchrun ``auto`` and
     ``cuda`` become ``cuda:LOCAL_RANK``; a fixed ``cuda:N`` would put every rank on one GPU
     and is a config error. ``sharded`` (``parallel.strategy: fsdp``): FSDP needs a process
-    group even on one process, so one of size 1 is made there (``Dist`` stays rank 0 of 1)."""
+    group even on one process, so one of size 1 is made there (``Dist`` stays rank 0 of 1).
+    ``host_collectives`` (``parallel.cpu_offload``): on CUDA the group also runs gloo for tensors in host
+    memory (the offloaded shards' gradient norm and finiteness checks), NCCL for the rest."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         if sharded:
-            _single_process_group(device)
+            _single_process_group(device, host_collectives)
         return Dist(), device
     import torch
     import torch.distributed as td
@@ -100,11 +102,17 @@ def init_distributed(device: str, sharded: bool = False) -> tuple[Dist, str]:
         kwargs: dict[str, Any] = {"timeout": timedelta(minutes=minutes)}
         if dev.startswith("cuda"):
             kwargs["device_id"] = torch.device(dev)
-        td.init_process_group("nccl" if dev.startswith("cuda") else "gloo", **kwargs)
+        td.init_process_group(_backend(dev, host_collectives), **kwargs)
     return Dist(td.get_rank(), td.get_world_size(), local, local_world), dev
 
 
-def _single_process_group(device: str) -> None:
+def _backend(device: str, host_collectives: bool) -> str:
+    if not device.startswith("cuda"):
+        return "gloo"
+    return "cpu:gloo,cuda:nccl" if host_collectives else "nccl"
+
+
+def _single_process_group(device: str, host_collectives: bool = False) -> None:
     """A process group of one rank (an in-memory store: no port, no file), for FSDP without torchrun."""
     import torch.distributed as td
 
@@ -112,7 +120,7 @@ def _single_process_group(device: str) -> None:
 
     if td.is_initialized():
         return
-    backend = "nccl" if resolve_device(device).startswith("cuda") else "gloo"
+    backend = _backend(resolve_device(device), host_collectives)
     td.init_process_group(backend, store=td.HashStore(), rank=0, world_size=1)
 
 

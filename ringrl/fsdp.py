@@ -93,6 +93,9 @@ def shard_model(model: Any, compute_dtype: torch.dtype, reshard_after_forward: b
         fully_shard(layer, **kwargs)
     fully_shard(model, **kwargs)
     model.set_reshard_after_forward(False, recurse=False)  # the root (what FSDP's lazy init would pick)
+    # a parameter a rank's pass did not reach (an expert module that got no token there) is reduced as
+    # zeros, so every rank reduce-scatters the same tensors (DDP: find_unused_parameters)
+    model.set_reduce_scatter_unused_params(True)
     setattr(model, _RESHARD_ATTR, reshard_after_forward)
     return model
 
@@ -133,6 +136,17 @@ def release(model: Any) -> None:
     backward would have done it. Not inside :func:`gathered`."""
     if is_fsdp(model) and not getattr(model, _GATHERED_ATTR, False):
         model.reshard()
+
+
+def compute_device(model: Any) -> torch.device:
+    """Where ``model`` computes: its parameters' device, or for sharded parameters offloaded to host
+    memory (``parallel.cpu_offload``) the accelerator they are gathered onto."""
+    from torch.distributed.tensor import DTensor
+
+    p = next(model.parameters())
+    if isinstance(p, DTensor) and p.device.type == "cpu" and p.device_mesh.device_type == "cuda":
+        return torch.device("cuda", torch.cuda.current_device())
+    return p.device
 
 
 def local_all_finite(tensors: Any) -> bool:
@@ -196,10 +210,14 @@ def save_sharded(model: Any, optimizer: Any, directory: Path) -> None:
     import torch.distributed.checkpoint as dcp
     from torch.distributed.checkpoint.state_dict import get_state_dict
 
-    msd, osd = get_state_dict(model, optimizer)
+    started = bool(optimizer.state)
+    msd, osd = get_state_dict(model, optimizer)  # a fresh optimizer gets its state from a zero-lr step here
     dcp.save({"model": msd, "optim": osd}, checkpoint_id=str(directory))
+    if not started:  # ... which would count as AdamW's first step (its bias correction): undo it
+        optimizer.state.clear()
     if td.get_rank() == 0:
-        (Path(directory) / _INFO).write_text(json.dumps({"world_size": td.get_world_size()}) + "\n")
+        info = {"world_size": td.get_world_size(), "optimizer_started": started}
+        (Path(directory) / _INFO).write_text(json.dumps(info) + "\n")
 
 
 def check_sharded(ckpt: Path) -> None:
@@ -230,7 +248,8 @@ def load_sharded(model: Any, optimizer: Any, ckpt: Path) -> None:
             f"resume: {ckpt} has no sharded state ({SHARDED_DIR}/): it was written with parallel.strategy=ddp; "
             "resume it with ddp"
         )
-    saved = json.loads((directory / _INFO).read_text())["world_size"]
+    info = json.loads((directory / _INFO).read_text())
+    saved = info["world_size"]
     if saved != td.get_world_size():
         raise UserError(
             f"resume: {ckpt} was written by {saved} fsdp ranks and this run has {td.get_world_size()}; "
@@ -239,6 +258,8 @@ def load_sharded(model: Any, optimizer: Any, ckpt: Path) -> None:
     msd, osd = get_state_dict(model, optimizer)
     dcp.load({"model": msd, "optim": osd}, checkpoint_id=str(directory))  # in place, into msd and osd
     set_state_dict(model, optimizer, model_state_dict=msd, optim_state_dict=osd)
+    if not info.get("optimizer_started", True):  # saved before the first update: AdamW starts fresh
+        optimizer.state.clear()
 
 
 def stage_for_save(model: Any, optimizer: Any, path: Path, dist: Any) -> tuple[dict[str, Any] | None, dict[str, Path]]:

@@ -8,6 +8,7 @@ Run directories written under OUT_DIR:
   counts differ), checkpoints every 2 steps;
 - ``rl-part``: the fsdp run stopped (an exception on every rank, as a kill would) once its
   step-2 checkpoint is written, then resumed by a new trainer to step 4;
+- ``rl-rollback``: the fsdp run's first 2 steps with ``monitor.rollback`` on (a step-0 checkpoint);
 - ``sft-ddp``, ``sft-fsdp``: 2 epochs of SFT with the per-epoch entropy evaluation, where the
   last step of each epoch leaves one rank a batch short (fsdp pads it with a zero-loss pass).
 """
@@ -97,6 +98,8 @@ def main(model_dir: str, out_dir: str) -> None:
     with contextlib.suppress(Killed):
         part.fit()
     rl(model_dir, out / "rl-part", "fsdp", "resume=true").fit()
+    # monitor.rollback writes a step-0 checkpoint before the first update: saving must not start AdamW
+    rl(model_dir, out / "rl-rollback", "fsdp", "monitor.rollback=true", "steps=2").fit()
     for strategy in ("ddp", "fsdp"):
         cfg = load_config(
             SFTConfig,
@@ -111,5 +114,59 @@ def main(model_dir: str, out_dir: str) -> None:
     close_distributed()
 
 
+class _Block(torch.nn.Module):
+    """Two "experts"; a rank routes its tokens to expert 1 only when told to (expert 1 then gets no
+    gradient on the other rank, as a routed expert module that received no token)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.experts = torch.nn.ModuleList(torch.nn.Linear(8, 8) for _ in range(2))
+
+    def forward(self, x: torch.Tensor, both: bool) -> torch.Tensor:
+        return self.experts[0](x) + (self.experts[1](x) if both else 0)
+
+
+class _Toy(torch.nn.Module):
+    _no_split_modules = ["_Block"]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.blocks = torch.nn.ModuleList(_Block() for _ in range(2))
+
+    def forward(self, x: torch.Tensor, both: bool) -> torch.Tensor:
+        for b in self.blocks:
+            x = b(x, both)
+        return x
+
+
+def unused(out_dir: str) -> None:
+    """``fsdp_worker.py unused OUT_DIR``: rank 1 alone uses expert 1; the sharded, reduced gradient must
+    be the mean of the ranks' own (no size mismatch in the reduce-scatter, no hang)."""
+    from ringrl.distributed import init_distributed
+    from ringrl.fsdp import full_value, shard_model
+
+    dist, _ = init_distributed("cpu", sharded=True)
+    torch.manual_seed(0)
+    model, x = _Toy(), torch.randn(4, 8, generator=torch.Generator().manual_seed(dist.rank))
+    grads = []
+    for r in range(dist.world_size):  # what each rank's backward gives, computed here for all ranks
+        xr = torch.randn(4, 8, generator=torch.Generator().manual_seed(r))
+        model.zero_grad(set_to_none=True)
+        model(xr, both=r == 1).square().sum().backward()
+        grads.append(
+            {n: (p.grad if p.grad is not None else torch.zeros_like(p)).clone() for n, p in model.named_parameters()}
+        )
+    model.zero_grad(set_to_none=True)
+    shard_model(model, torch.float32, True, False)
+    model(x, both=dist.rank == 1).square().sum().backward()
+    got = {n: full_value(p.grad) for n, p in model.named_parameters()}
+    want = {n: sum(g[n] for g in grads) / dist.world_size for n in got}
+    torch.save({"got": got, "want": want}, Path(out_dir) / f"unused-rank{dist.rank}.pt")
+    close_distributed()
+
+
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2])
+    if sys.argv[1] == "unused":
+        unused(sys.argv[2])
+    else:
+        main(sys.argv[1], sys.argv[2])

@@ -91,7 +91,7 @@ def test_fsdp_checkpoint_is_a_plain_hf_directory_with_the_sharded_state_beside(r
             assert torch.equal(p, saved[n]), n
     shards = ckpt / "distcp"
     assert (shards / ".metadata").is_file() and len(list(shards.glob("*.distcp"))) == 2
-    assert json.loads((shards / "ringrl.json").read_text()) == {"world_size": 2}
+    assert json.loads((shards / "ringrl.json").read_text()) == {"world_size": 2, "optimizer_started": True}
     blob = torch.load(ckpt / "optimizer.pt", weights_only=False)
     assert blob["optimizer"] is None and blob["scheduler"]  # the optimizer state lives in the shards
     assert not (ckpt / "master_weights.pt").exists()
@@ -107,6 +107,15 @@ def test_fsdp_resume_after_a_kill_continues_exactly(runs):
         for k in ("train/loss", "train/kl", "train/grad_norm", "reward/mean", "train/tokens", "train/lr"):
             assert b[s][k] == pytest.approx(a[s][k], rel=1e-6, abs=1e-7), (s, k)
     assert _max_diff(_weights(whole, "final"), _weights(part, "final")) <= 1e-6
+
+
+def test_a_checkpoint_before_the_first_update_does_not_start_the_optimizer(runs):
+    """Writing the sharded optimizer state of a fresh AdamW makes torch initialise it with a zero-lr
+    step; were that kept, the first real update would be bias-corrected as AdamW's second (0.73x)."""
+    assert (runs / "rl-rollback" / "checkpoints" / "step-0").is_dir()
+    info = json.loads((runs / "rl-rollback" / "checkpoints" / "step-0" / "distcp" / "ringrl.json").read_text())
+    assert info == {"world_size": 2, "optimizer_started": False}
+    assert _max_diff(_weights(runs / "rl-fsdp", "step-2"), _weights(runs / "rl-rollback", "final")) <= 1e-6
 
 
 def test_sft_fsdp_ends_with_the_ddp_weights(runs):
@@ -147,18 +156,19 @@ def _one_process_resume(run: Path, model_dir, strategy: str) -> subprocess.Compl
 
 
 @pytest.mark.parametrize(
-    "run, message",
+    "run, strategy, message",
     [
-        ("rl-fsdp", "was written by 2 fsdp ranks and this run has 1"),
-        ("rl-ddp", "has no sharded state (distcp/): it was written with parallel.strategy=ddp"),
+        ("rl-fsdp", "fsdp", "was written by 2 fsdp ranks and this run has 1"),
+        ("rl-ddp", "fsdp", "has no sharded state (distcp/): it was written with parallel.strategy=ddp"),
+        ("rl-fsdp", "ddp", "was written with parallel.strategy=fsdp (its masters and optimizer state are sharded"),
     ],
 )
-def test_fsdp_resume_that_cannot_work_is_one_line(runs, ringrl_moe_dir, tmp_path, run, message):
+def test_resume_across_strategies_or_world_sizes_is_one_line(runs, ringrl_moe_dir, tmp_path, run, strategy, message):
     import shutil
 
     copy = tmp_path / run
     shutil.copytree(runs / run, copy)
-    res = _one_process_resume(copy, ringrl_moe_dir, "fsdp")
+    res = _one_process_resume(copy, ringrl_moe_dir, strategy)
     assert res.returncode == 2, res.stderr[-2000:]
     lines = [line for line in res.stderr.splitlines() if "error:" in line]
     assert len(lines) == 1 and message in lines[0], res.stderr[-2000:]
@@ -196,3 +206,15 @@ def test_a_damaged_sharded_state_is_detected_before_anything_changes(runs, tmp_p
         check_sharded(ckpt)
     shutil.rmtree(ckpt / "distcp")
     check_sharded(ckpt)
+
+
+def test_a_parameter_only_one_rank_reaches_is_reduced_as_zero_elsewhere(tmp_path):
+    """A routed expert kept in its own module that got no token on one rank: FSDP reduces only the
+    gradients that exist, so without ``set_reduce_scatter_unused_params`` the ranks' reduce-scatters
+    differ in size (gloo: a collective mismatch; NCCL: a hang). With it: the mean of the ranks'."""
+    _run(_torchrun(2, str(WORKER), "unused", str(tmp_path)), timeout=240)
+    for rank in (0, 1):
+        saved = torch.load(tmp_path / f"unused-rank{rank}.pt")
+        assert any(float(g.abs().max()) > 0 for n, g in saved["want"].items() if "experts.1" in n)
+        for n, g in saved["want"].items():
+            torch.testing.assert_close(saved["got"][n], g, msg=n)

@@ -65,12 +65,14 @@ def compute_dtype(model: Any) -> torch.dtype:
 def compute_autocast(model: Any) -> contextlib.AbstractContextManager:
     """``torch.autocast`` to the model's compute dtype when it differs from its parameters' dtype
     (bf16 compute over fp32 masters), else nothing. Wrap forwards and generation in it."""
+    from ringrl.fsdp import compute_device
+
     m = unwrap(model)
     want = getattr(m, _COMPUTE_ATTR, None)
     p = next(m.parameters())
     if want is None or want == p.dtype:
         return contextlib.nullcontext()
-    return torch.autocast(device_type=p.device.type, dtype=want)
+    return torch.autocast(device_type=compute_device(m).type, dtype=want)
 
 
 def _kwargs(

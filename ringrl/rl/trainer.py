@@ -93,7 +93,7 @@ class RLTrainer:
         seed_everything(cfg.seed)
         self.cfg = cfg
         self.run_dir = Path(cfg.out)
-        self.dist, self.device = init_distributed(cfg.model.device, cfg.parallel.sharded)
+        self.dist, self.device = init_distributed(cfg.model.device, cfg.parallel.sharded, cfg.parallel.cpu_offload)
         # the run directory is locked (and checked: finished run, other kind) before any work
         self.rundir = open_run_dir(self.run_dir, "rl", cfg.resume, cfg.overwrite, self.dist)
         try:
@@ -167,7 +167,9 @@ class RLTrainer:
         for p in ref.parameters():
             p.requires_grad_(False)
         par = self.cfg.parallel
-        return shard_model(ref, dtype, par.reshard_after_forward, par.cpu_offload) if par.sharded else ref
+        # resharding after forward whatever parallel.reshard_after_forward says: with no backward to come, a
+        # layer left gathered would stay so for the whole run
+        return shard_model(ref, dtype, True, par.cpu_offload) if par.sharded else ref
 
     # ------------------------------------------------------------------ the step
     def step(self) -> dict[str, Any]:

@@ -26,7 +26,7 @@ from ringrl.algorithms import (
 from ringrl.algorithms.correction import correction_weights
 from ringrl.algorithms.types import SelectedSample
 from ringrl.distributed import Dist, all_reduce_sum, sync_unless
-from ringrl.fsdp import is_fsdp, release
+from ringrl.fsdp import compute_device, is_fsdp, release
 from ringrl.models.forward import token_stats, unwrap
 from ringrl.rl.config import LossConfig
 
@@ -143,7 +143,7 @@ def sequence_logprobs(
     """Log-probs of the targets under ``model`` (no grad), [B, T-1] float32; 0 off ``targets_mask_BT``
     (default: every real target). The output head runs in chunks (:func:`token_stats`).
     ``replay_routing``: route each token to the experts the rollout engine chose (``mb.routing_LNk``)."""
-    dev = next(model.parameters()).device
+    dev = compute_device(model)  # (sharded and offloaded: the accelerator)
     with _replayed(model, mb, dev, replay_routing):
         st = token_stats(
             model,
@@ -242,7 +242,7 @@ def accumulate_gradients(
     gradients over ranks: the world size turns that average back into the sum).
     Under DDP only the last micro-batch's backward all-reduces the gradients.
     """
-    dev = next(model.parameters()).device
+    dev = compute_device(model)  # (sharded and offloaded: the accelerator)
     total = total_tokens or sum(mb.n_tokens for mb in micro_batches) or 1
     sums: dict[str, float] = {}
     loss_sum = 0.0

@@ -48,7 +48,7 @@ from ringrl.distributed import (
     wrap_model,
 )
 from ringrl.errors import UserError
-from ringrl.fsdp import gathered, is_fsdp, stage_for_save
+from ringrl.fsdp import compute_device, gathered, is_fsdp, stage_for_save
 from ringrl.models.forward import compute_autocast, compute_dtype, token_stats
 from ringrl.models.loading import is_moe, load_for_training, moe_top_k, resolve_save_dtype
 from ringrl.models.lora import trainable_fraction
@@ -134,7 +134,7 @@ def train_sft(cfg: SFTConfig, grader=None) -> dict[str, Any]:
     quiet_transformers()
     set_threads(cfg.threads)
     seed_everything(cfg.seed)
-    dist, device = init_distributed(cfg.model.device, cfg.parallel.sharded)
+    dist, device = init_distributed(cfg.model.device, cfg.parallel.sharded, cfg.parallel.cpu_offload)
     summary = _train_sft(cfg, grader, dist, device)
     return broadcast_object(summary if dist.is_main else None, dist)  # rank 0's, which has the checkpoints
 
@@ -190,7 +190,7 @@ def _train_sft_locked(cfg: SFTConfig, grader, dist: Dist, device: str, rundir: R
     steps_per_epoch = [math.ceil(len(b) / per_step) for b in epoch_batches]
     total_steps = sum(steps_per_epoch)
     optimizer, scheduler = make_optimizer(model, cfg.optim, total_steps)
-    device = next(model.parameters()).device
+    device = str(compute_device(model))  # (sharded and offloaded: the accelerator)
     moe, top_k = is_moe(model), moe_top_k(model)
     st = SFTState(run_id=rundir.run_id)
     resumed_from = _maybe_resume(cfg, rundir, model, optimizer, scheduler, dist) if rundir.resuming else None

@@ -8,6 +8,7 @@ from typing import Any
 
 import torch
 
+from ringrl.errors import UserError
 from ringrl.utils.io import atomic_dir
 
 #: The float32 master weights, kept in a checkpoint whose HF weights were saved in a lower precision.
@@ -105,7 +106,7 @@ def read_weights(ckpt: Path, model: Any, trust_remote_code: bool = False) -> tup
     anything (a damaged file raises here): its float32 masters when it kept them
     (:data:`MASTER_WEIGHTS`), else its HF weights (exact when they were saved in float32); for a
     LoRA policy, the checkpoint's adapter (its base weights never change)."""
-    from ringrl.fsdp import is_fsdp
+    from ringrl.fsdp import SHARDED_DIR, is_fsdp
     from ringrl.models.lora import is_lora, read_adapter
 
     if is_fsdp(model):  # the sharded resume state, read by every rank in apply_weights
@@ -113,6 +114,8 @@ def read_weights(ckpt: Path, model: Any, trust_remote_code: bool = False) -> tup
 
         check_sharded(Path(ckpt))  # a damaged one raises here (an older checkpoint is then taken)
         return "sharded", {"ckpt": Path(ckpt)}
+    if (Path(ckpt) / SHARDED_DIR).is_dir():  # written under fsdp: refused in apply_weights, on every rank
+        return "sharded-for-ddp", {"ckpt": Path(ckpt)}
     if is_lora(model):
         return "adapter", read_adapter(Path(ckpt))
     masters = Path(ckpt) / MASTER_WEIGHTS
@@ -128,6 +131,12 @@ def apply_weights(model: Any, weights: tuple[str, dict[str, Any]], optimizer: An
     """Load what :func:`read_weights` read into ``model``; for a sharded model also the ``optimizer``
     state (both live in the checkpoint's ``distcp/``; every rank calls this)."""
     kind, state = weights
+    if kind == "sharded-for-ddp":
+        raise UserError(
+            f"resume: {state['ckpt']} was written with parallel.strategy=fsdp (its masters and optimizer state are "
+            "sharded in distcp/); resume it with fsdp on the same number of ranks, or start a new run from its "
+            "weights (model.path)"
+        )
     if kind == "sharded":
         from ringrl.fsdp import load_sharded
 

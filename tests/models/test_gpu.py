@@ -44,3 +44,24 @@ def test_bf16_training_moves_float32_masters_on_cuda(ringrl_moe_dir):
         opt.zero_grad(set_to_none=True)
     changed = sum(int((before[n] != p).sum()) for n, p in model.named_parameters())
     assert changed / sum(t.numel() for t in before.values()) > 0.9
+
+
+@pytest.mark.parametrize("offload", [False, True])
+def test_fsdp_rl_steps_on_one_gpu(tmp_path, ringrl_moe_dir, offload):
+    """``parallel.strategy=fsdp`` on one CUDA device (a process group of one rank), with and without
+    ``parallel.cpu_offload`` (shards in host memory, gathered onto the GPU): 2 RL steps and a checkpoint
+    that plain transformers loads."""
+    import subprocess
+    import sys
+
+    from transformers import AutoModelForCausalLM
+
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "ringrl", "rl", f"model.path={ringrl_moe_dir}", f"out={out}", "model.device=cuda"]
+    cmd += ["model.dtype=bfloat16", "parallel.strategy=fsdp", f"parallel.cpu_offload={str(offload).lower()}"]
+    cmd += ["steps=2", "rollout.prompts_per_step=2", "rollout.samples_per_prompt=4", "rollout.max_new_tokens=16"]
+    cmd += ["former.budget_tokens=32", "data.train_size=8", "progress=false", "tensorboard=false", "reward_workers=1"]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    model = AutoModelForCausalLM.from_pretrained(out / "checkpoints" / "final")
+    assert all(torch.isfinite(p).all() for p in model.parameters())
