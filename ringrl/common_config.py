@@ -75,10 +75,19 @@ class ParallelConfig:
     cpu_offload: bool = doc(
         "fsdp on CUDA: keep the sharded parameters, gradients and optimizer state in host memory between uses", False
     )
+    shard_size: int = doc(
+        "fsdp: ranks each parameter is sharded over; 0: all ranks; a divisor of the world size below it: hybrid "
+        "sharding (HSDP), sharded within groups of that many consecutive ranks (e.g. one node's GPUs) and "
+        "replicated across the groups",
+        0,
+        ge=0,
+    )
 
     def validate(self) -> None:
         if self.strategy not in ("ddp", "fsdp"):
             raise ConfigError("strategy", f"must be 'ddp' or 'fsdp', got {self.strategy!r}")
+        if self.shard_size and self.strategy != "fsdp":
+            raise ConfigError("shard_size", "needs parallel.strategy=fsdp")
 
     @property
     def sharded(self) -> bool:

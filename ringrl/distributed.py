@@ -131,7 +131,7 @@ def wrap_model(model: Any, dist: Dist, parallel: Any, compute_dtype: Any) -> Any
         return wrap_ddp(model, dist)
     from ringrl.fsdp import shard_model
 
-    return shard_model(model, compute_dtype, parallel.reshard_after_forward, parallel.cpu_offload)
+    return shard_model(model, compute_dtype, parallel.reshard_after_forward, parallel.cpu_offload, parallel.shard_size)
 
 
 def close_distributed(clean: bool = True) -> None:

@@ -69,8 +69,16 @@ def decoder_layers(model: Any) -> list[torch.nn.Module]:
     return layers
 
 
-def shard_model(model: Any, compute_dtype: torch.dtype, reshard_after_forward: bool, cpu_offload: bool) -> Any:
+def shard_model(
+    model: Any, compute_dtype: torch.dtype, reshard_after_forward: bool, cpu_offload: bool, shard_size: int = 0
+) -> Any:
     """Wrap ``model`` in place: ``fully_shard`` on each decoder layer, then on the root.
+
+    ``shard_size`` (``parallel.shard_size``) 0 or the world size: every parameter sharded over all
+    ranks; a divisor below it: hybrid sharding (HSDP) on a 2-D mesh (replicate x shard), sharded
+    within each group of ``shard_size`` consecutive ranks and replicated across groups. FSDP then
+    averages gradients over all ranks too (reduce-scatter in the group, all-reduce across), so the
+    loss scaling is the same.
 
     The root keeps its weights (embeddings, final norm, output head) gathered from its
     forward to its backward, as FSDP does by default for the root: the chunked output head
@@ -83,6 +91,9 @@ def shard_model(model: Any, compute_dtype: torch.dtype, reshard_after_forward: b
         "mp_policy": MixedPrecisionPolicy(param_dtype=param_dtype, reduce_dtype=torch.float32),
         "reshard_after_forward": reshard_after_forward,
     }
+    mesh = _mesh(next(model.parameters()).device.type, shard_size)
+    if mesh is not None:
+        kwargs["mesh"] = mesh
     if cpu_offload:
         if next(model.parameters()).device.type != "cuda":
             raise ConfigError(
@@ -98,6 +109,20 @@ def shard_model(model: Any, compute_dtype: torch.dtype, reshard_after_forward: b
     model.set_reduce_scatter_unused_params(True)
     setattr(model, _RESHARD_ATTR, reshard_after_forward)
     return model
+
+
+def _mesh(device_type: str, shard_size: int) -> Any:
+    """The 2-D (replicate, shard) device mesh of hybrid sharding; None for full sharding."""
+    import torch.distributed as td
+
+    world = td.get_world_size()
+    if shard_size in (0, world):
+        return None
+    if shard_size > world or world % shard_size:
+        raise ConfigError("parallel.shard_size", f"must divide the world size {world}, got {shard_size}")
+    from torch.distributed.device_mesh import init_device_mesh
+
+    return init_device_mesh(device_type, (world // shard_size, shard_size), mesh_dim_names=("replicate", "shard"))
 
 
 def _inner_modules(model: Any) -> list[Any]:

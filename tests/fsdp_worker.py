@@ -6,6 +6,8 @@ Run directories written under OUT_DIR:
 - ``rl-ddp``, ``rl-fsdp``: the same 4 RL steps (C3PO with carried leftovers, 2 PPO epochs, so
   pi_old is a separate pass; a KL reference; small micro-batches, so the ranks' micro-batch
   counts differ), checkpoints every 2 steps;
+- ``rl-hsdp``: the fsdp run with hybrid sharding (``parallel.shard_size=1``: a 2-D mesh of 2
+  replicas of 1 shard);
 - ``rl-part``: the fsdp run stopped (an exception on every rank, as a kill would) once its
   step-2 checkpoint is written, then resumed by a new trainer to step 4;
 - ``rl-rollback``: the fsdp run's first 2 steps with ``monitor.rollback`` on (a step-0 checkpoint);
@@ -86,6 +88,7 @@ def main(model_dir: str, out_dir: str) -> None:
     out = Path(out_dir)
     for strategy in ("ddp", "fsdp"):
         rl(model_dir, out / f"rl-{strategy}", strategy).fit()
+    rl(model_dir, out / "rl-hsdp", "fsdp", "parallel.shard_size=1").fit()  # hybrid: 2 replicas of 1 shard
     part = rl(model_dir, out / "rl-part", "fsdp")
     real_step = part.step
 

@@ -170,3 +170,15 @@ def test_task_mix_errors_name_the_key(cls_path, override, key):
     cls = getattr(importlib.import_module(module), name)
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
         load_config(cls, overrides=["data.tasks=[math]", override])
+
+
+def test_parallel_shard_size_needs_fsdp():
+    from ringrl.config import load_config
+    from ringrl.errors import ConfigError
+    from ringrl.rl.config import RLConfig
+
+    with pytest.raises(ConfigError, match=r"'parallel.shard_size': needs parallel.strategy=fsdp"):
+        load_config(RLConfig, overrides=["parallel.shard_size=2"])
+    with pytest.raises(ConfigError, match=r"'parallel.shard_size'"):
+        load_config(RLConfig, overrides=["parallel.strategy=fsdp", "parallel.shard_size=-1"])
+    assert load_config(RLConfig, overrides=["parallel.strategy=fsdp", "parallel.shard_size=8"]).parallel.shard_size == 8

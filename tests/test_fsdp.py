@@ -71,7 +71,13 @@ def test_rl_fsdp_ends_with_the_ddp_weights(runs, ringrl_moe_dir):
             assert b[s][k] == pytest.approx(a[s][k], rel=1e-4, abs=1e-6), (s, k)
 
 
-@pytest.mark.parametrize("strategy", ["ddp", "fsdp"])
+def test_hybrid_sharding_ends_with_the_ddp_weights(runs):
+    ddp, hsdp = runs / "rl-ddp", runs / "rl-hsdp"
+    assert _max_diff(_weights(ddp, "step-2"), _weights(hsdp, "step-2")) <= 1e-5
+    assert _max_diff(_weights(ddp, "final"), _weights(hsdp, "final")) <= 1e-4
+
+
+@pytest.mark.parametrize("strategy", ["ddp", "fsdp", "hsdp"])
 def test_the_rollout_samples_the_trainers_pi_old(runs, strategy):
     for s, row in _metrics(runs / f"rl-{strategy}").items():
         assert 0 <= row["train/logprob_mismatch"] <= 1e-5, (s, row["train/logprob_mismatch"])

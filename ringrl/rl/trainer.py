@@ -169,7 +169,7 @@ class RLTrainer:
         par = self.cfg.parallel
         # resharding after forward whatever parallel.reshard_after_forward says: with no backward to come, a
         # layer left gathered would stay so for the whole run
-        return shard_model(ref, dtype, True, par.cpu_offload) if par.sharded else ref
+        return shard_model(ref, dtype, True, par.cpu_offload, par.shard_size) if par.sharded else ref
 
     # ------------------------------------------------------------------ the step
     def step(self) -> dict[str, Any]:
