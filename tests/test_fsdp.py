@@ -39,8 +39,18 @@ pytestmark = pytest.mark.skipif(
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory, ringrl_moe_dir) -> Path:
     out = tmp_path_factory.mktemp("fsdp")
-    _run(_torchrun(2, str(WORKER), str(ringrl_moe_dir), str(out)), timeout=600)
+    cmd = _torchrun(2, str(WORKER), str(ringrl_moe_dir), str(out))
+    _run(cmd, timeout=600)
+    log_dir = Path(next(a.split("=", 1)[1] for a in cmd if a.startswith("--log-dir=")))
+    for rank in (0, 1):
+        (log,) = log_dir.glob(f"*/attempt_0/{rank}/stderr.log")
+        (out / f"rank{rank}.log").write_text(log.read_text())
     return out
+
+
+def test_rank_zero_alone_reports_monitor_alerts(runs):
+    assert "alert length_at_cap at step 3" in (runs / "rank0.log").read_text()  # 8-token responses, all cut
+    assert "alert " not in (runs / "rank1.log").read_text()
 
 
 def _metrics(run: Path) -> dict[int, dict]:

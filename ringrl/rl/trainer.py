@@ -370,7 +370,7 @@ class RLTrainer:
                         f"reward {m['reward/mean']:.3f} len {m['response_length/mean']:.0f} "
                         f"tokens {m['train/tokens']} {m['time/step']:.1f}s/step"
                     )
-                    for a in alerts:
+                    for a in alerts if main else []:  # rank 0 speaks for all (every rank has the same alerts)
                         bar.note(f"alert {a.name} at step {a.step}: {a.message}")
                     if alerts and self._act_on(alerts):
                         logger.reopen()  # the rollback truncated metrics.jsonl
