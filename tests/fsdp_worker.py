@@ -146,7 +146,7 @@ def unused(out_dir: str) -> None:
     """``fsdp_worker.py unused OUT_DIR``: rank 1 alone uses expert 1; the sharded, reduced gradient must
     be the mean of the ranks' own (no size mismatch in the reduce-scatter, no hang)."""
     from ringrl.distributed import init_distributed
-    from ringrl.fsdp import full_value, shard_model
+    from ringrl.fsdp import drop_unreached_grads, full_value, shard_model
 
     dist, _ = init_distributed("cpu", sharded=True)
     torch.manual_seed(0)
@@ -164,7 +164,14 @@ def unused(out_dir: str) -> None:
     model(x, both=dist.rank == 1).square().sum().backward()
     got = {n: full_value(p.grad) for n, p in model.named_parameters()}
     want = {n: sum(g[n] for g in grads) / dist.world_size for n in got}
-    torch.save({"got": got, "want": want}, Path(out_dir) / f"unused-rank{dist.rank}.pt")
+    drop_unreached_grads(model)  # expert 1 ran on rank 1: it keeps its gradient on both ranks
+    kept = sorted(n for n, p in model.named_parameters() if p.grad is not None)
+    model.zero_grad(set_to_none=True)
+    model(x, both=False).square().sum().backward()  # now no rank runs expert 1
+    drop_unreached_grads(model)
+    kept_after_none = sorted(n for n, p in model.named_parameters() if p.grad is not None)
+    out = {"got": got, "want": want, "kept": kept, "kept_after_none": kept_after_none}
+    torch.save(out, Path(out_dir) / f"unused-rank{dist.rank}.pt")
     close_distributed()
 
 

@@ -227,10 +227,14 @@ def test_a_damaged_sharded_state_is_detected_before_anything_changes(runs, tmp_p
 def test_a_parameter_only_one_rank_reaches_is_reduced_as_zero_elsewhere(tmp_path):
     """A routed expert kept in its own module that got no token on one rank: FSDP reduces only the
     gradients that exist, so without ``set_reduce_scatter_unused_params`` the ranks' reduce-scatters
-    differ in size (gloo: a collective mismatch; NCCL: a hang). With it: the mean of the ranks'."""
+    differ in size (gloo: a collective mismatch; NCCL: a hang). With it: the mean of the ranks'. And
+    one that no rank ran has no gradient after ``drop_unreached_grads`` (not FSDP's zeros)."""
     _run(_torchrun(2, str(WORKER), "unused", str(tmp_path)), timeout=240)
     for rank in (0, 1):
         saved = torch.load(tmp_path / f"unused-rank{rank}.pt")
         assert any(float(g.abs().max()) > 0 for n, g in saved["want"].items() if "experts.1" in n)
         for n, g in saved["want"].items():
             torch.testing.assert_close(saved["got"][n], g, msg=n)
+        # what no rank ran in a step gets no gradient (AdamW skips it), as under DDP and on one process
+        assert saved["kept"] == sorted(saved["want"])
+        assert saved["kept_after_none"] == sorted(n for n in saved["want"] if "experts.1" not in n)
