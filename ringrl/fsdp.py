@@ -85,6 +85,13 @@ def shard_model(
     forward to its backward, as FSDP does by default for the root: the chunked output head
     (:func:`ringrl.models.forward.token_stats`) runs after the model's forward on the
     head's full weight."""
+    import torch.distributed.fsdp as fsdp2
+
+    if not hasattr(getattr(fsdp2, "FSDPModule", None), "set_reduce_scatter_unused_params"):  # torch < 2.13
+        raise ConfigError(
+            "parallel.strategy",
+            f"fsdp needs torch >= 2.13 (FSDP2's set_reduce_scatter_unused_params); this is torch {torch.__version__}",
+        )
     from torch.distributed.fsdp import CPUOffloadPolicy, MixedPrecisionPolicy, fully_shard
 
     param_dtype = None if compute_dtype == torch.float32 else compute_dtype
@@ -108,11 +115,6 @@ def shard_model(
     # a parameter a rank's pass did not reach (an expert module that got no token there) is reduced as
     # zeros, so every rank reduce-scatters the same tensors (DDP: find_unused_parameters); one that no
     # rank reached gets no gradient at all, as under DDP (drop_unreached_grads, before the optimizer)
-    if not hasattr(model, "set_reduce_scatter_unused_params"):
-        raise ConfigError(
-            "parallel.strategy",
-            f"fsdp needs torch >= 2.13 (FSDP2's set_reduce_scatter_unused_params); this is torch {torch.__version__}",
-        )
     model.set_reduce_scatter_unused_params(True)
     if any(p.requires_grad for p in model.parameters()):
         _track_reached(model)

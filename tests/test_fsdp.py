@@ -238,3 +238,17 @@ def test_a_parameter_only_one_rank_reaches_is_reduced_as_zero_elsewhere(tmp_path
         # what no rank ran in a step gets no gradient (AdamW skips it), as under DDP and on one process
         assert saved["kept"] == sorted(saved["want"])
         assert saved["kept_after_none"] == sorted(n for n in saved["want"] if "experts.1" not in n)
+
+
+def test_torch_without_unused_parameter_reduction_is_refused_before_sharding(monkeypatch, ringrl_moe_dir):
+    from torch.distributed.fsdp import FSDPModule
+
+    from ringrl.errors import ConfigError
+    from ringrl.fsdp import is_fsdp, shard_model
+    from ringrl.models.loading import load_policy
+
+    monkeypatch.delattr(FSDPModule, "set_reduce_scatter_unused_params")
+    model, _ = load_policy(ringrl_moe_dir, "cpu", "float32")
+    with pytest.raises(ConfigError, match=r"'parallel.strategy': fsdp needs torch >= 2.13"):
+        shard_model(model, torch.float32, True, False)
+    assert not is_fsdp(model)  # refused before anything was wrapped
