@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -96,6 +97,9 @@ class ParallelConfig:
 
 def validate_parallel(parallel: ParallelConfig, model: ModelConfig) -> None:
     """Cross-section check of a stage config with ``parallel`` and ``model`` sections."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))  # torchrun's; 1 on one process
+    if parallel.shard_size and (parallel.shard_size > world or world % parallel.shard_size):
+        raise ConfigError("parallel.shard_size", f"must divide the world size {world}, got {parallel.shard_size}")
     if parallel.cpu_offload:
         from ringrl.models.loading import resolve_device
 

@@ -172,7 +172,7 @@ def test_task_mix_errors_name_the_key(cls_path, override, key):
         load_config(cls, overrides=["data.tasks=[math]", override])
 
 
-def test_parallel_shard_size_needs_fsdp():
+def test_parallel_shard_size_needs_fsdp_and_a_divisor_of_the_world_size(monkeypatch):
     from ringrl.config import load_config
     from ringrl.errors import ConfigError
     from ringrl.rl.config import RLConfig
@@ -181,4 +181,9 @@ def test_parallel_shard_size_needs_fsdp():
         load_config(RLConfig, overrides=["parallel.shard_size=2"])
     with pytest.raises(ConfigError, match=r"'parallel.shard_size'"):
         load_config(RLConfig, overrides=["parallel.strategy=fsdp", "parallel.shard_size=-1"])
+    with pytest.raises(ConfigError, match=r"'parallel.shard_size': must divide the world size 1, got 8"):
+        load_config(RLConfig, overrides=["parallel.strategy=fsdp", "parallel.shard_size=8"])
+    monkeypatch.setenv("WORLD_SIZE", "16")  # as torchrun sets it
     assert load_config(RLConfig, overrides=["parallel.strategy=fsdp", "parallel.shard_size=8"]).parallel.shard_size == 8
+    with pytest.raises(ConfigError, match=r"must divide the world size 16, got 6"):
+        load_config(RLConfig, overrides=["parallel.strategy=fsdp", "parallel.shard_size=6"])
