@@ -184,9 +184,10 @@ def optimizer_step(model, optimizer, grad_clip: float, loss: float | None = None
     """
     import torch
 
-    from ringrl.fsdp import drop_unreached_grads, full_value
+    from ringrl.distributed import drop_unreached_grads
+    from ringrl.fsdp import full_value
 
-    drop_unreached_grads(model)  # sharded: what no rank reached gets no update, as under DDP
+    drop_unreached_grads(model)  # data parallel: what no rank ran on real data gets no update, as on one process
     params = [p for p in model.parameters() if p.grad is not None]
     clip = grad_clip if grad_clip > 0 else float("inf")
     # sharded (FSDP) gradients: the norm is a DTensor over all shards

@@ -14,7 +14,9 @@ How N ranks train as one process on the whole batch (DESIGN.md, "Scale-out"):
   (C3PO: 1/Phi), so the rank losses sum to the one-process loss; DDP averages
   gradients over ranks, hence every rank's loss is multiplied by ``world_size``;
 - a rank may hold no sequence at all (fewer responses than ranks): it still runs one
-  backward pass, on a zero-weight sequence, so that the gradient all-reduce matches;
+  backward pass, on a zero-weight sequence, so that the gradient all-reduce matches
+  (:func:`idle_pass`: it reaches no module, so a parameter that no rank ran on real data
+  gets no gradient and AdamW skips it, as on one process: :func:`drop_unreached_grads`);
 - only rank 0 writes files (metrics, checkpoints, summaries); every rank reads the same
   run directory, so it must sit on a filesystem all ranks share.
 
@@ -128,10 +130,78 @@ def wrap_model(model: Any, dist: Dist, parallel: Any, compute_dtype: Any) -> Any
     """What trains: ``parallel.strategy`` ddp: :func:`wrap_ddp` (``model`` itself on one process);
     fsdp: ``model`` sharded in place (:func:`ringrl.fsdp.shard_model`), also on one process."""
     if not parallel.sharded:
+        if dist.enabled:
+            track_reached(model)
         return wrap_ddp(model, dist)
     from ringrl.fsdp import shard_model
 
     return shard_model(model, compute_dtype, parallel.reshard_after_forward, parallel.cpu_offload, parallel.shard_size)
+
+
+_REACHED_ATTR = "_ringrl_reached"
+_IDLE_ATTR = "_ringrl_idle"
+
+
+def track_reached(model: Any) -> None:
+    """Forward pre-hooks noting which modules holding parameters ran on real data (autograd on, not
+    inside :func:`idle_pass`) since the last optimizer step; :func:`drop_unreached_grads` reads them."""
+    import torch
+
+    modules = [m for m in model.modules() if next(m.parameters(recurse=False), None) is not None]
+    reached = torch.zeros(len(modules), dtype=torch.int32)
+
+    def hook(i: int) -> Any:
+        def pre(module: Any, args: Any) -> None:
+            if torch.is_grad_enabled() and not getattr(model, _IDLE_ATTR, False):
+                reached[i] = 1
+
+        return pre
+
+    for i, m in enumerate(modules):
+        m.register_forward_pre_hook(hook(i))
+    setattr(model, _REACHED_ATTR, (modules, reached))
+
+
+def idle_pass(model: Any) -> Any:
+    """Context of a zero-weight pass that only keeps the ranks' collectives in step (a rank with no
+    sequence, or FSDP's padding to equal micro-batch counts): it reaches no module for
+    :func:`drop_unreached_grads`."""
+    from contextlib import contextmanager
+
+    target = unwrap(model)
+
+    @contextmanager
+    def ctx() -> Any:
+        setattr(target, _IDLE_ATTR, True)
+        try:
+            yield
+        finally:
+            setattr(target, _IDLE_ATTR, False)
+
+    return ctx()
+
+
+def drop_unreached_grads(model: Any) -> None:
+    """Before an optimizer step under data parallelism (every rank): the parameters of modules that no
+    rank ran on real data since the last step (an expert module no token was routed to) lose the zero
+    gradient that a zero-weight pass, or FSDP's reduction of unused parameters, gave them, so AdamW
+    skips them (no momentum step, no weight decay, no step count) as on one process. One all-reduce
+    of a flag per module; nothing for a model that :func:`track_reached` did not hook."""
+    tracked = getattr(model, _REACHED_ATTR, None)
+    if tracked is None:
+        return
+    import torch.distributed as td
+
+    from ringrl.fsdp import compute_device
+
+    modules, reached = tracked
+    flags = reached.to(compute_device(model))
+    td.all_reduce(flags, op=td.ReduceOp.MAX)
+    for m, used in zip(modules, flags.tolist()):
+        if not used:
+            for p in m.parameters(recurse=False):
+                p.grad = None
+    reached.zero_()
 
 
 def close_distributed(clean: bool = True) -> None:

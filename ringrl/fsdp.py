@@ -45,7 +45,6 @@ SHARDED_DIR = "distcp"
 _INFO = "ringrl.json"
 _RESHARD_ATTR = "_ringrl_reshard_after_forward"
 _GATHERED_ATTR = "_ringrl_gathered"
-_REACHED_ATTR = "_ringrl_reached"
 
 
 def is_fsdp(model: Any) -> bool:
@@ -114,10 +113,12 @@ def shard_model(
     model.set_reshard_after_forward(False, recurse=False)  # the root (what FSDP's lazy init would pick)
     # a parameter a rank's pass did not reach (an expert module that got no token there) is reduced as
     # zeros, so every rank reduce-scatters the same tensors (DDP: find_unused_parameters); one that no
-    # rank reached gets no gradient at all, as under DDP (drop_unreached_grads, before the optimizer)
+    # rank reached gets no gradient at all (ringrl.distributed.drop_unreached_grads, before the optimizer)
     model.set_reduce_scatter_unused_params(True)
     if any(p.requires_grad for p in model.parameters()):
-        _track_reached(model)
+        from ringrl.distributed import track_reached
+
+        track_reached(model)
     setattr(model, _RESHARD_ATTR, reshard_after_forward)
     return model
 
@@ -134,44 +135,6 @@ def _mesh(device_type: str, shard_size: int) -> Any:
     from torch.distributed.device_mesh import init_device_mesh
 
     return init_device_mesh(device_type, (world // shard_size, shard_size), mesh_dim_names=("replicate", "shard"))
-
-
-def _track_reached(model: Any) -> None:
-    """Forward pre-hooks that note which modules holding parameters ran with autograd on since the
-    last optimizer step (:func:`drop_unreached_grads`)."""
-    modules = [m for m in model.modules() if next(m.parameters(recurse=False), None) is not None]
-    reached = torch.zeros(len(modules), dtype=torch.int32)
-
-    def hook(i: int) -> Any:
-        def pre(module: Any, args: Any) -> None:
-            if torch.is_grad_enabled():
-                reached[i] = 1
-
-        return pre
-
-    for i, m in enumerate(modules):
-        m.register_forward_pre_hook(hook(i))
-    setattr(model, _REACHED_ATTR, (modules, reached))
-
-
-def drop_unreached_grads(model: Any) -> None:
-    """Before an optimizer step of a sharded model (every rank): parameters of modules that no rank ran
-    since the last step (an expert module no token was routed to) lose the zero gradient FSDP gave
-    them, so that AdamW skips them (no momentum step, no weight decay), as it does under DDP and on
-    one process. One all-reduce of a flag per module."""
-    tracked = getattr(model, _REACHED_ATTR, None)
-    if tracked is None:
-        return
-    import torch.distributed as td
-
-    modules, reached = tracked
-    flags = reached.to(compute_device(model))
-    td.all_reduce(flags, op=td.ReduceOp.MAX)
-    for m, used in zip(modules, flags.tolist()):
-        if not used:
-            for p in m.parameters(recurse=False):
-                p.grad = None
-    reached.zero_()
 
 
 def _inner_modules(model: Any) -> list[Any]:

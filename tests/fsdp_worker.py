@@ -12,7 +12,7 @@ Run directories written under OUT_DIR:
   step-2 checkpoint is written, then resumed by a new trainer to step 4;
 - ``rl-rollback``: the fsdp run's first 2 steps with ``monitor.rollback`` on (a step-0 checkpoint);
 - ``sft-ddp``, ``sft-fsdp``: 2 epochs of SFT with the per-epoch entropy evaluation, where the
-  last step of each epoch leaves one rank a batch short (fsdp pads it with a zero-loss pass).
+  last step of each epoch leaves one rank without a batch (it runs a zero-loss pass).
 """
 
 from __future__ import annotations
@@ -59,8 +59,8 @@ SFT = [
     "data.train_size=24",
     "data.eval_size=2",
     "epochs=2",
-    "batch_tokens=650",  # 15 batches an epoch, 4 per step over 2 ranks: in the last step one rank has 2, the other 1
-    "grad_accum=2",
+    "batch_tokens=650",  # 15 batches an epoch, 2 per step over 2 ranks: in the last step one rank has none
+    "grad_accum=1",
     "save_every=2",
     "keep_checkpoints=10",
     "optim.lr=1e-2",
@@ -145,8 +145,8 @@ class _Toy(torch.nn.Module):
 def unused(out_dir: str) -> None:
     """``fsdp_worker.py unused OUT_DIR``: rank 1 alone uses expert 1; the sharded, reduced gradient must
     be the mean of the ranks' own (no size mismatch in the reduce-scatter, no hang)."""
-    from ringrl.distributed import init_distributed
-    from ringrl.fsdp import drop_unreached_grads, full_value, shard_model
+    from ringrl.distributed import drop_unreached_grads, idle_pass, init_distributed
+    from ringrl.fsdp import full_value, shard_model
 
     dist, _ = init_distributed("cpu", sharded=True)
     torch.manual_seed(0)
@@ -170,7 +170,21 @@ def unused(out_dir: str) -> None:
     model(x, both=False).square().sum().backward()  # now no rank runs expert 1
     drop_unreached_grads(model)
     kept_after_none = sorted(n for n, p in model.named_parameters() if p.grad is not None)
-    out = {"got": got, "want": want, "kept": kept, "kept_after_none": kept_after_none}
+    model.zero_grad(set_to_none=True)
+    if dist.rank == 0:  # a zero-weight pass that keeps the ranks in step reaches expert 1: it does not count
+        with idle_pass(model):
+            (0.0 * model(x, both=True).square().sum()).backward()
+    else:
+        model(x, both=False).square().sum().backward()
+    drop_unreached_grads(model)
+    kept_after_idle = sorted(n for n, p in model.named_parameters() if p.grad is not None)
+    out = {
+        "got": got,
+        "want": want,
+        "kept": kept,
+        "kept_after_none": kept_after_none,
+        "kept_after_idle": kept_after_idle,
+    }
     torch.save(out, Path(out_dir) / f"unused-rank{dist.rank}.pt")
     close_distributed()
 

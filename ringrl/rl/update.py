@@ -25,7 +25,7 @@ from ringrl.algorithms import (
 )
 from ringrl.algorithms.correction import correction_weights
 from ringrl.algorithms.types import SelectedSample
-from ringrl.distributed import Dist, all_reduce_sum, sync_unless
+from ringrl.distributed import Dist, all_reduce_sum, idle_pass, sync_unless
 from ringrl.fsdp import compute_device, is_fsdp, release
 from ringrl.models.forward import token_stats, unwrap
 from ringrl.rl.config import LossConfig
@@ -47,6 +47,7 @@ class MicroBatch:
     n_tokens: int  # trained tokens
     position_ids_BT: torch.Tensor | None = None  # [B, T] packed rows only
     routing_LNk: torch.Tensor | None = None  # [L, B*T, k] the engine's MoE routing per position, -1: free
+    idle: bool = False  # a zero-weight pass that only keeps data-parallel ranks in step
 
 
 def build_micro_batches(
@@ -202,7 +203,7 @@ def rank_gradients(
         want = most if is_fsdp(model) else 1
         if len(mbs) < want:
             idle = build_micro_batches([replace(selected[0], token_weight=0.0)], pad_id, max_tokens)[0]
-            mbs += [replace(idle, n_tokens=0)] * (want - len(mbs))
+            mbs += [replace(idle, n_tokens=0, idle=True)] * (want - len(mbs))
     metrics = accumulate_gradients(
         model,
         ref_model,
@@ -247,7 +248,8 @@ def accumulate_gradients(
     sums: dict[str, float] = {}
     loss_sum = 0.0
     for i, mb in enumerate(micro_batches):
-        with sync_unless(model, skip=i < len(micro_batches) - 1):
+        idle = idle_pass(model) if mb.idle else contextlib.nullcontext()
+        with sync_unless(model, skip=i < len(micro_batches) - 1), idle:
             loss_sum += _micro_batch_backward(
                 model,
                 ref_model,

@@ -22,6 +22,7 @@ rank 0 alone writes files.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import random
@@ -43,6 +44,7 @@ from ringrl.distributed import (
     broadcast_object,
     check_before_save,
     gather_objects,
+    idle_pass,
     init_distributed,
     sync_unless,
     wrap_model,
@@ -254,12 +256,21 @@ def _train_sft_locked(cfg: SFTConfig, grader, dist: Dist, device: str, rundir: R
                     # fewer batches than ranks at the end of an epoch: a zero-loss pass keeps the all-reduce
                     # in step; under FSDP (collective passes) every rank runs as many as the busiest one
                     want = -(-len(step_batches) // dist.world_size) if is_fsdp(model) else 1
-                    if len(group) < want:
+                    real = len(group)
+                    if real < want:
                         idle = _zero_mask(collate([examples[i] for i in step_batches[0]], tokenizer.pad_token_id))
-                        group += [idle] * (want - len(group))
+                        group += [idle] * (want - real)
                     metrics = all_reduce_sum(
                         train_step(
-                            train_model, group, denominator, cfg, moe, top_k, device, loss_scale=float(dist.world_size)
+                            train_model,
+                            group,
+                            denominator,
+                            cfg,
+                            moe,
+                            top_k,
+                            device,
+                            loss_scale=float(dist.world_size),
+                            real=real,
                         ),
                         dist,
                     )
@@ -386,16 +397,20 @@ def train_step(
     top_k: int,
     device,
     loss_scale: float = 1.0,
+    real: int | None = None,
 ) -> dict[str, float]:
     """Forward/backward over the micro-batches of one optimizer step (gradients accumulate).
 
     ``loss_scale`` multiplies what is back-propagated (the world size under DDP, which
-    averages over ranks); under DDP only the last micro-batch's backward all-reduces."""
+    averages over ranks); under DDP only the last micro-batch's backward all-reduces.
+    ``real``: the batches of ``group`` after the first ``real`` are zero-loss passes that only keep
+    data-parallel ranks in step (:func:`ringrl.distributed.idle_pass`)."""
     nll: float = 0.0
     out: dict[str, Any] = {}
     for i, g in enumerate(group):
         g = {k: v.to(device) for k, v in g.items()}
-        with sync_unless(model, skip=i < len(group) - 1):
+        idle = idle_pass(model) if real is not None and i >= real else contextlib.nullcontext()
+        with sync_unless(model, skip=i < len(group) - 1), idle:
             # the output head runs in chunks over the target tokens only: no [B, T, V] logits
             st = token_stats(model, g["input_ids"], g["attention_mask"], targets_mask_BT=g["loss_mask"][:, 1:] != 0)
             router = st.router_logits
