@@ -42,7 +42,8 @@ for another, e.g. while rank 0 writes a checkpoint.
 from __future__ import annotations
 
 import os
-from contextlib import nullcontext
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -139,69 +140,109 @@ def wrap_model(model: Any, dist: Dist, parallel: Any, compute_dtype: Any) -> Any
 
 
 _REACHED_ATTR = "_ringrl_reached"
-_IDLE_ATTR = "_ringrl_idle"
+#: Modules whose own forward never runs: their parameters count as reached when the module using them runs.
+_CONTAINERS = ("ParameterDict", "ParameterList", "ModuleDict", "ModuleList")
+
+
+@dataclass
+class _Reach:
+    """Which modules ran on real data since the last optimizer step (:func:`track_reached`)."""
+
+    modules: list[Any]  # the modules whose forward marks their parameters as reached
+    holders: list[tuple[Any, list[int]]]  # each trainable parameter and the modules (indices) that use it
+    flags: bytearray
+    idle: bool = False
 
 
 def track_reached(model: Any) -> None:
-    """Forward pre-hooks noting which modules holding parameters ran on real data (autograd on, not
-    inside :func:`idle_pass`) since the last optimizer step; :func:`drop_unreached_grads` reads them."""
-    import torch
+    """Prepare :func:`reaching` and :func:`drop_unreached_grads` for ``model`` (data-parallel training).
 
-    modules = [m for m in model.modules() if next(m.parameters(recurse=False), None) is not None]
-    reached = torch.zeros(len(modules), dtype=torch.int32)
+    A parameter is reached when a module holding it runs (with autograd on, outside
+    :func:`idle_pass`); for one kept in a container that has no forward of its own (a
+    ``ParameterDict``, as PEFT's LoRA embeddings use) the nearest enclosing module that runs
+    counts. A parameter tied to several modules is reached when any of them runs."""
+    by_name = dict(model.named_modules(remove_duplicate=False))
+    modules: list[Any] = []
+    index: dict[int, int] = {}
+    holders: dict[int, tuple[Any, list[int]]] = {}
+    for name, p in model.named_parameters(remove_duplicate=False):
+        if not p.requires_grad:
+            continue
+        path = name.rsplit(".", 1)[0] if "." in name else ""
+        while path and type(by_name[path]).__name__ in _CONTAINERS:
+            path = path.rsplit(".", 1)[0] if "." in path else ""
+        m = by_name[path]
+        if id(m) not in index:
+            index[id(m)] = len(modules)
+            modules.append(m)
+        holder = holders.setdefault(id(p), (p, []))
+        if index[id(m)] not in holder[1]:
+            holder[1].append(index[id(m)])
+    setattr(model, _REACHED_ATTR, _Reach(modules, list(holders.values()), bytearray(len(modules))))
+
+
+@contextmanager
+def reaching(model: Any) -> Iterator[None]:
+    """Around the gradient passes of one optimizer step: forward pre-hooks note the modules that run
+    (only here, so that rollouts and evaluation pay nothing for them). A no-op for an untracked model."""
+    state = getattr(unwrap(model), _REACHED_ATTR, None)
+    if state is None:
+        yield
+        return
+    import torch
 
     def hook(i: int) -> Any:
         def pre(module: Any, args: Any) -> None:
-            if torch.is_grad_enabled() and not getattr(model, _IDLE_ATTR, False):
-                reached[i] = 1
+            if not state.idle and torch.is_grad_enabled():
+                state.flags[i] = 1
 
         return pre
 
-    for i, m in enumerate(modules):
-        m.register_forward_pre_hook(hook(i))
-    setattr(model, _REACHED_ATTR, (modules, reached))
+    handles = [m.register_forward_pre_hook(hook(i)) for i, m in enumerate(state.modules)]
+    try:
+        yield
+    finally:
+        for h in handles:
+            h.remove()
 
 
-def idle_pass(model: Any) -> Any:
+@contextmanager
+def idle_pass(model: Any) -> Iterator[None]:
     """Context of a zero-weight pass that only keeps the ranks' collectives in step (a rank with no
     sequence, or FSDP's padding to equal micro-batch counts): it reaches no module for
     :func:`drop_unreached_grads`."""
-    from contextlib import contextmanager
-
-    target = unwrap(model)
-
-    @contextmanager
-    def ctx() -> Any:
-        setattr(target, _IDLE_ATTR, True)
-        try:
-            yield
-        finally:
-            setattr(target, _IDLE_ATTR, False)
-
-    return ctx()
+    state = getattr(unwrap(model), _REACHED_ATTR, None)
+    if state is None:
+        yield
+        return
+    state.idle = True
+    try:
+        yield
+    finally:
+        state.idle = False
 
 
 def drop_unreached_grads(model: Any) -> None:
-    """Before an optimizer step under data parallelism (every rank): the parameters of modules that no
-    rank ran on real data since the last step (an expert module no token was routed to) lose the zero
-    gradient that a zero-weight pass, or FSDP's reduction of unused parameters, gave them, so AdamW
-    skips them (no momentum step, no weight decay, no step count) as on one process. One all-reduce
-    of a flag per module; nothing for a model that :func:`track_reached` did not hook."""
-    tracked = getattr(model, _REACHED_ATTR, None)
-    if tracked is None:
+    """Before an optimizer step under data parallelism (every rank): the parameters that no rank reached
+    on real data since the last step (an expert module no token was routed to) lose the zero gradient
+    that a zero-weight pass, or FSDP's reduction of unused parameters, gave them, so AdamW skips them
+    (no momentum step, no weight decay, no step count) as on one process. One all-reduce of a flag per
+    module; nothing for a model that :func:`track_reached` did not prepare."""
+    state = getattr(model, _REACHED_ATTR, None)
+    if state is None:
         return
+    import torch
     import torch.distributed as td
 
     from ringrl.fsdp import compute_device
 
-    modules, reached = tracked
-    flags = reached.to(compute_device(model))
+    flags = torch.tensor(list(state.flags), dtype=torch.int32, device=compute_device(model))
     td.all_reduce(flags, op=td.ReduceOp.MAX)
-    for m, used in zip(modules, flags.tolist()):
-        if not used:
-            for p in m.parameters(recurse=False):
-                p.grad = None
-    reached.zero_()
+    reached = flags.tolist()
+    for p, users in state.holders:
+        if not any(reached[i] for i in users):
+            p.grad = None
+    state.flags[:] = bytes(len(state.flags))
 
 
 def close_distributed(clean: bool = True) -> None:

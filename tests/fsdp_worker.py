@@ -119,14 +119,16 @@ def main(model_dir: str, out_dir: str) -> None:
 
 class _Block(torch.nn.Module):
     """Two "experts"; a rank routes its tokens to expert 1 only when told to (expert 1 then gets no
-    gradient on the other rank, as a routed expert module that received no token)."""
+    gradient on the other rank, as a routed expert module that received no token). A scale kept in a
+    ``ParameterDict`` (no forward of its own, as PEFT's LoRA embeddings) is used by the block itself."""
 
     def __init__(self) -> None:
         super().__init__()
         self.experts = torch.nn.ModuleList(torch.nn.Linear(8, 8) for _ in range(2))
+        self.scale = torch.nn.ParameterDict({"a": torch.nn.Parameter(torch.ones(8))})
 
     def forward(self, x: torch.Tensor, both: bool) -> torch.Tensor:
-        return self.experts[0](x) + (self.experts[1](x) if both else 0)
+        return (self.experts[0](x) + (self.experts[1](x) if both else 0)) * self.scale["a"]
 
 
 class _Toy(torch.nn.Module):
@@ -142,13 +144,16 @@ class _Toy(torch.nn.Module):
         return x
 
 
-def unused(out_dir: str) -> None:
-    """``fsdp_worker.py unused OUT_DIR``: rank 1 alone uses expert 1; the sharded, reduced gradient must
-    be the mean of the ranks' own (no size mismatch in the reduce-scatter, no hang)."""
-    from ringrl.distributed import drop_unreached_grads, idle_pass, init_distributed
-    from ringrl.fsdp import full_value, shard_model
+def unused(out_dir: str, strategy: str) -> None:
+    """``fsdp_worker.py unused OUT_DIR ddp|fsdp``: rank 1 alone uses expert 1; the reduced gradient
+    must be the mean of the ranks' own (under FSDP: no size mismatch in the reduce-scatter, no hang).
+    Then which parameters keep a gradient for the optimizer (``drop_unreached_grads``) after a pass
+    where no rank runs expert 1, and after one where only a zero-weight ``idle_pass`` does."""
+    from ringrl.common_config import ParallelConfig
+    from ringrl.distributed import drop_unreached_grads, idle_pass, init_distributed, reaching, wrap_model
+    from ringrl.fsdp import full_value
 
-    dist, _ = init_distributed("cpu", sharded=True)
+    dist, _ = init_distributed("cpu", sharded=strategy == "fsdp")
     torch.manual_seed(0)
     model, x = _Toy(), torch.randn(4, 8, generator=torch.Generator().manual_seed(dist.rank))
     grads = []
@@ -160,22 +165,26 @@ def unused(out_dir: str) -> None:
             {n: (p.grad if p.grad is not None else torch.zeros_like(p)).clone() for n, p in model.named_parameters()}
         )
     model.zero_grad(set_to_none=True)
-    shard_model(model, torch.float32, True, False)
-    model(x, both=dist.rank == 1).square().sum().backward()
+    train = wrap_model(model, dist, ParallelConfig(strategy=strategy), torch.float32)
+
+    def step(both: bool, idle: bool = False) -> list[str]:
+        model.zero_grad(set_to_none=True)
+        with reaching(train), idle_pass(train) if idle else contextlib.nullcontext():
+            (train(x, both=both).square().sum() * (0.0 if idle else 1.0)).backward()
+        return sorted(n for n, p in model.named_parameters() if p.grad is not None)
+
+    model.zero_grad(set_to_none=True)
+    with reaching(train):
+        train(x, both=dist.rank == 1).square().sum().backward()
     got = {n: full_value(p.grad) for n, p in model.named_parameters()}
     want = {n: sum(g[n] for g in grads) / dist.world_size for n in got}
     drop_unreached_grads(model)  # expert 1 ran on rank 1: it keeps its gradient on both ranks
     kept = sorted(n for n, p in model.named_parameters() if p.grad is not None)
-    model.zero_grad(set_to_none=True)
-    model(x, both=False).square().sum().backward()  # now no rank runs expert 1
+    step(both=False)  # now no rank runs expert 1
     drop_unreached_grads(model)
     kept_after_none = sorted(n for n, p in model.named_parameters() if p.grad is not None)
-    model.zero_grad(set_to_none=True)
-    if dist.rank == 0:  # a zero-weight pass that keeps the ranks in step reaches expert 1: it does not count
-        with idle_pass(model):
-            (0.0 * model(x, both=True).square().sum()).backward()
-    else:
-        model(x, both=False).square().sum().backward()
+    # a zero-weight pass that keeps the ranks in step reaches expert 1 on rank 0: it does not count
+    step(both=dist.rank == 0, idle=dist.rank == 0)
     drop_unreached_grads(model)
     kept_after_idle = sorted(n for n, p in model.named_parameters() if p.grad is not None)
     out = {
@@ -185,12 +194,12 @@ def unused(out_dir: str) -> None:
         "kept_after_none": kept_after_none,
         "kept_after_idle": kept_after_idle,
     }
-    torch.save(out, Path(out_dir) / f"unused-rank{dist.rank}.pt")
+    torch.save(out, Path(out_dir) / f"unused-{strategy}-rank{dist.rank}.pt")
     close_distributed()
 
 
 if __name__ == "__main__":
     if sys.argv[1] == "unused":
-        unused(sys.argv[2])
+        unused(sys.argv[2], sys.argv[3])
     else:
         main(sys.argv[1], sys.argv[2])

@@ -225,22 +225,25 @@ def test_a_damaged_sharded_state_is_detected_before_anything_changes(runs, tmp_p
     check_sharded(ckpt)
 
 
-def test_a_parameter_only_one_rank_reaches_is_reduced_as_zero_elsewhere(tmp_path):
+@pytest.mark.parametrize("strategy", ["fsdp", "ddp"])
+def test_parameters_no_rank_reaches_get_no_gradient(tmp_path, strategy):
     """A routed expert kept in its own module that got no token on one rank: FSDP reduces only the
     gradients that exist, so without ``set_reduce_scatter_unused_params`` the ranks' reduce-scatters
     differ in size (gloo: a collective mismatch; NCCL: a hang). With it: the mean of the ranks'. And
     one that no rank ran on real data (an idle pass does not count) has no gradient after
-    ``drop_unreached_grads`` (not FSDP's zeros), so AdamW skips it as on one process."""
-    _run(_torchrun(2, str(WORKER), "unused", str(tmp_path)), timeout=240)
+    ``drop_unreached_grads`` (not FSDP's or an idle pass's zeros), so AdamW skips it as on one
+    process, under ddp too; a parameter in a ``ParameterDict`` counts as reached with its block."""
+    _run(_torchrun(2, str(WORKER), "unused", str(tmp_path), strategy), timeout=240)
     for rank in (0, 1):
-        saved = torch.load(tmp_path / f"unused-rank{rank}.pt")
+        saved = torch.load(tmp_path / f"unused-{strategy}-rank{rank}.pt")
         assert any(float(g.abs().max()) > 0 for n, g in saved["want"].items() if "experts.1" in n)
         for n, g in saved["want"].items():
             torch.testing.assert_close(saved["got"][n], g, msg=n)
-        # what no rank ran in a step gets no gradient (AdamW skips it), as under DDP and on one process
         assert saved["kept"] == sorted(saved["want"])
-        assert saved["kept_after_none"] == sorted(n for n in saved["want"] if "experts.1" not in n)
-        assert saved["kept_after_idle"] == saved["kept_after_none"]  # an idle pass reaches nothing
+        everything_but_expert_1 = sorted(n for n in saved["want"] if "experts.1" not in n)
+        assert any("scale.a" in n for n in everything_but_expert_1)
+        assert saved["kept_after_none"] == everything_but_expert_1
+        assert saved["kept_after_idle"] == everything_but_expert_1
 
 
 def test_torch_without_unused_parameter_reduction_is_refused_before_sharding(monkeypatch, ringrl_moe_dir):

@@ -25,7 +25,7 @@ from ringrl.algorithms import (
 )
 from ringrl.algorithms.correction import correction_weights
 from ringrl.algorithms.types import SelectedSample
-from ringrl.distributed import Dist, all_reduce_sum, idle_pass, sync_unless
+from ringrl.distributed import Dist, all_reduce_sum, idle_pass, reaching, sync_unless
 from ringrl.fsdp import compute_device, is_fsdp, release
 from ringrl.models.forward import token_stats, unwrap
 from ringrl.rl.config import LossConfig
@@ -247,22 +247,23 @@ def accumulate_gradients(
     total = total_tokens or sum(mb.n_tokens for mb in micro_batches) or 1
     sums: dict[str, float] = {}
     loss_sum = 0.0
-    for i, mb in enumerate(micro_batches):
-        idle = idle_pass(model) if mb.idle else contextlib.nullcontext()
-        with sync_unless(model, skip=i < len(micro_batches) - 1), idle:
-            loss_sum += _micro_batch_backward(
-                model,
-                ref_model,
-                mb,
-                loss_cfg,
-                temperature,
-                moe_top_k,
-                mb.n_tokens / total,
-                loss_scale,
-                dev,
-                sums,
-                replay_routing,
-            )
+    with reaching(model):  # which modules this step's passes reach (data parallel: drop_unreached_grads)
+        for i, mb in enumerate(micro_batches):
+            idle = idle_pass(model) if mb.idle else contextlib.nullcontext()
+            with sync_unless(model, skip=i < len(micro_batches) - 1), idle:
+                loss_sum += _micro_batch_backward(
+                    model,
+                    ref_model,
+                    mb,
+                    loss_cfg,
+                    temperature,
+                    moe_top_k,
+                    mb.n_tokens / total,
+                    loss_scale,
+                    dev,
+                    sums,
+                    replay_routing,
+                )
     out = {k: v / total for k, v in sums.items() if k.startswith("train/")}
     out.update({k: v for k, v in sums.items() if k.startswith("moe/")})
     out["train/loss"] = loss_sum

@@ -46,6 +46,7 @@ from ringrl.distributed import (
     gather_objects,
     idle_pass,
     init_distributed,
+    reaching,
     sync_unless,
     wrap_model,
 )
@@ -407,24 +408,25 @@ def train_step(
     data-parallel ranks in step (:func:`ringrl.distributed.idle_pass`)."""
     nll: float = 0.0
     out: dict[str, Any] = {}
-    for i, g in enumerate(group):
-        g = {k: v.to(device) for k, v in g.items()}
-        idle = idle_pass(model) if real is not None and i >= real else contextlib.nullcontext()
-        with sync_unless(model, skip=i < len(group) - 1), idle:
-            # the output head runs in chunks over the target tokens only: no [B, T, V] logits
-            st = token_stats(model, g["input_ids"], g["attention_mask"], targets_mask_BT=g["loss_mask"][:, 1:] != 0)
-            router = st.router_logits
-            loss, m = sft_loss_from_logprobs(st.logprobs_BT, g["loss_mask"], denominator)
-            if moe and router:
-                share = float(m["tokens"]) / denominator  # token-weighted mean of the per-micro-batch router terms
-                aux, mm = moe_aux_loss(
-                    router, top_k, g["attention_mask"], alpha_balance=cfg.alpha_balance, alpha_zloss=cfg.alpha_zloss
-                )
-                loss = loss + share * aux
-                for k in ("moe/balance_loss", "moe/z_loss", "moe/max_expert_load"):
-                    out[k] = out.get(k, 0.0) + share * float(mm[k])
-            (loss * loss_scale if loss_scale != 1.0 else loss).backward()
-        nll += float(m["nll_sum"])
+    with reaching(model):  # which modules the step's passes reach (data parallel: drop_unreached_grads)
+        for i, g in enumerate(group):
+            g = {k: v.to(device) for k, v in g.items()}
+            idle = idle_pass(model) if real is not None and i >= real else contextlib.nullcontext()
+            with sync_unless(model, skip=i < len(group) - 1), idle:
+                # the output head runs in chunks over the target tokens only: no [B, T, V] logits
+                st = token_stats(model, g["input_ids"], g["attention_mask"], targets_mask_BT=g["loss_mask"][:, 1:] != 0)
+                router = st.router_logits
+                loss, m = sft_loss_from_logprobs(st.logprobs_BT, g["loss_mask"], denominator)
+                if moe and router:
+                    share = float(m["tokens"]) / denominator  # token-weighted mean of the per-micro-batch router terms
+                    aux, mm = moe_aux_loss(
+                        router, top_k, g["attention_mask"], alpha_balance=cfg.alpha_balance, alpha_zloss=cfg.alpha_zloss
+                    )
+                    loss = loss + share * aux
+                    for k in ("moe/balance_loss", "moe/z_loss", "moe/max_expert_load"):
+                        out[k] = out.get(k, 0.0) + share * float(mm[k])
+                (loss * loss_scale if loss_scale != 1.0 else loss).backward()
+            nll += float(m["nll_sum"])
     out["nll"] = nll
     return out
 
