@@ -224,10 +224,11 @@ def idle_pass(model: Any) -> Iterator[None]:
 
 def drop_unreached_grads(model: Any) -> None:
     """Before an optimizer step under data parallelism (every rank): the parameters that no rank reached
-    on real data since the last step (an expert module no token was routed to) lose the zero gradient
-    that a zero-weight pass, or FSDP's reduction of unused parameters, gave them, so AdamW skips them
-    (no momentum step, no weight decay, no step count) as on one process. One all-reduce of a flag per
-    module; nothing for a model that :func:`track_reached` did not prepare."""
+    on real data since the last step (an expert module no token was routed to) lose the all-zero
+    gradient that a zero-weight pass, or FSDP's reduction of unused parameters, gave them, so AdamW
+    skips them (no momentum step, no weight decay, no step count) as on one process. Only a gradient
+    that is zero on every rank is dropped. One all-reduce of a flag per module (and one per unreached
+    parameter when there are any); nothing for a model that :func:`track_reached` did not prepare."""
     state = getattr(model, _REACHED_ATTR, None)
     if state is None:
         return
@@ -236,13 +237,30 @@ def drop_unreached_grads(model: Any) -> None:
 
     from ringrl.fsdp import compute_device
 
-    flags = torch.tensor(list(state.flags), dtype=torch.int32, device=compute_device(model))
+    dev = compute_device(model)
+    flags = torch.tensor(list(state.flags), dtype=torch.int32, device=dev)
     td.all_reduce(flags, op=td.ReduceOp.MAX)
     reached = flags.tolist()
-    for p, users in state.holders:
-        if not any(reached[i] for i in users):
-            p.grad = None
     state.flags[:] = bytes(len(state.flags))
+    unreached = [p for p, users in state.holders if not any(reached[i] for i in users)]
+    if not unreached:
+        return
+    # only a gradient that is zero on every rank is dropped: a parameter used without its module's forward
+    # (e.g. read directly by another module) keeps a real gradient
+    nonzero = torch.tensor(
+        [0 if p.grad is None else int(bool(_local(p.grad).count_nonzero())) for p in unreached],
+        dtype=torch.int32,
+        device=dev,
+    )
+    td.all_reduce(nonzero, op=td.ReduceOp.MAX)
+    for p, keep in zip(unreached, nonzero.tolist()):
+        if not keep:
+            p.grad = None
+
+
+def _local(t: Any) -> Any:
+    """This rank's part of a sharded tensor (the tensor itself otherwise)."""
+    return t.to_local() if hasattr(t, "to_local") else t
 
 
 def close_distributed(clean: bool = True) -> None:

@@ -137,11 +137,12 @@ class _Toy(torch.nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.blocks = torch.nn.ModuleList(_Block() for _ in range(2))
+        self.side = torch.nn.Linear(8, 8, bias=False)  # its weight is read directly, its forward never runs
 
     def forward(self, x: torch.Tensor, both: bool) -> torch.Tensor:
         for b in self.blocks:
             x = b(x, both)
-        return x
+        return x + 0.1 * torch.nn.functional.linear(x, self.side.weight)
 
 
 def unused(out_dir: str, strategy: str) -> None:

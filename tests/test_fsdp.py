@@ -232,7 +232,8 @@ def test_parameters_no_rank_reaches_get_no_gradient(tmp_path, strategy):
     differ in size (gloo: a collective mismatch; NCCL: a hang). With it: the mean of the ranks'. And
     one that no rank ran on real data (an idle pass does not count) has no gradient after
     ``drop_unreached_grads`` (not FSDP's or an idle pass's zeros), so AdamW skips it as on one
-    process, under ddp too; a parameter in a ``ParameterDict`` counts as reached with its block."""
+    process, under ddp too; a parameter in a ``ParameterDict`` counts as reached with its block, and
+    one read directly by another module keeps its (nonzero) gradient."""
     _run(_torchrun(2, str(WORKER), "unused", str(tmp_path), strategy), timeout=240)
     for rank in (0, 1):
         saved = torch.load(tmp_path / f"unused-{strategy}-rank{rank}.pt")
@@ -242,6 +243,7 @@ def test_parameters_no_rank_reaches_get_no_gradient(tmp_path, strategy):
         assert saved["kept"] == sorted(saved["want"])
         everything_but_expert_1 = sorted(n for n in saved["want"] if "experts.1" not in n)
         assert any("scale.a" in n for n in everything_but_expert_1)
+        assert "side.weight" in everything_but_expert_1  # no holder ran, but its gradient is real: kept
         assert saved["kept_after_none"] == everything_but_expert_1
         assert saved["kept_after_idle"] == everything_but_expert_1
 
