@@ -235,7 +235,7 @@ def drop_unreached_grads(model: Any) -> None:
     import torch
     import torch.distributed as td
 
-    from ringrl.fsdp import compute_device
+    from ringrl.fsdp import compute_device, local_part
 
     dev = compute_device(model)
     flags = torch.tensor(list(state.flags), dtype=torch.int32, device=dev)
@@ -248,7 +248,7 @@ def drop_unreached_grads(model: Any) -> None:
     # only a gradient that is zero on every rank is dropped: a parameter used without its module's forward
     # (e.g. read directly by another module) keeps a real gradient
     nonzero = torch.tensor(
-        [0 if p.grad is None else int(bool(_local(p.grad).count_nonzero())) for p in unreached],
+        [0 if p.grad is None else int(bool(local_part(p.grad).count_nonzero())) for p in unreached],
         dtype=torch.int32,
         device=dev,
     )
@@ -256,11 +256,6 @@ def drop_unreached_grads(model: Any) -> None:
     for p, keep in zip(unreached, nonzero.tolist()):
         if not keep:
             p.grad = None
-
-
-def _local(t: Any) -> Any:
-    """This rank's part of a sharded tensor (the tensor itself otherwise)."""
-    return t.to_local() if hasattr(t, "to_local") else t
 
 
 def close_distributed(clean: bool = True) -> None:

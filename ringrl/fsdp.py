@@ -186,6 +186,13 @@ def compute_device(model: Any) -> torch.device:
     return p.device
 
 
+def local_part(t: Any) -> Any:
+    """This rank's shard of a sharded tensor (DTensor); any other tensor as is."""
+    from torch.distributed.tensor import DTensor
+
+    return t.to_local() if isinstance(t, DTensor) else t
+
+
 def local_all_finite(tensors: Any) -> bool:
     """Every tensor finite, on every rank: the local shard of each sharded tensor is checked and
     the verdict agreed over the ranks (one all-reduce)."""
@@ -193,7 +200,7 @@ def local_all_finite(tensors: Any) -> bool:
 
     tensors = list(tensors)
     sharded = any(isinstance(t, DTensor) for t in tensors)
-    local = [t.to_local() if isinstance(t, DTensor) else t for t in tensors]
+    local = [local_part(t) for t in tensors]
     dev = local[0].device if local else torch.device("cpu")
     with torch.no_grad():
         ok = torch.stack([torch.isfinite(t).all() for t in local]).all() if local else torch.tensor(True)

@@ -18,8 +18,8 @@ from typing import Any
 import torch
 
 from ringrl.algorithms.types import Sample
-from ringrl.utils.checkpoint import save_checkpoint
-from ringrl.utils.rundir import apply_resume_blob, prune_checkpoints, read_resume_blob, resume_blob
+from ringrl.utils.checkpoint import save_resumable
+from ringrl.utils.rundir import apply_resume_blob, prune_checkpoints, read_resume_blob
 
 __all__ = [
     "TrainerState",
@@ -64,25 +64,14 @@ def save_rl_checkpoint(
     optimizer: Any,
     scheduler: Any,
     save_dtype: torch.dtype | None = None,
-    state_dict: dict[str, torch.Tensor] | None = None,
-    move_in: dict[str, Path] | None = None,
+    staged: tuple[dict[str, Any] | None, dict[str, Path]] = (None, {}),
 ) -> Path:
     """``checkpoints/NAME``: the policy (weights in ``save_dtype``), the trainer state and
     ``optimizer.pt``; the float32 master weights too when ``save_dtype`` loses precision.
-    A sharded model (``state_dict``, ``move_in``: :func:`ringrl.fsdp.stage_for_save`) keeps its
-    masters and optimizer state in ``distcp/`` instead."""
-    sharded = state_dict is not None
-    extra = {"optimizer.pt": resume_blob(None if sharded else optimizer, scheduler)}
-    return save_checkpoint(
-        run_dir / "checkpoints" / name,
-        model,
-        tokenizer,
-        state.to_json(),
-        extra,
-        save_dtype=save_dtype,
-        keep_masters=not sharded,
-        state_dict=state_dict,
-        move_in=move_in,
+    A sharded model (``staged``: :func:`ringrl.fsdp.stage_for_save`) keeps its masters and
+    optimizer state in ``distcp/`` instead (:func:`ringrl.utils.checkpoint.save_resumable`)."""
+    return save_resumable(
+        run_dir / "checkpoints" / name, model, tokenizer, state.to_json(), optimizer, scheduler, save_dtype, staged
     )
 
 

@@ -393,7 +393,7 @@ class RLTrainer:
         """Rank 0 writes the checkpoint (the weights are the same on every rank); the others wait for it."""
         path = self.run_dir / "checkpoints" / name
         check_before_save(self.model, self.dist, path)
-        full, move_in = stage_for_save(self.model, self.optimizer, path, self.dist)  # FSDP only
+        staged = stage_for_save(self.model, self.optimizer, path, self.dist)  # FSDP only
         if self.dist.is_main:
             save_rl_checkpoint(
                 self.run_dir,
@@ -404,8 +404,7 @@ class RLTrainer:
                 self.optimizer,
                 self.scheduler,
                 save_dtype=self.save_dtype,
-                state_dict=full,
-                move_in=move_in,
+                staged=staged,
             )
             if name != "final":
                 prune_checkpoints(self.run_dir, self.cfg.keep_checkpoints)

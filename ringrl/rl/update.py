@@ -199,8 +199,7 @@ def rank_gradients(
     if dist.enabled and selected:
         # a zero-weight pass for a rank with no sequence keeps the gradient all-reduce in step; under
         # FSDP (collective forwards and backwards) every rank runs as many passes as the busiest one
-        most = max(_count_micro_batches(selected, share, max_tokens, pack) for share in shares)
-        want = most if is_fsdp(model) else 1
+        want = max(_count_micro_batches(selected, s, max_tokens, pack) for s in shares) if is_fsdp(model) else 1
         if len(mbs) < want:
             idle = build_micro_batches([replace(selected[0], token_weight=0.0)], pad_id, max_tokens)[0]
             mbs += [replace(idle, n_tokens=0, idle=True)] * (want - len(mbs))

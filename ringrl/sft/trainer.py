@@ -63,7 +63,7 @@ from ringrl.utils.checkpoint import (
     apply_weights,
     quiet_transformers,
     read_weights,
-    save_checkpoint,
+    save_resumable,
     seed_everything,
     set_threads,
 )
@@ -77,7 +77,6 @@ from ringrl.utils.rundir import (
     open_run_dir,
     prune_checkpoints,
     read_resume_blob,
-    resume_blob,
     resume_from,
     truncate_metrics,
 )
@@ -350,20 +349,9 @@ def save_sft_checkpoint(
     precision: enough to resume exactly from here."""
     path = run_dir / "checkpoints" / name
     check_before_save(model, dist, path)
-    full, move_in = stage_for_save(model, optimizer, path, dist)  # FSDP: gathered weights, sharded state
+    staged = stage_for_save(model, optimizer, path, dist)  # FSDP: gathered weights, sharded state
     if dist.is_main:
-        sharded = full is not None
-        save_checkpoint(
-            path,
-            model,
-            tokenizer,
-            asdict(st),
-            {"optimizer.pt": resume_blob(None if sharded else optimizer, scheduler)},
-            save_dtype=save_dtype,
-            keep_masters=not sharded,
-            state_dict=full,
-            move_in=move_in,
-        )
+        save_resumable(path, model, tokenizer, asdict(st), optimizer, scheduler, save_dtype, staged)
     barrier(dist)
 
 

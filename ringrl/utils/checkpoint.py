@@ -21,11 +21,9 @@ class NonFiniteWeights(RuntimeError):
 
 def all_finite(model: Any) -> bool:
     """Every parameter finite (for a sharded model: every rank's shard, agreed over the ranks)."""
-    from ringrl.fsdp import is_fsdp, local_all_finite
+    from ringrl.fsdp import local_all_finite
 
-    if is_fsdp(model):
-        return local_all_finite(model.parameters())
-    return all(bool(torch.isfinite(p).all()) for p in model.parameters())
+    return local_all_finite(model.parameters())
 
 
 def save_checkpoint(
@@ -50,9 +48,9 @@ def save_checkpoint(
     ``state_dict``: the weights to write instead of ``model``'s own (a sharded model's,
     gathered by :func:`ringrl.fsdp.full_state_dict`). ``move_in``: finished directories
     (name -> path) moved into the checkpoint before it appears (the sharded resume state)."""
-    if not (
-        all_finite(model) if state_dict is None else all(bool(torch.isfinite(v).all()) for v in _floats(state_dict))
-    ):
+    from ringrl.fsdp import local_all_finite
+
+    if not local_all_finite(model.parameters() if state_dict is None else _floats(state_dict)):
         raise NonFiniteWeights(f"refusing to write {path}: the model has non-finite weights")
     from ringrl.models.lora import is_lora, merged_copy, save_adapter
 
@@ -82,6 +80,37 @@ def save_checkpoint(
         for name, src in (move_in or {}).items():
             Path(src).replace(tmp / name)
     return Path(path)
+
+
+def save_resumable(
+    path: Path,
+    model: Any,
+    tokenizer: Any,
+    trainer_state: dict[str, Any],
+    optimizer: Any,
+    scheduler: Any,
+    save_dtype: torch.dtype | None = None,
+    staged: tuple[dict[str, Any] | None, dict[str, Path]] = (None, {}),
+) -> Path:
+    """A checkpoint a run resumes from exactly: the HF weights in ``save_dtype``, ``trainer_state.json``
+    and ``optimizer.pt`` (optimizer, schedule and RNG states), plus the float32 masters when
+    ``save_dtype`` loses precision. ``staged``: what :func:`ringrl.fsdp.stage_for_save` prepared for a
+    sharded model (its gathered weights, and ``distcp/`` holding the masters and optimizer state)."""
+    from ringrl.utils.rundir import resume_blob
+
+    full, move_in = staged
+    sharded = full is not None
+    return save_checkpoint(
+        path,
+        model,
+        tokenizer,
+        trainer_state,
+        {"optimizer.pt": resume_blob(None if sharded else optimizer, scheduler)},
+        save_dtype=save_dtype,
+        keep_masters=not sharded,
+        state_dict=full,
+        move_in=move_in,
+    )
 
 
 def _floats(state: dict[str, torch.Tensor]) -> list[torch.Tensor]:
