@@ -1,8 +1,10 @@
 """Grader process entry point: ``python -m ringrl.rewards._grader``.
 
 Reads pickled ``(fn, row, response)`` tasks from stdin and writes pickled Verdicts to
-stdout (``multiprocessing.connection`` framing). Started with ``subprocess`` rather
-than ``multiprocessing`` so that the caller's ``__main__`` is never re-imported.
+stdout (``multiprocessing.connection`` framing); for a chunk of a batched reward function,
+``fn`` is ``score_many`` of lists and the answer a list of Verdicts. Started with
+``subprocess`` rather than ``multiprocessing`` so that the caller's ``__main__`` is never
+re-imported.
 """
 
 from __future__ import annotations
@@ -45,8 +47,10 @@ def main() -> None:
             return
         try:
             fn, row, response = msg
-            v = fn(row, response)
-            if not isinstance(v, Verdict):
+            v = fn(row, response)  # a chunk's rows and responses give a list of Verdicts
+            if isinstance(v, list) and isinstance(row, list):
+                v = [x if isinstance(x, Verdict) else Verdict.of("error", "verifier returned no Verdict") for x in v]
+            elif not isinstance(v, Verdict):
                 v = Verdict.of("error", f"verifier returned {type(v).__name__}, not a Verdict")
         except Exception as e:
             v = Verdict.of("error", f"verifier raised {type(e).__name__}: {e}")

@@ -43,6 +43,11 @@ from ringrl.rewards.types import Verdict
 _OUTER_GRACE_S = 5.0
 _CACHE_SIZE = 100_000
 _NOT_GRADED = ("id", "response")  # row fields no built-in verifier reads
+Item = int | tuple[int, ...]  # what a worker holds: one item, or a chunk for a batched reward function
+
+
+def _size(item: Item) -> int:
+    return len(item) if isinstance(item, tuple) else 1
 
 
 def _cache_key(domain: str, row: Mapping[str, Any], pred: str) -> tuple[str, str, str] | None:
@@ -89,7 +94,7 @@ class _Grader:
     tx: Connection
     rx: Connection
     ready: bool = False
-    item: int | None = None
+    item: Item | None = None
     deadline: float = 0.0
 
     @staticmethod
@@ -125,7 +130,7 @@ class _Grader:
 @dataclass
 class _Box:
     sandbox: Sandbox
-    item: int | None = None
+    item: Item | None = None
     deadline: float = 0.0
 
 
@@ -138,7 +143,10 @@ class RewardPool:
     Without sandbox isolation, code rows get status ``error`` (the reason in the detail)
     unless ``unsafe_no_sandbox`` (or ``RINGRL_SANDBOX_UNSAFE=1``) allows rlimits only.
     ``reward_fn``: a picklable ``(row, response) -> Verdict`` that scores every row in the
-    grader processes instead of the domain verifiers (``reward.function``, :mod:`.custom`).
+    grader processes instead of the domain verifiers (``reward.function``, :mod:`.custom`);
+    when it has ``batched`` true, each grader gets one contiguous chunk of the call's items
+    through its ``score_many(rows, responses) -> list[Verdict]``, with a time limit of
+    ``timeout`` per item of the chunk.
     """
 
     def __init__(
@@ -260,8 +268,12 @@ class RewardPool:
             raise ValueError(f"{len(rows)} rows but {len(responses)} responses")
         n = len(rows)
         out: list[Verdict | None] = [None] * n
-        grade_q: deque[tuple[int, Any]] = deque()
-        code_q: deque[tuple[int, Any]] = deque()
+        grade_q: deque[tuple[Item, Any]] = deque()
+        code_q: deque[tuple[Item, Any]] = deque()
+        if self.reward_fn is not None and getattr(self.reward_fn, "batched", False) is True and n:
+            self._chunks(rows, responses, grade_q)
+            self._ensure_graders()
+            return self._finish_call(out, grade_q, code_q, {}, progress)
         done_now = 0
         keys: dict[int, tuple[str, str, str]] = {}
         leaders: dict[tuple[str, str, str], int] = {}  # cache key -> the item graded for it
@@ -296,17 +308,13 @@ class RewardPool:
         if code_q:
             err = self._ensure_boxes()
             if err is not None:
-                for i, _ in code_q:
-                    out[i] = Verdict.of("error", err if err.startswith("sandbox") else f"sandbox: {err}")
+                for item, _ in code_q:
+                    assert isinstance(item, int)  # code items are never chunked
+                    out[item] = Verdict.of("error", err if err.startswith("sandbox") else f"sandbox: {err}")
                 if progress:
                     progress(len(code_q))
                 code_q.clear()
-        code_jobs = {i: job for i, job in code_q}
-        try:
-            self._loop(out, grade_q, code_q, code_jobs, progress, self._starts)
-        except BaseException:  # e.g. Ctrl-C: busy workers would answer into the next call
-            self._drop_busy()
-            raise
+        self._finish_call(out, grade_q, code_q, {i: job for i, job in code_q}, progress)
         for i, j in followers.items():
             out[i] = out[j]
         if progress and followers:
@@ -319,23 +327,53 @@ class RewardPool:
                     self._cache.popitem(last=False)
         return [v if v is not None else Verdict.of("error", "not graded") for v in out]
 
+    def _chunks(self, rows: Sequence[Mapping[str, Any]], responses: Sequence[Any], q: deque[tuple[Item, Any]]) -> None:
+        """Queue the whole call as one contiguous chunk per worker for a batched reward function."""
+        assert self.reward_fn is not None
+        n = len(rows)
+        k = min(self.workers, n)
+        texts = [r if isinstance(r, str) else ("" if r is None else str(r)) for r in responses]
+        for c in range(k):
+            idx = tuple(range(c * n // k, (c + 1) * n // k))
+            score_many = self.reward_fn.score_many  # type: ignore[attr-defined]  # present whenever batched is
+            q.append((idx, (score_many, [dict(rows[i]) for i in idx], [texts[i] for i in idx])))
+
+    def _finish_call(
+        self,
+        out: list[Verdict | None],
+        grade_q: deque[tuple[Item, Any]],
+        code_q: deque[tuple[Item, Any]],
+        code_jobs: dict[Item, Any],
+        progress: Callable[[int], None] | None,
+    ) -> list[Verdict]:
+        try:
+            self._loop(out, grade_q, code_q, code_jobs, progress, self._starts)
+        except BaseException:  # e.g. Ctrl-C: busy workers would answer into the next call
+            self._drop_busy()
+            raise
+        return [v if v is not None else Verdict.of("error", "not graded") for v in out]
+
     def _loop(
         self,
         out: list[Verdict | None],
-        grade_q: deque[tuple[int, Any]],
-        code_q: deque[tuple[int, Any]],
-        code_jobs: dict[int, Any],
+        grade_q: deque[tuple[Item, Any]],
+        code_q: deque[tuple[Item, Any]],
+        code_jobs: dict[Item, Any],
         progress: Callable[[int], None] | None,
         starts_at_entry: int,
     ) -> None:
-        attempts: dict[int, int] = {}  # item -> times it was run again
+        attempts: dict[Item, int] = {}  # item -> times it was run again
 
-        def finish(i: int, v: Any) -> None:
-            out[i] = checked_verdict(v)
+        def finish(i: Item, v: Any) -> None:
+            """Item ``i``'s verdict; for a chunk, a list of them in order (or one for all of it)."""
+            idx = i if isinstance(i, tuple) else (i,)
+            vs = v if isinstance(v, list) and len(v) == len(idx) else [v] * len(idx)
+            for j, x in zip(idx, vs):
+                out[j] = checked_verdict(x)
             if progress:
-                progress(1)
+                progress(len(idx))
 
-        def retry(i: int, why: str) -> None:
+        def retry(i: Item, why: str) -> None:
             """Run item ``i`` again on a fresh sandbox, once: the failure was the sandbox's."""
             if attempts.get(i, 0) >= 1:
                 finish(i, Verdict.of("error", why))
@@ -352,7 +390,7 @@ class RewardPool:
                     try:
                         g.tx.send(task)
                         self.stats.graded += 1
-                        g.item, g.deadline = i, now + self.timeout
+                        g.item, g.deadline = i, now + self.timeout * _size(i)
                     except Exception as e:
                         finish(i, Verdict.of("error", f"could not send to grader: {type(e).__name__}"))
                         g.kill()
@@ -426,7 +464,7 @@ class RewardPool:
                 if g.item is not None and now >= g.deadline:
                     item = g.item
                     self._replace_grader(g)
-                    finish(item, Verdict.of("timeout", f"grading took longer than {self.timeout:g}s"))
+                    finish(item, Verdict.of("timeout", f"grading took longer than {self.timeout * _size(item):g}s"))
             for b in list(self._boxes):
                 if b.item is not None and now >= b.deadline:
                     item = b.item

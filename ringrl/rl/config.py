@@ -131,7 +131,8 @@ class RewardConfig:
     """Rewards: the built-in verifier of each row's domain, or reward functions from files."""
 
     function: str | list[str] | None = doc(
-        "reward function FILE.py:NAME (or a list of them), called as NAME(prompt, response, row) -> float in the reward workers, "
+        "reward function FILE.py:NAME (or a list of them), called as NAME(prompt, response, row) -> float in the reward workers "
+        "(or NAME(prompts, responses, rows) -> list of floats once per chunk when NAME.batched is True), "
         "replacing the built-in verifiers (null: the verifier of each row's domain)",
         None,
     )
