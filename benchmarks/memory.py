@@ -1,23 +1,25 @@
-"""Peak memory (RSS) of one RL step and one SFT step with a 151,936-token vocabulary.
+"""Peak memory (RSS) of one RL step and one SFT step, by default with a 151,936-token vocabulary.
 
-The model: a random Qwen3-MoE with Qwen's vocabulary size (151,936), hidden size 64, tied
-embeddings, 2 layers of 8 experts (top-2): about 10M parameters, 40 MB in float32, so
-that almost all memory a step takes comes from the vocabulary dimension. Its tokenizer is
-a word-level tokenizer with 151,936 entries (one token per character of the prompt).
+The model: a random Qwen3-MoE with Qwen's vocabulary size (``--vocab``, 151,936), hidden
+size ``--hidden`` (64), tied embeddings, ``--layers`` (2) layers of 8 experts (top-2): at
+the defaults about 10M parameters, 40 MB in float32, so that almost all memory a step takes
+comes from the vocabulary dimension. Its tokenizer is a word-level tokenizer with
+``--vocab`` entries (one token per character of the prompt).
 
 Cases, each in a fresh subprocess (peak RSS is ``ru_maxrss`` of that process, which
 includes the interpreter, torch and the model; ``load`` is the same figure just before
-the step, so ``peak - load`` is the step's own):
+the step, so ``peak - load`` is the step's own); ``N`` is ``--new-tokens`` (256):
 
-* ``rl_step``: one ``RLTrainer.step()`` (C3PO, L=4 prompts x K=8 samples x 256 new
-  tokens, Phi = 8192 so all 32 responses are trained, KL reference model on): the rollout
-  through the branch's rollout engine, reward (a fake verifier), loss pass, optimizer.
-* ``rl_step_rollout_batch_4`` (not in the default list): the same with ``rollout.batch_size=4``,
-  so that the branch's engine stacks the logits of 4 sequences at a time, not 32.
+* ``rl_step``: one ``RLTrainer.step()`` (C3PO, L=4 prompts x K=8 samples x N new
+  tokens, Phi = 32 x N so all 32 responses are trained, KL reference model on): the
+  rollout through the tree's rollout engine (which keeps each sampled token's log-prob and
+  entropy, never the stacked logits), reward (a fake verifier), loss pass, optimizer.
+* ``rl_step_rollout_batch_4`` (not in the default list): the same with
+  ``rollout.batch_size=4`` (the engine decodes 4 sequences per call instead of all 32).
 * ``rl_loss_pass``: the trainer's loss pass + optimizer step alone on a formed batch of 32
-  random responses of 256 tokens after a 150-token prompt (reference model included).
+  random responses of N tokens after a 150-token prompt (reference model included).
 * ``sft_step``: one SFT optimizer step (``train_step`` + ``clip_and_step``) on 32
-  sequences of 32 prompt + 256 response tokens.
+  sequences of 32 prompt + N response tokens.
 
 Each case runs against this tree and, for comparison, against the code before the change
 (commit ``--baseline``, default 4032c27, checked out in a temporary ``git worktree``).
@@ -26,6 +28,7 @@ case that would take more memory fails fast with MemoryError instead of exhausti
 shared machine; such a case is reported as "> limit". One torch thread.
 
     python benchmarks/memory.py [--cases rl_step,rl_loss_pass,sft_step] [--limit-gb 8] [--no-baseline]
+        [--vocab 151936] [--hidden 64] [--layers 2] [--new-tokens 256]
         [--set model.head_chunk_tokens=128 ...]   # overrides for every case (this tree's keys)
 """
 
@@ -39,11 +42,25 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-VOCAB = 151_936
-N_SEQ, NEW_TOKENS, PROMPT_TOKENS = 32, 256, 150
+N_SEQ, PROMPT_TOKENS = 32, 150
+
+
+@dataclass(frozen=True)
+class Shape:
+    """The sizes one invocation measures (the driver's ``--vocab``, ``--hidden``, ``--layers``,
+    ``--new-tokens``); the child processes get them through the environment."""
+
+    vocab: int = 151_936  # Qwen's vocabulary size
+    hidden: int = 64
+    layers: int = 2
+    new_tokens: int = 256  # response tokens per sequence (RL: new tokens per sample)
+
+
+VOCAB = Shape().vocab
 
 
 def build_tokenizer(vocab_size: int = VOCAB):
@@ -70,20 +87,22 @@ def build_tokenizer(vocab_size: int = VOCAB):
     return fast
 
 
-def build_model(out: Path) -> Path:
-    """The random Qwen3-MoE with a 151,936-entry word-level tokenizer, saved to ``out``."""
+def build_model(out: Path, shape: Shape = Shape()) -> Path:
+    """The random Qwen3-MoE of ``shape`` with a ``shape.vocab``-entry word-level tokenizer, saved to
+    ``out`` (heads of 32 dimensions, half as many key/value heads, experts of ``hidden`` width)."""
     import torch
     from transformers import Qwen3MoeConfig, Qwen3MoeForCausalLM
 
-    fast = build_tokenizer()
+    fast = build_tokenizer(shape.vocab)
+    heads = max(2, shape.hidden // 32)
     cfg = Qwen3MoeConfig(
-        vocab_size=VOCAB,
-        hidden_size=64,
-        intermediate_size=128,
-        moe_intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=1,
+        vocab_size=shape.vocab,
+        hidden_size=shape.hidden,
+        intermediate_size=2 * shape.hidden,
+        moe_intermediate_size=shape.hidden,
+        num_hidden_layers=shape.layers,
+        num_attention_heads=heads,
+        num_key_value_heads=max(1, heads // 2),
         head_dim=32,
         num_experts=8,
         num_experts_per_tok=2,
@@ -122,9 +141,9 @@ def _rl_trainer(model_dir: str, out: str, rollout_batch: int = 32):
             "steps=1",
             "rollout.prompts_per_step=4",
             "rollout.samples_per_prompt=8",
-            f"rollout.max_new_tokens={NEW_TOKENS}",
+            f"rollout.max_new_tokens={_shape().new_tokens}",
             f"rollout.batch_size={rollout_batch}",
-            f"former.budget_tokens={N_SEQ * NEW_TOKENS}",
+            f"former.budget_tokens={N_SEQ * _shape().new_tokens}",
             "max_fill_rounds=0",
             "data.train_size=16",
             "progress=false",
@@ -157,12 +176,13 @@ def case_rl_loss_pass(model_dir: str, out: str) -> dict:
     from ringrl.algorithms.types import Sample, ScoredGroup
 
     trainer = _rl_trainer(model_dir, out)
+    sh = _shape()
     rng = random.Random(0)
     groups = []
     for g in range(4):
-        prompt = [rng.randrange(4, VOCAB) for _ in range(PROMPT_TOKENS)]
+        prompt = [rng.randrange(4, sh.vocab) for _ in range(PROMPT_TOKENS)]
         samples = [
-            Sample(f"g{g}", i, prompt, [rng.randrange(4, VOCAB) for _ in range(NEW_TOKENS)], reward=float(i % 2))
+            Sample(f"g{g}", i, prompt, [rng.randrange(4, sh.vocab) for _ in range(sh.new_tokens)], reward=float(i % 2))
             for i in range(8)
         ]
         groups.append(ScoredGroup(f"g{g}", samples))
@@ -194,16 +214,17 @@ def case_sft_step(model_dir: str, out: str) -> dict:
     model.train()
     opt, sched = make_optimizer(model, cfg.optim, 10)
     rng = random.Random(0)
-    T = 32 + NEW_TOKENS
-    ids = torch.tensor([[rng.randrange(4, VOCAB) for _ in range(T)] for _ in range(N_SEQ)])
+    sh = _shape()
+    T = 32 + sh.new_tokens
+    ids = torch.tensor([[rng.randrange(4, sh.vocab) for _ in range(T)] for _ in range(N_SEQ)])
     mask = torch.ones_like(ids)
     loss_mask = mask.clone()
     loss_mask[:, :32] = 0
     group = [{"input_ids": ids, "attention_mask": mask, "loss_mask": loss_mask}]
     load = _rss_mb()
-    train_step(model, group, N_SEQ * NEW_TOKENS, cfg, is_moe(model), moe_top_k(model), torch.device("cpu"))
+    train_step(model, group, N_SEQ * sh.new_tokens, cfg, is_moe(model), moe_top_k(model), torch.device("cpu"))
     clip_and_step(model, opt, sched, cfg.optim.grad_clip)
-    return {"load_mb": load, "trained_tokens": N_SEQ * NEW_TOKENS}
+    return {"load_mb": load, "trained_tokens": N_SEQ * sh.new_tokens}
 
 
 def case_sft_short_two_steps(model_dir: str, out: str) -> dict:
@@ -225,7 +246,7 @@ def case_sft_short_two_steps(model_dir: str, out: str) -> dict:
     model.train()
     opt, sched = make_optimizer(model, cfg.optim, 10)
     rng = random.Random(0)
-    ids = torch.tensor([[rng.randrange(4, VOCAB) for _ in range(64)] for _ in range(8)])
+    ids = torch.tensor([[rng.randrange(4, _shape().vocab) for _ in range(64)] for _ in range(8)])
     mask = torch.ones_like(ids)
     loss_mask = mask.clone()
     loss_mask[:, :16] = 0
@@ -252,6 +273,11 @@ def _extra() -> list[str]:
     return json.loads(os.environ.get("RINGRL_MEMORY_SET", "[]"))
 
 
+def _shape() -> Shape:
+    """The driver's sizes, passed to the child through the environment."""
+    return Shape(**json.loads(os.environ.get("RINGRL_MEMORY_SHAPE", "{}")))
+
+
 def _rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
@@ -276,9 +302,12 @@ def child(case: str, model_dir: str) -> None:
 
 
 # ----------------------------------------------------------------------------------- the driver
-def run_case(tree: Path, case: str, model_dir: Path, limit_gb: float, timeout: float, sets: list[str]) -> dict:
+def run_case(
+    tree: Path, case: str, model_dir: Path, limit_gb: float, timeout: float, sets: list[str], shape: Shape = Shape()
+) -> dict:
     env = {**os.environ, "PYTHONPATH": str(tree), "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
     env["RINGRL_MEMORY_SET"] = json.dumps(sets)
+    env["RINGRL_MEMORY_SHAPE"] = json.dumps(asdict(shape))
     limit = int(limit_gb * 2**30)
 
     def cap() -> None:
@@ -313,6 +342,10 @@ def main() -> None:
         metavar="RANK",
         help="also run each case of this tree with model.lora.rank=RANK and print full / LoRA peak",
     )
+    ap.add_argument("--vocab", type=int, default=Shape.vocab, help="vocabulary size (default: Qwen's 151,936)")
+    ap.add_argument("--hidden", type=int, default=Shape.hidden, help="hidden size (heads of 32 dimensions)")
+    ap.add_argument("--layers", type=int, default=Shape.layers, help="decoder layers (8 experts each, top-2)")
+    ap.add_argument("--new-tokens", type=int, default=Shape.new_tokens, help="response tokens per sequence")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--model-dir", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -324,13 +357,16 @@ def main() -> None:
     from common import code_version, machine_line
 
     cases = [c for c in args.cases.split(",") if c]
+    shape = Shape(args.vocab, args.hidden, args.layers, args.new_tokens)
     with tempfile.TemporaryDirectory() as tmp:
-        model_dir = build_model(Path(tmp) / "qwen3moe-151936")
+        model_dir = build_model(Path(tmp) / f"qwen3moe-{shape.vocab}", shape)
         n_params = sum(
             p.numel() for p in __import__("transformers").AutoModelForCausalLM.from_pretrained(model_dir).parameters()
         )
         print(
-            f"model: random Qwen3-MoE, vocabulary {VOCAB}, {n_params / 1e6:.1f}M parameters ({n_params * 4 / 1e6:.0f} MB fp32)"
+            f"model: random Qwen3-MoE, vocabulary {shape.vocab}, hidden {shape.hidden}, {shape.layers} layers, "
+            f"{n_params / 1e6:.1f}M parameters ({n_params * 4 / 1e6:.0f} MB fp32); {N_SEQ} sequences x "
+            f"{shape.new_tokens} new/trained tokens"
         )
         print(f"machine: {machine_line()}\ncode: {code_version()}; limit {args.limit_gb:g} GiB address space per case")
         if args.set:
@@ -349,7 +385,7 @@ def main() -> None:
             results = {}
             for case in cases:
                 for name, tree in trees.items():
-                    r = run_case(tree, case, model_dir, args.limit_gb, args.timeout, args.set)
+                    r = run_case(tree, case, model_dir, args.limit_gb, args.timeout, args.set, shape)
                     results[case, name] = r
                     peak = (
                         f"{r['peak_mb']:.0f} MB peak (load {r['load_mb']:.0f} MB)"
@@ -363,7 +399,13 @@ def main() -> None:
                 if args.lora:
                     full = results[case, "this tree"]
                     lora = run_case(
-                        ROOT, case, model_dir, args.limit_gb, args.timeout, [*args.set, f"model.lora.rank={args.lora}"]
+                        ROOT,
+                        case,
+                        model_dir,
+                        args.limit_gb,
+                        args.timeout,
+                        [*args.set, f"model.lora.rank={args.lora}"],
+                        shape,
                     )
                     if lora.get("ok"):
                         print(
