@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 
@@ -30,6 +31,27 @@ def test_in_band_takes_the_most_trained():
     # most-trained is by tokens_seen, not by list order or accuracy
     cks = [ck(3, 0.4, tokens=500, accuracy=0.9), ck(1, 0.45, tokens=900, accuracy=0.1)]
     assert select_checkpoint(cks, 0.3, 0.5).chosen["name"] == "epoch-1"
+
+
+@pytest.mark.parametrize("edge", ["high", "low"])
+def test_band_edges_are_inside_and_their_neighbours_outside(edge):
+    """The band is closed: [low, high]. A checkpoint exactly on an edge is in band (and, being the
+    most trained, chosen over one well inside); one ``math.nextafter`` step outside the edge is not."""
+    low, high = 0.3, 0.5
+    at = high if edge == "high" else low
+    beyond = math.nextafter(at, math.inf if edge == "high" else -math.inf)
+    inside = ck(1, 0.4, tokens=100)
+    sel = select_checkpoint([inside, ck(2, at, tokens=200)], low, high)
+    assert sel.in_band and sel.chosen["name"] == "epoch-2"
+    assert "2 checkpoint(s)" in sel.reason
+    sel = select_checkpoint([inside, ck(2, beyond, tokens=200)], low, high)
+    assert sel.in_band and sel.chosen["name"] == "epoch-1"
+    assert "1 checkpoint(s)" in sel.reason
+    # alone, on the edge it is in band; just outside it is not (and is the closest, so still chosen)
+    assert select_checkpoint([ck(3, at)], low, high).in_band
+    sel = select_checkpoint([ck(3, beyond)], low, high)
+    assert not sel.in_band and sel.chosen["name"] == "epoch-3"
+    assert band_distance(at, low, high) == 0.0 and band_distance(beyond, low, high) > 0.0
 
 
 def test_none_in_band_takes_the_closest_and_says_so():
