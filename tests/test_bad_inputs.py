@@ -127,6 +127,33 @@ def test_the_row_limit_reads_no_more_than_the_limit(tmp_path):
         next(rows)
 
 
+def padded_row(n_bytes: int) -> bytes:
+    """A JSON object of exactly ``n_bytes`` bytes (no newline)."""
+    row = b'{"a": ""}'
+    return b'{"a": "' + b"x" * (n_bytes - len(row)) + b'"}'
+
+
+@pytest.mark.parametrize("last", [False, True], ids=["newline", "at-eof-without-newline"])
+def test_the_row_limit_at_and_one_byte_above(tmp_path, last):
+    """The limit counts a row's bytes without its newline: exactly ``limit`` bytes is read,
+    ``limit + 1`` is refused, whether the row ends in a newline or ends the file without one."""
+    from ringrl.errors import DataError
+    from ringrl.utils.io import iter_jsonl
+
+    limit = 64
+    end = b"" if last else b"\n"
+    at = tmp_path / "at.jsonl"
+    at.write_bytes(b'{"a": 1}\n' + padded_row(limit) + end)
+    assert len(padded_row(limit)) == limit
+    assert list(iter_jsonl(at, limit=limit)) == [(1, {"a": 1}), (2, {"a": "x" * (limit - 9)})]
+    above = tmp_path / "above.jsonl"
+    above.write_bytes(b'{"a": 1}\n' + padded_row(limit + 1) + end)
+    rows = iter_jsonl(above, limit=limit)
+    assert next(rows) == (1, {"a": 1})
+    with pytest.raises(DataError, match=r"above.jsonl:2: row longer than 64 bytes"):
+        next(rows)
+
+
 @pytest.fixture(scope="module")
 def rl_run(tmp_path_factory, ringrl_moe_dir, ringrl_util):
     """A finished 2-step RL run with checkpoints step-1 and final (reward: the parity score)."""
