@@ -56,6 +56,16 @@ def is_fsdp(model: Any) -> bool:
     return isinstance(model, FSDPModule)
 
 
+def fsdp_supported() -> bool:
+    """True when this torch has what :func:`shard_model` needs (FSDP2's
+    ``set_reduce_scatter_unused_params``, torch >= 2.13)."""
+    try:
+        import torch.distributed.fsdp as fsdp2
+    except ImportError:  # pragma: no cover - torch without distributed support
+        return False
+    return hasattr(getattr(fsdp2, "FSDPModule", None), "set_reduce_scatter_unused_params")
+
+
 def decoder_layers(model: Any) -> list[torch.nn.Module]:
     """The modules FSDP wraps one by one: instances of the model's ``_no_split_modules`` classes
     (the decoder layer in every transformers causal LM)."""
@@ -84,9 +94,7 @@ def shard_model(
     forward to its backward, as FSDP does by default for the root: the chunked output head
     (:func:`ringrl.models.forward.token_stats`) runs after the model's forward on the
     head's full weight."""
-    import torch.distributed.fsdp as fsdp2
-
-    if not hasattr(getattr(fsdp2, "FSDPModule", None), "set_reduce_scatter_unused_params"):  # torch < 2.13
+    if not fsdp_supported():  # torch < 2.13
         raise ConfigError(
             "parallel.strategy",
             f"fsdp needs torch >= 2.13 (FSDP2's set_reduce_scatter_unused_params); this is torch {torch.__version__}",
