@@ -66,3 +66,20 @@ def test_console_script_help():
     )
     run = subprocess.run([*cmd, "--help"], capture_output=True, text=True, timeout=120)
     assert run.returncode == 0 and "usage: ringrl" in run.stdout
+
+
+def test_overrides_after_an_option_reach_the_command(tmp_path, capsys):
+    """argparse fills a positional list once: key=value items after an option used to be
+    'unrecognized arguments'; they now join the command's overrides, in order."""
+    parser_args = ["pipeline", "p.yaml", "a.x=1", "--out", str(tmp_path), "--wandb", "b.y=2", "c.z=3"]
+    build = build_parser()
+    ns, extra = build.parse_known_args(parser_args)
+    assert ns.overrides == ["a.x=1"] and extra == ["b.y=2", "c.z=3"]  # what argparse alone gives
+    config = tmp_path / "p.yaml"
+    config.write_text("out: x\nstages:\n  - {name: a, kind: report}\n")
+    code = main(["pipeline", str(config), "--out", str(tmp_path / "o"), "nostage.steps=1"])
+    assert code == 2 and "override for stage 'nostage': no such stage" in capsys.readouterr().err
+    code = main(["rl", "--config", str(tmp_path / "none.yaml"), "steps=1"])
+    assert code == 2 and "none.yaml: config file not found" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # anything else left over is still argparse's error
+        main(["rl", "steps=1", "--config", "c.yaml", "--bogus"])

@@ -55,7 +55,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    # key=value overrides may follow an option (``pipeline my.yaml --out X rl.steps=10``): argparse
+    # fills a positional list once, so the ones after the option come back here
+    if extra and isinstance(getattr(args, "overrides", None), list) and all("=" in x and x[0] != "-" for x in extra):
+        args.overrides += extra
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
