@@ -26,6 +26,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="c3po-vs-grpo on a task whose answers may be short or long, longer RL at a higher lr (docs/results.md)",
     )
     p.add_argument(
+        "--wandb",
+        action="store_true",
+        help="log every sft and rl stage to Weights & Biases, one run per stage grouped under the experiment",
+    )
+    p.add_argument(
         "--sft",
         default=None,
         metavar="RUN_DIR",
@@ -51,7 +56,12 @@ def run(args: argparse.Namespace) -> int:
         if not adopt_sft_run(Path(spec.out), "sft", Path(args.sft)):
             print(f"--sft: {spec.out}/sft already has a result; keeping it")
     t0 = time.perf_counter()
-    result = run_pipeline(spec)
+    if args.wandb:
+        from ringrl.pipeline.runner import with_wandb
+
+        result = run_pipeline(spec, with_wandb(spec))
+    else:
+        result = run_pipeline(spec)
     print_summary(result, time.perf_counter() - t0)
     print(f"experiment directory: {spec.out} (report: {spec.out}/report/report.html)")
     return 0

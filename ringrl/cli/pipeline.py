@@ -17,6 +17,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--out", help="output directory (default: the config's 'out')")
     p.add_argument(
+        "--wandb",
+        action="store_true",
+        help="log every sft and rl stage to Weights & Biases: one run per stage, named PIPELINE/STAGE, "
+        "grouped under the pipeline's directory name (same as STAGE.logger.wandb=true on each)",
+    )
+    p.add_argument(
         "overrides", nargs="*", metavar="STAGE.key=value", help="override a stage's config key, e.g. rl-math.steps=10"
     )
     p.set_defaults(func=run)
@@ -55,6 +61,10 @@ def run(args: argparse.Namespace) -> int:
                 f"override for stage '{stage}': a {kinds[stage]} stage has no config to override; "
                 f"edit its options in {args.config}"
             )
+    if args.wandb:
+        from ringrl.pipeline.runner import with_wandb
+
+        overrides = with_wandb(spec, overrides)
     run_pipeline(spec, overrides)
     if is_rank_zero():  # under torchrun rank 0 speaks for all
         print(f"pipeline finished: {spec.out}")

@@ -139,6 +139,16 @@ def _with_curated_data(stage: Stage, outputs: dict[str, dict[str, Any]], base: d
     return merge(base, {"data": {"train": outputs[name]["data"]}})
 
 
+def with_wandb(spec: PipelineSpec, overrides: dict[str, list[str]] | None = None) -> dict[str, list[str]]:
+    """``overrides`` plus ``logger.wandb=true`` for every SFT and RL stage (``--wandb``); a stage's
+    own override still wins, being later."""
+    out = {name: list(items) for name, items in (overrides or {}).items()}
+    for stage in spec.stages:
+        if stage.kind in ("sft", "rl"):
+            out[stage.name] = ["logger.wandb=true", *out.get(stage.name, [])]
+    return out
+
+
 def _wandb_names(spec: PipelineSpec, stage: Stage) -> dict[str, Any]:
     """One W&B run per training stage, named PIPELINE/STAGE and grouped under the pipeline's name."""
     name = Path(spec.out).resolve().name

@@ -41,6 +41,9 @@ class LoggerConfig:
             raise ConfigError("logger.wandb", "needs the wandb package: pip install 'ringrl[wandb]'")
 
 
+_NONFINITE = {str(x): x for x in (math.nan, math.inf, -math.inf)}  # how MetricsLogger.log writes them
+
+
 class WandbSink:
     """One W&B run in ``RUN_DIR/wandb``, resumed by id when the run directory is resumed."""
 
@@ -65,7 +68,10 @@ class WandbSink:
         self.run.define_metric("*", step_metric="step")
 
     def log(self, record: dict[str, Any]) -> None:
-        self.run.log({k: v for k, v in record.items() if isinstance(v, (int, float)) and not isinstance(v, bool)})
+        """Every number of ``record``; the JSONL's ``"nan"``/``"inf"`` strings go back to floats
+        (a loss or KL blowing up is what a W&B chart must show)."""
+        values = {k: _NONFINITE.get(v, v) if isinstance(v, str) else v for k, v in record.items()}
+        self.run.log({k: v for k, v in values.items() if isinstance(v, (int, float)) and not isinstance(v, bool)})
 
     def finish(self, summary: dict[str, Any] | None) -> None:
         if summary:
