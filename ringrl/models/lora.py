@@ -91,6 +91,12 @@ def trainable_fraction(model: Any) -> tuple[int, float]:
     return train, train / max(1, total)
 
 
+def describe_trainable(model: Any) -> str:
+    """The start-up line of a LoRA run: what trains, of how much."""
+    train, share = trainable_fraction(model)
+    return f"LoRA: {train:,} trainable parameters ({100 * share:.3g}% of the model)"
+
+
 class AdapterDisabled:
     """The base model of a LoRA policy, for the reference log-probs: calls run with the adapters
     off; every attribute is the policy's (no copy of the weights)."""

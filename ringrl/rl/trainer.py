@@ -48,7 +48,7 @@ from ringrl.errors import UserError
 from ringrl.fsdp import gathered, shard_model, stage_for_save
 from ringrl.models.forward import compute_autocast, compute_dtype, set_compute
 from ringrl.models.loading import is_moe, load_for_training, load_policy, moe_top_k, resolve_save_dtype
-from ringrl.models.lora import AdapterDisabled, is_lora, trainable_fraction
+from ringrl.models.lora import AdapterDisabled, describe_trainable, is_lora, trainable_fraction
 from ringrl.monitor import Alert, MonitorStop, StabilityMonitor, alert_metrics
 from ringrl.rewards.sandbox import require_isolation
 from ringrl.rl.config import RLConfig
@@ -73,7 +73,7 @@ from ringrl.utils.checkpoint import apply_weights, quiet_transformers, read_weig
 from ringrl.utils.io import read_json, write_json
 from ringrl.utils.metrics import MetricsLogger
 from ringrl.utils.progress import Progress
-from ringrl.utils.rundir import RunDir, open_run_dir, resume_from, truncate_metrics
+from ringrl.utils.rundir import RunDir, note, open_run_dir, resume_from, truncate_metrics
 
 
 class NonFiniteStop(UserError):
@@ -346,6 +346,8 @@ class RLTrainer:
         resumed_from = self._maybe_resume(rundir)
         if main:
             save_config(cfg, self.run_dir / "config.yaml")
+            if is_lora(self.model):
+                note(describe_trainable(self.model))
         logger = MetricsLogger(
             self.run_dir,
             tensorboard=cfg.tensorboard,

@@ -54,7 +54,7 @@ from ringrl.errors import UserError
 from ringrl.fsdp import compute_device, gathered, is_fsdp, stage_for_save
 from ringrl.models.forward import compute_autocast, compute_dtype, token_stats
 from ringrl.models.loading import is_moe, load_for_training, moe_top_k, resolve_save_dtype
-from ringrl.models.lora import trainable_fraction
+from ringrl.models.lora import describe_trainable, is_lora, trainable_fraction
 from ringrl.sft.config import SFTConfig
 from ringrl.sft.data import bucket_batches, collate, encode_rows
 from ringrl.sft.evaluate import PolicyEval, evaluate_policy
@@ -201,6 +201,8 @@ def _train_sft_locked(cfg: SFTConfig, grader, dist: Dist, device: str, rundir: R
         if main:
             truncate_metrics(run_dir, st.step)
             note(f"resuming from {resumed_from[0]} (step {st.step} of {total_steps})")
+    if main and is_lora(model):
+        note(describe_trainable(model))
     resumed_step = st.step if resumed_from is not None else -1
     own_grader = grader is None
     if grader is None:  # every rank grades its share of the held-out samples

@@ -123,7 +123,9 @@ def test_sft_with_lora_writes_merged_checkpoints(tmp_path, ringrl_moe_dir, ringr
     assert any(not torch.equal(base[n], after[n]) for n in base if n.endswith("q_proj.weight"))
     assert all(torch.equal(base[n], after[n]) for n in base if "embed" in n or "experts" in n)
     assert (ckpt / ADAPTER_DIR / "adapter_model.safetensors").is_file()
-    assert json.loads((out / "summary.json").read_text())["trainable_fraction"] < 0.5
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["trainable_fraction"] < 0.5
+    assert f"ringrl: note: LoRA: {summary['trainable_params']:,} trainable parameters (" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("command", ["rl", "sft"])
@@ -143,3 +145,41 @@ def test_lora_with_fsdp_is_one_line(tmp_path, ringrl_moe_dir, capsys, command):
     assert code == 2 and len(err.splitlines()) == 1
     assert f"ringrl {command}: error: config key 'parallel.strategy': fsdp does not shard LoRA adapters" in err
     assert not (tmp_path / "r").exists()
+
+
+def test_sft_with_lora_resumes_exactly(tmp_path, ringrl_moe_dir, monkeypatch, capsys):
+    """An SFT run with LoRA that dies in optimizer step 3 (after the step-2 checkpoint) and is
+    resumed ends with the uninterrupted run's adapter weights, bit for bit."""
+    from safetensors.torch import load_file
+
+    from ringrl.cli import main
+
+    def args(out, *extra):
+        return [
+            *("sft", f"model.path={ringrl_moe_dir}", "model.dtype=float32", f"out={out}", "epochs=2"),
+            *("data.train_size=20", "data.eval_size=2", "batch_tokens=800", "grad_accum=2", "save_every=2"),
+            *("optim.lr=1e-2", "entropy.max_new_tokens=4", "progress=false", "tensorboard=false", "threads=1"),
+            *LORA,
+            *extra,
+        ]
+
+    assert main(args(tmp_path / "whole")) == 0, capsys.readouterr().err
+    real_step, calls = torch.optim.AdamW.step, [0]
+
+    def dying_step(self, *a, **k):
+        calls[0] += 1
+        if calls[0] == 3:
+            raise KeyboardInterrupt  # the run ends mid-step, as a kill would
+        return real_step(self, *a, **k)
+
+    monkeypatch.setattr(torch.optim.AdamW, "step", dying_step)
+    assert main(args(tmp_path / "cut")) != 0  # "interrupted"
+    monkeypatch.setattr(torch.optim.AdamW, "step", real_step)
+    assert [p.name for p in (tmp_path / "cut" / "checkpoints").iterdir()] == ["step-2"]
+    assert main(args(tmp_path / "cut", "resume=true")) == 0, capsys.readouterr().err
+    for epoch in (1, 2):
+        a, b = (
+            load_file(d / "checkpoints" / f"epoch-{epoch}" / ADAPTER_DIR / "adapter_model.safetensors")
+            for d in (tmp_path / "whole", tmp_path / "cut")
+        )
+        assert a.keys() == b.keys() and a and all(torch.equal(a[n], b[n]) for n in a), epoch
