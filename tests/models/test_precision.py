@@ -186,3 +186,79 @@ def test_activation_checkpointing_leaves_gradients_unchanged(ringrl_moe_dir, rin
     assert grads[False].keys() == grads[True].keys() and len(grads[False]) > 10
     for n, g in grads[False].items():
         assert (g - grads[True][n]).abs().max() <= 1e-6, n
+
+
+def test_sft_activation_checkpointing_leaves_gradients_unchanged(ringrl_moe_dir):
+    """The SFT twin of the test above: ``train_step`` (two micro-batches, padding, router terms on)
+    gives the same gradients with ``model.activation_checkpointing`` on as off."""
+    from ringrl.common_config import ModelConfig
+    from ringrl.models.loading import is_moe, load_for_training, moe_top_k
+    from ringrl.sft.trainer import train_step
+
+    cfg = load_config(SFTConfig, overrides=["alpha_balance=1e-2", "alpha_zloss=1e-3"])
+    gen = torch.Generator().manual_seed(0)
+    group = []
+    for rows, length in ((3, 40), (2, 56)):
+        ids = torch.randint(4, 300, (rows, length), generator=gen)
+        attn = torch.ones_like(ids)
+        attn[-1, length - 9 :] = 0  # a right-padded row
+        loss_mask = attn.clone()
+        loss_mask[:, :12] = 0  # the prompt is no target
+        group.append({"input_ids": ids, "attention_mask": attn, "loss_mask": loss_mask})
+    denominator = sum(int(g["loss_mask"][:, 1:].sum()) for g in group)
+    grads = {}
+    for ac in (False, True):
+        model, _ = load_for_training(ModelConfig(device="cpu", activation_checkpointing=ac), ringrl_moe_dir)
+        model.train()
+        layers = [m for m in model.modules() if hasattr(m, "gradient_checkpointing")]
+        assert layers and all(m.gradient_checkpointing == ac for m in layers)
+        out = train_step(model, group, denominator, cfg, is_moe(model), moe_top_k(model), torch.device("cpu"))
+        assert out["moe/balance_loss"] > 0  # the router terms are in the gradient
+        grads[ac] = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    assert grads[False].keys() == grads[True].keys() and len(grads[False]) > 10
+    assert any("gate" in n and g.abs().max() > 0 for n, g in grads[False].items())
+    for n, g in grads[False].items():
+        assert (g - grads[True][n]).abs().max() <= 1e-6, n
+
+
+def test_sft_bf16_checkpoints_resume_to_the_uninterrupted_masters(tmp_path, ringrl_moe_dir, ringrl_util, monkeypatch):
+    """The SFT twin of ``test_bf16_checkpoints_keep_the_masters_and_resume_exactly``: with
+    ``model.save_dtype=bfloat16`` a run stopped in the middle of optimizer step 3 (after the step-2
+    checkpoint, whose HF weights are bf16) and resumed ends with float32 master weights equal, bit for
+    bit, to an uninterrupted run's."""
+    from tests.sft.test_sft_resume import _args
+
+    def cfg(out, *extra):
+        return load_config(SFTConfig, overrides=_args(ringrl_moe_dir, out, "model.save_dtype=bfloat16", *extra)[1:])
+
+    whole, part = tmp_path / "whole", tmp_path / "part"
+    train_sft(cfg(whole), grader=ringrl_util.zero_grader)
+
+    class Stop(Exception):
+        pass
+
+    real_step, calls = torch.optim.AdamW.step, []
+
+    def step(self, *a, **k):  # the run dies in the middle of its third optimizer step
+        calls.append(1)
+        if len(calls) == 3:
+            raise Stop
+        return real_step(self, *a, **k)
+
+    with monkeypatch.context() as m:
+        m.setattr(torch.optim.AdamW, "step", step)
+        with pytest.raises(Stop):
+            train_sft(cfg(part), grader=ringrl_util.zero_grader)
+    ckpt = part / "checkpoints" / "step-2"
+    assert sorted(p.name for p in (part / "checkpoints").iterdir()) == ["step-2"]
+    with safe_open(str(ckpt / "model.safetensors"), "pt") as f:
+        assert {f.get_tensor(k).dtype for k in f.keys()} == {torch.bfloat16}  # noqa: SIM118
+    assert (ckpt / MASTER_WEIGHTS).is_file()
+    train_sft(cfg(part, "resume=true"), grader=ringrl_util.zero_grader)
+
+    final = {d: torch.load(d / "checkpoints" / "epoch-2" / MASTER_WEIGHTS, weights_only=True) for d in (whole, part)}
+    assert final[whole].keys() == final[part].keys() and len(final[whole]) > 10
+    for n, w in final[whole].items():
+        assert w.dtype == torch.float32 and torch.equal(w, final[part][n]), n
+    # the masters are not bf16 values: resuming from the bf16 weights instead would not give them
+    assert any(not torch.equal(w.bfloat16().float(), w) for w in final[whole].values())
