@@ -54,6 +54,7 @@ RL = [
     "progress=false",
     "tensorboard=false",
 ]
+REPLAY = ["rollout.routing_replay=true", "model.dtype=bfloat16", "steps=2", "mini_batches=2"]
 SFT = [
     "model.device=cpu",
     "data.train_size=24",
@@ -89,6 +90,8 @@ def main(model_dir: str, out_dir: str) -> None:
     for strategy in ("ddp", "fsdp"):
         rl(model_dir, out / f"rl-{strategy}", strategy).fit()
     rl(model_dir, out / "rl-hsdp", "fsdp", "parallel.shard_size=1").fit()  # hybrid: 2 replicas of 1 shard
+    for strategy in ("ddp", "fsdp"):  # routing replay: each rank replays the routing of the rows it trains
+        rl(model_dir, out / f"replay-{strategy}", strategy, *REPLAY).fit()
     part = rl(model_dir, out / "rl-part", "fsdp")
     real_step = part.step
 

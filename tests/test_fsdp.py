@@ -93,6 +93,14 @@ def test_the_rollout_samples_the_trainers_pi_old(runs, strategy):
         assert 0 <= row["train/logprob_mismatch"] <= 1e-5, (s, row["train/logprob_mismatch"])
 
 
+@pytest.mark.parametrize("strategy", ["ddp", "fsdp"])
+def test_routing_replay_under_data_parallel(runs, strategy):
+    """bf16 compute, 2 mini-batches: every rank's policy pass routes its tokens as its rollout did."""
+    rows = _metrics(runs / f"replay-{strategy}")
+    assert [r["moe/routing_agreement"] for r in rows.values()] == [1.0, 1.0]
+    assert all(r["moe/balance_loss"] > 0 and r["train/grad_norm"] > 0 for r in rows.values())
+
+
 def test_fsdp_checkpoint_is_a_plain_hf_directory_with_the_sharded_state_beside(runs, ringrl_moe_dir):
     from transformers import AutoModelForCausalLM
 

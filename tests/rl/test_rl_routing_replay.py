@@ -40,6 +40,41 @@ def test_replay_gives_agreement_one_and_composes(tmp_path, ringrl_moe_dir, ringr
     assert all(r["moe/balance_loss"] > 0 and r["train/grad_norm"] > 0 for r in m)  # the MoE terms still train
 
 
+def test_replay_is_in_force_in_the_policy_pi_old_and_reference_passes(
+    tmp_path, ringrl_moe_dir, ringrl_util, monkeypatch
+):
+    """A spy around ``replay``: every forward under it (the policy's loss pass, the pi_old pass of
+    a second mini-batch, the reference model's pass) routes each token exactly as recorded."""
+    import contextlib
+    import inspect
+
+    import ringrl.models.routing as routing
+
+    real_replay, seen = routing.replay, []
+
+    @contextlib.contextmanager
+    def spy(model, indices, **kw):
+        with routing.record(model, dtype=torch.long) as in_force, real_replay(model, indices, **kw) as handle:
+            yield handle
+        caller = inspect.stack()[2].function  # routing_pass (the policy) or sequence_logprobs
+        seen.append((caller, model, [routing_agreement(handle.indices_LNk, c) for c in in_force.calls()]))
+
+    monkeypatch.setattr(routing, "replay", spy)
+    cfg = rl_config(ringrl_moe_dir, tmp_path / "run", "rollout.routing_replay=true", "mini_batches=2")
+    trainer = RLTrainer(cfg, score=ringrl_util.parity_score)
+    trainer.fit()
+    policy, reference = trainer.model, trainer.ref_model
+    assert reference is not None and reference is not policy
+    kinds = {
+        "policy": [a for c, m, a in seen if c == "routing_pass" and m is policy],
+        "pi_old": [a for c, m, a in seen if c == "sequence_logprobs" and m is policy],
+        "reference": [a for c, m, a in seen if c == "sequence_logprobs" and m is reference],
+    }
+    assert all(kinds.values()), {k: len(v) for k, v in kinds.items()}  # every pass replayed at least once
+    assert sum(map(len, kinds.values())) == len(seen)  # and no other
+    assert all(agreement == [1.0] for v in kinds.values() for agreement in v)  # one forward each, as recorded
+
+
 def test_agreement_is_logged_without_replay(tmp_path, ringrl_moe_dir, ringrl_util):
     out = tmp_path / "run"
     RLTrainer(rl_config(ringrl_moe_dir, out), score=ringrl_util.parity_score).fit()
