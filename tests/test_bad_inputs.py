@@ -250,3 +250,21 @@ def test_an_invalid_rl_stage_value_fails_before_any_stage_runs(capsys, tmp_path,
     line = one_line_exit_2(capsys, ["pipeline", str(cfg), "rl.loss.beta=-1"])  # a command-line override too
     assert "stage 'rl': config key 'loss.beta': must be >= 0" in line
     assert not (tmp_path / "out" / "sft").exists()
+
+
+@pytest.mark.parametrize(
+    ("rows", "message"),
+    [
+        ('{"prompt": "p", "domain": "general", "answer": "1"}\n', "data.jsonl:1: field 'domain'"),
+        ('{"prompt": "p", "domain": "math", "answer": "1"}\n{"prompt": \n', "data.jsonl:2: invalid JSON"),
+        (None, "data.jsonl: data file not found"),
+    ],
+)
+def test_a_bad_data_file_of_a_later_stage_fails_before_any_stage_runs(capsys, tmp_path, ringrl_moe_dir, rows, message):
+    data = tmp_path / "data.jsonl"
+    if rows is not None:
+        data.write_text(rows)
+    cfg = _pipeline(tmp_path, ringrl_moe_dir, "band: [0.1, 0.5]", f"{{steps: 2, data: {{train: {data}}}}}")
+    line = one_line_exit_2(capsys, ["pipeline", str(cfg)])
+    assert f"{cfg}:10: stage 'rl': " in line and message in line, line
+    assert not (tmp_path / "out" / "sft").exists()  # the SFT stage never started

@@ -70,11 +70,32 @@ def check_stage_configs(spec: PipelineSpec, extra_overrides: dict[str, list[str]
                 base = merge(base, {"model": {"path": f"<model of stage {stage.source}>"}})
             if stage.options.get("data_from"):
                 base = merge(base, {"data": {"train": f"<data of stage {stage.options['data_from']}>"}})
+        at = f"{spec.path}:{stage.line}" if stage.line else spec.path
         try:
-            load_config(classes[stage.kind], base=base, overrides=(extra_overrides or {}).get(stage.name, []))
+            cfg: Any = load_config(
+                classes[stage.kind], base=base, overrides=(extra_overrides or {}).get(stage.name, [])
+            )
         except ConfigError as e:
-            at = f"{spec.path}:{stage.line}" if stage.line else spec.path
             raise UserError(f"{at}: stage '{stage.name}': {e}") from None
+        if stage.kind in ("sft", "rl") and not stage.options.get("data_from"):
+            try:
+                _check_data(cfg)
+            except UserError as e:
+                raise UserError(f"{at}: stage '{stage.name}': {e}") from None
+
+
+def _check_data(cfg: Any) -> None:
+    """Read and validate a training stage's own data files as the stage will (one extra pass over
+    them), so a bad row in the last stage's data fails before the first stage trains."""
+    from ringrl.rl.config import RLConfig
+    from ringrl.rl.data import load_rl_rows
+    from ringrl.sft.trainer import load_sft_data
+
+    if isinstance(cfg, RLConfig):
+        if cfg.data.train:
+            load_rl_rows(cfg.data, custom_reward=bool(cfg.reward.functions()))
+    elif cfg.data.train or cfg.data.eval:
+        load_sft_data(cfg)
 
 
 def run_pipeline(spec: PipelineSpec, extra_overrides: dict[str, list[str]] | None = None) -> dict[str, Any]:
