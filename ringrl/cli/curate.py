@@ -21,7 +21,12 @@ def register(subparsers: Any) -> None:
         "overlapping benchmark questions and, with --model, rows the model always or never solves. "
         f"Writes OUT.jsonl and {REPORT_NAME} beside it, and prints a table of removals per filter.",
     )
-    p.add_argument("input", metavar="IN.jsonl", type=Path, help="rows to curate (one JSON object a line)")
+    p.add_argument(
+        "input",
+        metavar="IN.jsonl",
+        type=Path,
+        help="rows to curate: JSONL (one JSON object a line), .parquet or a datasets folder",
+    )
     p.add_argument("--output", "-o", metavar="OUT.jsonl", type=Path, required=True, help="kept rows")
     p.add_argument(
         "--benchmarks",

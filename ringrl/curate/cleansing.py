@@ -64,7 +64,23 @@ _NOT_PROSE = re.compile(
     re.DOTALL,
 )
 _RESTATEMENT = re.compile(r"^(?:that is|i\.e\.|in other words)\b", re.IGNORECASE)
-_SENTENCE = re.compile(r"[^.?!]*\?(?=\s|$|[)\]])")
+_SENTENCE_END = re.compile(r"[.?!]")
+
+
+def question_sentences(prose: str) -> list[str]:
+    r"""Each stretch of text between sentence ends (``.?!``) that ends in a question mark followed
+    by whitespace, a closing bracket or the end, question mark included. Linear in the text (the
+    regex ``[^.?!]*\?(?=\s|$|[)\]])`` it replaces rescanned from every position: quadratic on
+    a long text without one)."""
+    found, start = [], 0
+    for m in _SENTENCE_END.finditer(prose):
+        end = m.start()
+        if prose[end] == "?":
+            after = prose[end + 1 : end + 2]
+            if not after or after.isspace() or after in ")]":
+                found.append(prose[start : end + 1])
+        start = end + 1
+    return found
 
 
 def _answer_text(row: dict[str, Any]) -> str | None:
@@ -216,7 +232,7 @@ def several_subquestions(row: dict[str, Any]) -> str | None:
             return f"{len(questions)} sub-questions marked {', '.join(questions[:4])}"
     if not _is_code_row(row):
         prose = _NOT_PROSE.sub(" ", prompt)
-        asked = [s for s in _SENTENCE.findall(prose) if not _RESTATEMENT.match(s.strip())]
+        asked = [s for s in question_sentences(prose) if not _RESTATEMENT.match(s.strip())]
         if len(asked) >= 2:
             return f"{len(asked)} question sentences"
     return None

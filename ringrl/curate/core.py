@@ -22,8 +22,9 @@ from ringrl.curate.decontam import ContaminationIndex, build_index, drop_contami
 from ringrl.curate.dedup import NearDupConfig, drop_exact_duplicates, drop_near_duplicates
 from ringrl.curate.difficulty import SolveRateFn, drop_by_solve_rate
 from ringrl.curate.types import Entry, Removal, StageResult
+from ringrl.data.rows import load_table
 from ringrl.errors import UserError
-from ringrl.utils.io import write_json, write_jsonl
+from ringrl.utils.io import max_row_bytes, write_json, write_jsonl
 
 FILTERS: dict[str, str] = {
     "empty_prompt": "no question text",
@@ -92,16 +93,29 @@ class CurationResult:
         return counts
 
 
-def read_entries(path: Path) -> tuple[list[Entry], list[ParseError]]:
-    """Parse a JSONL file line by line; lines that are not UTF-8 JSON objects become
-    :class:`ParseError` records instead of stopping the run. Blank lines are skipped."""
+def read_entries(path: Path, limit: int | None = None) -> tuple[list[Entry], list[ParseError]]:
+    """Parse a JSONL file line by line; lines that are not UTF-8 JSON objects, and rows over
+    ``limit`` bytes (default ``$RINGRL_MAX_ROW_BYTES``, never read whole), become
+    :class:`ParseError` records instead of stopping the run. Blank lines are skipped. A Parquet
+    file or a ``datasets`` folder is read as ``sft``/``rl`` read it (entries numbered by row).
+    A file of which no line is a JSON object is not JSONL: one line, exit 2, not empty output."""
     p = Path(path)
-    if not p.is_file():
+    if not p.exists():
         raise UserError(f"{p}: file not found")
+    if p.is_dir() or p.suffix == ".parquet":
+        return [Entry(i, row) for i, row in enumerate(load_table(p), start=1)], []
+    cap = limit or max_row_bytes()
     entries: list[Entry] = []
     errors: list[ParseError] = []
     with p.open("rb") as f:
-        for lineno, raw in enumerate(f, start=1):
+        lineno = 0
+        while raw := f.readline(cap + 1):
+            lineno += 1
+            if len(raw) > cap and not raw.endswith(b"\n"):
+                while (rest := f.readline(1 << 20)) and not rest.endswith(b"\n"):
+                    pass  # the rest of the oversize line, a chunk at a time
+                errors.append(ParseError(lineno, f"row longer than {cap:,} bytes (raise RINGRL_MAX_ROW_BYTES)"))
+                continue
             try:
                 line = raw.decode("utf-8")
             except UnicodeDecodeError as e:
@@ -118,6 +132,12 @@ def read_entries(path: Path) -> tuple[list[Entry], list[ParseError]]:
                 errors.append(ParseError(lineno, f"expected a JSON object, got {type(row).__name__}"))
                 continue
             entries.append(Entry(lineno, row))
+    if errors and not entries:
+        first = errors[0]
+        raise UserError(
+            f"{p}: no line is a JSON object ({len(errors)} bad, line {first.line}: {first.error}); "
+            "curate reads JSONL, Parquet (.parquet) or a datasets folder"
+        )
     return entries, errors
 
 

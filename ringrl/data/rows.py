@@ -138,7 +138,7 @@ def load_rows(
     rows: list[tuple[int | None, dict[str, Any]]]
     if p.is_dir() or p.suffix == ".parquet":
         rows = []
-        for i, r in enumerate(_load_table(p), start=1):
+        for i, r in enumerate(load_table(p), start=1):
             size = sum(len(v.encode("utf-8", "replace")) for v in r.values() if isinstance(v, str))
             if size > cap:
                 raise DataError(str(p), None, None, f"row {i} holds over {cap:,} bytes of text (raise {limit_key})")
@@ -157,7 +157,8 @@ def load_rows(
     return out
 
 
-def _load_table(p: Path) -> Iterable[dict[str, Any]]:
+def load_table(p: Path) -> Iterable[dict[str, Any]]:
+    """The rows of a Parquet file or a ``datasets`` folder (its ``train`` split, or its only one)."""
     if p.is_dir():
         try:
             import datasets
