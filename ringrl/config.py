@@ -268,7 +268,9 @@ def check_bounds(key: str, value: Any, bounds: dict[str, float]) -> None:
         if lo and hi:
             rng = f"in {'[' if lo[0] == 'ge' else '('}{lo[1]:g}, {hi[1]:g}{']' if hi[0] == 'le' else ')'}"
         else:
-            k, b = lo or hi  # type: ignore[misc]
+            bound = lo or hi
+            assert bound is not None  # not ok, so some bound failed
+            k, b = bound
             rng = f"{_BOUND_TEXT[k]} {b:g}"
         raise ConfigError(key, f"must be {rng}, got {value!r}")
 

@@ -158,8 +158,9 @@ class _Progress:
     def task(self, description: str, total: int) -> Callable[[int], None]:
         if self.bar is None:
             return lambda _n: None
-        tid = self.bar.add_task(description, total=total)
-        return lambda n: self.bar.advance(tid, n)  # type: ignore[union-attr]
+        bar = self.bar
+        tid = bar.add_task(description, total=total)
+        return lambda n: bar.advance(tid, n)
 
 
 # --------------------------------------------------------------------------- model mode

@@ -127,7 +127,7 @@ def make_grader(workers: int | None = None):
     def grade(rows, responses):
         return [v.reward for v in pool.score(rows, responses)]
 
-    grade.close = pool.close  # type: ignore[attr-defined]
+    grade.close = pool.close  # type: ignore[attr-defined]  # a plain function given a close(); make_grader's callers call it
     return grade
 
 
