@@ -319,8 +319,9 @@ class RLTrainer:
             out[k] = m.get(k, 0.0)
         for k in ("moe/balance_loss", "moe/z_loss", "moe/max_expert_load"):
             out[k] = m.get(k, 0.0)
-        if "moe/routing_agreement" in m:  # the engine recorded routing (supported MoE families)
-            out["moe/routing_agreement"] = m["moe/routing_agreement"]
+        for k in ("moe/routing_agreement", "moe/router_agreement"):  # the engine recorded routing (supported MoE)
+            if k in m:
+                out[k] = m[k]
         load = m.get("_expert_load")
         if load is not None and self.cfg.expert_load_per_layer:
             for i, row in enumerate(load.tolist()):

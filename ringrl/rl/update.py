@@ -325,6 +325,9 @@ def _micro_batch_backward(
     with torch.no_grad():
         if rp is not None and not math.isnan(agreement := rp.agreement()):
             sums["moe/routing_agreement"] = sums.get("moe/routing_agreement", 0.0) + share * agreement
+            # the routers' own top-k vs the rollout's: under replay what they would have chosen
+            own = rp.router_agreement()
+            sums["moe/router_agreement"] = sums.get("moe/router_agreement", 0.0) + share * own
         sums["train/entropy"] = sums.get("train/entropy", 0.0) + float(st.entropy_BT.detach()[mask].sum())
         # engine vs pi_old (the pre-update forward), not vs weights earlier mini-batches already moved
         sums["train/logprob_mismatch"] = sums.get("train/logprob_mismatch", 0.0) + float(

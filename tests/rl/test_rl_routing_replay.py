@@ -38,6 +38,9 @@ def test_replay_gives_agreement_one_and_composes(tmp_path, ringrl_moe_dir, ringr
     m = read_metrics(out)
     assert [r["moe/routing_agreement"] for r in m] == [1.0, 1.0, 1.0]
     assert all(r["moe/balance_loss"] > 0 and r["train/grad_norm"] > 0 for r in m)  # the MoE terms still train
+    assert all(0.0 <= r["moe/router_agreement"] <= 1.0 for r in m)
+    if "mini_batches=2" in extra:  # the second mini-batch trains after an update (lr 1e-2): its routers moved
+        assert all(r["moe/router_agreement"] < 0.9 for r in m), [r["moe/router_agreement"] for r in m]
 
 
 def test_replay_is_in_force_in_the_policy_pi_old_and_reference_passes(
@@ -81,6 +84,7 @@ def test_agreement_is_logged_without_replay(tmp_path, ringrl_moe_dir, ringrl_uti
     m = read_metrics(out)
     assert all(0.0 <= r["moe/routing_agreement"] <= 1.0 for r in m)
     assert m[0]["moe/routing_agreement"] == 1.0  # fp32, step 1: the trainer's weights are the engine's
+    assert [r["moe/router_agreement"] for r in m] == [r["moe/routing_agreement"] for r in m]  # no replay: the same
 
 
 def test_replay_on_a_dense_model_is_one_line(tmp_path, ringrl_dense_dir, capsys):
