@@ -145,30 +145,21 @@ def test_a_hanging_batched_function_times_out_its_chunk(funcs):
     assert verdicts[0].detail == "grading took longer than 1.5s"  # the limit: timeout x the chunk's items
 
 
-def test_rl_driven_by_a_file_reward(tmp_path, funcs, ringrl_moe_dir, capsys):
-    data = tmp_path / "prompts.jsonl"  # prompt-only rows: no verifier fields needed
+def _rl_run(tmp_path, model_dir, function, capsys):
+    """Two C3PO steps on prompt-only rows (no verifier fields needed) scored by ``function``;
+    the run's metrics."""
+    data = tmp_path / "prompts.jsonl"
     data.write_text("".join(json.dumps({"prompt": f"say something {i}"}) + "\n" for i in range(8)))
     out = tmp_path / "run"
-    code = main(
-        [
-            "rl",
-            f"model.path={ringrl_moe_dir}",
-            f"data.train={data}",
-            f"reward.function={funcs}:length",  # one function: no list needed
-            f"out={out}",
-            "steps=2",
-            "rollout.prompts_per_step=2",
-            "rollout.samples_per_prompt=4",
-            "rollout.max_new_tokens=8",
-            "former.budget_tokens=29",
-            "reward_workers=1",
-            "progress=false",
-            "tensorboard=false",
-            "threads=1",
-        ]
-    )
-    assert code == 0, capsys.readouterr().err
-    metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    args = ["rl", f"model.path={model_dir}", f"data.train={data}", f"reward.function={function}", f"out={out}"]
+    args += ["steps=2", "rollout.prompts_per_step=2", "rollout.samples_per_prompt=4", "rollout.max_new_tokens=8"]
+    args += ["former.budget_tokens=29", "reward_workers=1", "progress=false", "tensorboard=false", "threads=1"]
+    assert main(args) == 0, capsys.readouterr().err
+    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_rl_driven_by_a_file_reward(tmp_path, funcs, ringrl_moe_dir, capsys):
+    metrics = _rl_run(tmp_path, ringrl_moe_dir, f"{funcs}:length", capsys)  # one function: no list needed
     calls = [json.loads(line) for line in (tmp_path / "calls.jsonl").read_text().splitlines()]
     assert len(calls) == 2 * 2 * 4  # every response of every step went through the function
     for step, m in enumerate(metrics):
@@ -178,29 +169,7 @@ def test_rl_driven_by_a_file_reward(tmp_path, funcs, ringrl_moe_dir, capsys):
 
 
 def test_rl_driven_by_a_batched_file_reward(tmp_path, funcs, ringrl_moe_dir, capsys):
-    data = tmp_path / "prompts.jsonl"
-    data.write_text("".join(json.dumps({"prompt": f"say something {i}"}) + "\n" for i in range(8)))
-    out = tmp_path / "run"
-    code = main(
-        [
-            "rl",
-            f"model.path={ringrl_moe_dir}",
-            f"data.train={data}",
-            f"reward.function={funcs}:judge",
-            f"out={out}",
-            "steps=2",
-            "rollout.prompts_per_step=2",
-            "rollout.samples_per_prompt=4",
-            "rollout.max_new_tokens=8",
-            "former.budget_tokens=29",
-            "reward_workers=1",
-            "progress=false",
-            "tensorboard=false",
-            "threads=1",
-        ]
-    )
-    assert code == 0, capsys.readouterr().err
-    metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    metrics = _rl_run(tmp_path, ringrl_moe_dir, f"{funcs}:judge", capsys)
     calls = _batched_calls(funcs)
     assert [len(c["responses"]) for c in calls] == [8, 8]  # one call per step with one worker
     for m, c in zip(metrics, calls):
