@@ -10,12 +10,14 @@ import math
 import pytest
 import torch
 
-from ringrl.algorithms.c3po import form_c3po_batch, permutation
+from ringrl.algorithms.c3po import c3po_needs_more, form_c3po_batch, permutation
 from ringrl.algorithms.config import FormerConfig
-from ringrl.algorithms.dapo import form_dapo_batch
+from ringrl.algorithms.dapo import dapo_keep_groups, dapo_needs_more, form_dapo_batch
+from ringrl.algorithms.formers import get_fill_policy
 from ringrl.algorithms.grpo import form_grpo_batch
 from ringrl.algorithms.microbatch import pack_by_tokens, split_by_tokens
 from ringrl.algorithms.moe import moe_aux_loss
+from ringrl.algorithms.types import ScoredGroup
 from ringrl.errors import ConfigError
 
 from .helpers import IdentityOrder, group
@@ -27,6 +29,7 @@ from .helpers import IdentityOrder, group
         (FormerConfig(budget_tokens=0), "budget_tokens", "must be >= 1, got 0"),
         (FormerConfig(max_age=-1), "max_age", "must be >= 0, got -1"),
         (FormerConfig(leftover="keep"), "leftover", "must be 'drop' or 'carry', got 'keep'"),  # type: ignore[arg-type]
+        (FormerConfig(fill="more"), "fill", "must be 'sample_more' or 'train_fewer', got 'more'"),  # type: ignore[arg-type]
     ],
 )
 def test_former_config_errors_name_the_key(cfg: FormerConfig, key: str, message: str) -> None:
@@ -38,6 +41,67 @@ def test_former_config_errors_name_the_key(cfg: FormerConfig, key: str, message:
 def test_former_config_bounds_are_valid() -> None:
     FormerConfig(budget_tokens=1, max_age=0, leftover="carry").validate()
     FormerConfig(budget_tokens=1, max_age=0, leftover="drop").validate()
+    FormerConfig(fill="sample_more").validate()
+    FormerConfig(fill="train_fewer").validate()
+
+
+def test_c3po_refill_stops_exactly_when_the_pool_reaches_phi() -> None:
+    """``c3po_needs_more``: ``prompts`` more while carry + groups hold fewer than Phi tokens; 0 at
+    Phi and above, and 0 always with ``fill=train_fewer``."""
+    groups = [group(0, [3, 2]), group(1, [4])]  # 9 tokens
+    carry = group(9, [2]).samples  # 2 more: the pool holds 11
+    for phi, want in ((10, 0), (11, 0), (12, 7)):
+        assert c3po_needs_more(groups, carry, FormerConfig(budget_tokens=phi), 7) == want, phi
+    assert c3po_needs_more(groups, [], FormerConfig(budget_tokens=10), 7) == 7  # 9 < 10 without the carry
+    assert c3po_needs_more(groups, [], FormerConfig(budget_tokens=9), 7) == 0
+    assert c3po_needs_more([], [], FormerConfig(budget_tokens=1), 3) == 3
+    assert c3po_needs_more(groups, carry, FormerConfig(budget_tokens=12, fill="train_fewer"), 7) == 0
+
+
+def dapo_pool() -> list[ScoredGroup]:
+    return [
+        group("a", [2, 2], rewards=[0.0, 1.0]),  # informative
+        group("b", [2, 2], rewards=[1.0, 1.0]),  # all equal
+        group("c", [2, 2], rewards=[1.0, 0.0]),  # informative
+        group("d", [2], rewards=[1.0]),  # one sample: nothing to compare
+        group("e", [2, 2, 2], rewards=[0.5, 0.5, 0.25]),  # informative
+    ]
+
+
+def test_dapo_refill_counts_the_informative_groups_still_missing() -> None:
+    pool, cfg = dapo_pool(), FormerConfig()
+    assert [dapo_needs_more(pool, [], cfg, n) for n in (5, 4, 3, 2, 1, 0)] == [2, 1, 0, 0, 0, 0]
+    assert dapo_needs_more([], [], cfg, 4) == 4
+    assert dapo_needs_more(pool[:2], group(9, [1, 1]).samples, cfg, 4) == 3  # carry is not a group
+    assert dapo_needs_more([], [], FormerConfig(dynamic_sampling=False), 4) == 0
+
+
+def test_dapo_keeps_at_most_prompts_informative_groups_then_the_rest() -> None:
+    pool, cfg = dapo_pool(), FormerConfig()
+    ids = lambda gs: [g.group_id for g in gs]  # noqa: E731
+    assert ids(dapo_keep_groups(pool, cfg, 2)) == ["a", "c", "b", "d"]
+    assert ids(dapo_keep_groups(pool, cfg, 3)) == ["a", "c", "e", "b", "d"]
+    assert ids(dapo_keep_groups(pool, cfg, 9)) == ["a", "c", "e", "b", "d"]
+    assert ids(dapo_keep_groups(pool, cfg, 0)) == ["b", "d"]
+    assert ids(dapo_keep_groups(pool, FormerConfig(dynamic_sampling=False), 2)) == ["a", "b", "c", "d", "e"]
+
+
+def test_fill_policies_by_former_name() -> None:
+    below_phi = [group(0, [1, 1])]  # 2 tokens, far below the default Phi
+    cfg = FormerConfig()
+    grpo = get_fill_policy("grpo")
+    assert grpo.needs_more(below_phi, [], cfg, 5) == 0  # one rollout round per step
+    assert grpo.keep(dapo_pool(), cfg, 1) == dapo_pool()  # every group, in order
+    assert get_fill_policy("c3po").needs_more(below_phi, [], cfg, 5) == 5
+    assert get_fill_policy("c3po").keep(dapo_pool(), cfg, 1) == dapo_pool()
+    dapo = get_fill_policy("dapo")
+    assert dapo.needs_more(dapo_pool(), [], cfg, 4) == 1
+    assert [g.group_id for g in dapo.keep(dapo_pool(), cfg, 1)] == ["a", "b", "d"]
+    with pytest.raises(ConfigError) as e:
+        get_fill_policy("ppo")
+    assert e.value.key == "algo" and str(e.value) == (
+        "config key 'algo': unknown algorithm 'ppo'; choose one of c3po, grpo, dapo"
+    )
 
 
 def test_grpo_batch_record() -> None:
@@ -273,3 +337,19 @@ def test_moe_terms_accept_batched_logits_and_check_shapes() -> None:
     with pytest.raises(ValueError) as e:
         expert_load([flat_TE], 6)
     assert str(e.value) == "top_k must be in [1, 5], got 6"
+
+
+def test_moe_terms_move_the_mask_to_the_logits_device() -> None:
+    """The attention mask may live on another device than the router logits (a CPU mask with GPU
+    logits); the terms follow the logits. The meta device stands in for a GPU on a CPU-only
+    machine: logits there and a CPU mask give meta results of the right shape, not an error."""
+    from ringrl.algorithms.moe import expert_load, load_balance_loss, router_z_loss
+
+    logits_TE = torch.zeros(6, 4, device="meta")
+    mask_T = torch.tensor([1, 1, 0, 1, 0, 1])
+    for out, shape in (
+        (load_balance_loss([logits_TE], 2, mask_T), ()),
+        (router_z_loss([logits_TE], mask_T), ()),
+        (expert_load([logits_TE], 2, mask_T), (1, 4)),
+    ):
+        assert out.device.type == "meta" and tuple(out.shape) == shape
