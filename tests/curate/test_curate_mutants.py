@@ -272,6 +272,21 @@ def test_build_index_defaults_and_empty_questions() -> None:
         assert (stock in build_index(items).boilerplate) == boilerplate
 
 
+@pytest.mark.parametrize("name", ["math-500", "MATH-500", "Math-500"])
+def test_benchmark_files_takes_the_eval_aliases_in_any_case(tmp_path: Path, name: str) -> None:
+    """``ringrl eval``'s aliases (``math-500`` for ``math500``, ``aime24`` for ``aime2024``) name the
+    same files, in any letter case, as the benchmark names do."""
+    from ringrl.curate.decontam import benchmark_files
+
+    for file in ("math500_test.jsonl", "aime2024.jsonl", "mbpp_sanitized.jsonl"):
+        (tmp_path / file).write_text("{}\n")
+    assert benchmark_files(tmp_path, [name, "AIME24", "mbpp-sanitized"]) == [
+        tmp_path / "math500_test.jsonl",
+        tmp_path / "aime2024.jsonl",
+        tmp_path / "mbpp_sanitized.jsonl",
+    ]
+
+
 def test_benchmark_files_every_way_to_name_them(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from ringrl.curate.decontam import benchmark_files
     from ringrl.errors import UserError
