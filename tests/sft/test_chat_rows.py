@@ -111,3 +111,48 @@ def test_sft_trains_on_chat_rows(tmp_path, ringrl_moe_dir, capsys):
     ex = encode_example(AutoTokenizer.from_pretrained(ringrl_moe_dir), {"messages": CONVERSATION})
     assert sum(r["train/tokens"] for r in m) == 8 * ex.n_target  # the two assistant turns of each row
     assert (out / "checkpoints" / "epoch-1" / "config.json").is_file()
+
+
+@pytest.fixture
+def rendered(monkeypatch):
+    """Every prompt the RL rollout and the evaluator render, as rendered."""
+    import ringrl.eval.runner
+    import ringrl.rl.rollout
+
+    seen: list[str] = []
+
+    def spy(tokenizer, row):
+        seen.append(render_prompt(tokenizer, row))
+        return seen[-1]
+
+    monkeypatch.setattr(ringrl.rl.rollout, "render_prompt", spy)
+    monkeypatch.setattr(ringrl.eval.runner, "render_prompt", spy)
+    return seen
+
+
+def test_rl_and_eval_run_on_chat_rows(tmp_path, ringrl_moe_dir, rendered, capsys):
+    """Prompt rows given as messages (a system turn, then the user's) train RL and evaluate;
+    the model sees the conversation through the chat template, system turn included."""
+    rows = tmp_path / "chat.jsonl"
+    turns = [[CONVERSATION[0], {"role": "user", "content": f"{i} + 3"}] for i in range(4)]
+    rows.write_text(
+        "".join(json.dumps({"messages": t, "domain": "math", "answer": str(i + 3)}) + "\n" for i, t in enumerate(turns))
+    )
+    out = tmp_path / "rl"
+    args = ["rl", f"model.path={ringrl_moe_dir}", f"data.train={rows}", f"out={out}", "steps=1", "threads=1"]
+    args += ["rollout.prompts_per_step=2", "rollout.samples_per_prompt=2", "rollout.max_new_tokens=8"]
+    args += ["former.budget_tokens=16", "reward_workers=1", "progress=false", "tensorboard=false"]
+    assert main(args) == 0, capsys.readouterr().err
+    assert len(rendered) >= 2 and all(
+        p.startswith("<|im_start|>system\nYou add numbers.<|im_end|>\n") for p in rendered
+    )
+    rendered.clear()
+    results = tmp_path / "eval.json"
+    args = ["eval", "--model", str(ringrl_moe_dir), "--benchmarks", f"chat={rows}", "--max-new-tokens", "8"]
+    assert main([*args, "--output", str(results), "--no-progress", "--grader-workers", "1"]) == 0, (
+        capsys.readouterr().err
+    )
+    users = [p.split("<|im_start|>user\n")[1].split("\n")[0] for p in rendered]
+    assert sorted(users) == [f"{i} + 3" for i in range(4)]  # every problem, its own conversation
+    assert all(p.startswith("<|im_start|>system\nYou add numbers.") for p in rendered)
+    assert len(results.with_suffix(".samples.jsonl").read_text().splitlines()) == 4
