@@ -442,3 +442,58 @@ def test_curate_entries_uses_the_configured_near_duplicate_settings() -> None:
     assert [e.line for e in curate_entries(entries).kept] == [1, 2]
     loose = CurateConfig(near_dup=NearDupConfig(threshold=0.75))
     assert [e.line for e in curate_entries(entries, loose).kept] == [1]
+
+
+def test_question_sentences_end_only_before_space_a_bracket_or_the_end() -> None:
+    """A question mark ends a question only before white space, ``)``, ``]`` or the end of the
+    text (the regex ``[^.?!]*\\?(?=\\s|$|[)\\]])`` is the oracle, on an alphabet with letters
+    and other brackets after the question mark)."""
+    import random
+    import re
+
+    from ringrl.curate.cleansing import question_sentences
+
+    regex = re.compile(r"[^.?!]*\?(?=\s|$|[)\]])")
+    rng = random.Random(1)
+    alphabet = "aXx ?.!)](}>[\n"
+    for _ in range(5_000):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 10)))
+        assert question_sentences(text) == regex.findall(text), repr(text)
+    assert question_sentences("Is it?X or Y? (Why?) [How?]") == ["X or Y?", " (Why?", ") [How?"]
+    assert question_sentences("Is it?X") == [] and question_sentences("Is it?}") == []
+
+
+def test_a_skipped_oversize_row_is_never_held_whole(tmp_path: Path) -> None:
+    """Skipping a 32 MB row over the limit reads it a chunk at a time: the peak memory traced
+    while reading the file stays under a quarter of the row (reading it whole takes about twice it)."""
+    import json
+    import tracemalloc
+
+    from ringrl.curate.core import read_entries
+
+    p = tmp_path / "in.jsonl"
+    row = json.dumps({"prompt": "What is two plus two?", "answer": "4"})
+    p.write_text(row + "\n" + json.dumps({"prompt": "x" * 32_000_000}) + "\n" + row + "\n")
+    tracemalloc.start()
+    try:
+        entries, errors = read_entries(p, limit=1000)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert [e.line for e in entries] == [1, 3]
+    assert [(e.line, e.error) for e in errors] == [(2, "row longer than 1,000 bytes (raise RINGRL_MAX_ROW_BYTES)")]
+    assert peak < 8_000_000, peak
+
+
+def test_a_file_without_one_json_object_names_what_curate_reads(tmp_path: Path) -> None:
+    from ringrl.curate.core import read_entries
+    from ringrl.errors import UserError
+
+    p = tmp_path / "latin1.jsonl"
+    p.write_bytes('{"prompt": "caf\u00e9"}\n[1, 2]\n'.encode("latin-1"))
+    with pytest.raises(UserError) as e:
+        read_entries(p)
+    assert str(e.value) == (
+        f"{p}: no line is a JSON object (2 bad, line 1: not UTF-8 (invalid continuation byte at byte 15)); "
+        "curate reads JSONL, Parquet (.parquet) or a datasets folder"
+    )
