@@ -9,10 +9,13 @@
 #
 # One module at a time, one worker, at the lowest CPU priority (the machine is shared).
 # Each mutant runs only the tests (of the configured selection) that call the mutated
-# function. Results are cached in mutants/ (git-ignored): a re-run checks only mutants
-# whose function or tests changed; MUTATION_CLEAN=1 starts from scratch (do that for a
-# score to record). Ends with benchmarks/mutation_score.py's table (equivalent mutants,
-# listed in docs/testing.md, left out of the score).
+# function. mutants/ (git-ignored) keeps the mutated copies, the results and which tests
+# call which function (new tests are added to that on the next run); every mutant of a
+# module named here is checked again on each run (mutmut re-runs the mutants a name or glob
+# selects). MUTATION_CLEAN=1 deletes mutants/ first (do that for a score to record). Ends
+# with benchmarks/mutation_score.py's table (equivalent mutants, listed in docs/testing.md,
+# left out of the score only if they survived; stale names are printed as warnings).
+# A single mutant again, after a new test: python -m mutmut run --max-children 1 NAME...
 set -euo pipefail
 cd "$(dirname "$0")/.."
 unset PYTHONPATH  # mutmut puts mutants/ first on sys.path; nothing may shadow it
