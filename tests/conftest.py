@@ -109,7 +109,8 @@ def random_groups(seed: int, vocab: int):
 @pytest.fixture(scope="session")
 def ringrl_util():
     """The helpers of this module: ``parity_score``, ``zero_grader``, ``random_groups``,
-    ``perturbed_reference``, ``load_weights``, ``unchanged_params`` (``sys.modules["conftest"]`` may be another folder's conftest by now)."""
+    ``perturbed_reference``, ``load_weights``, ``unchanged_params``, ``load_script``
+    (``sys.modules["conftest"]`` may be another folder's conftest by now)."""
     return SimpleNamespace(
         parity_score=parity_score,
         zero_grader=zero_grader,
@@ -117,6 +118,7 @@ def ringrl_util():
         perturbed_reference=perturbed_reference,
         load_weights=load_weights,
         unchanged_params=unchanged_params,
+        load_script=load_script,
     )
 
 
@@ -177,6 +179,19 @@ def ringrl_other_tok_dir(tmp_path_factory, ringrl_tiny_cfg) -> Path:
 
     corpus = [f"the quick brown fox jumps over the lazy dog {i}" for i in range(50)]
     return build_tiny(tmp_path_factory.mktemp("models") / "other-tok", corpus, ringrl_tiny_cfg)
+
+
+def load_script(name: str):
+    """``benchmarks/NAME.py`` imported as a module (the scripts are not a package)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        name, Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    )
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def load_weights(path) -> dict[str, torch.Tensor]:

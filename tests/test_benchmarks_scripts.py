@@ -6,7 +6,6 @@ still runs (exit status 1); a spent time budget skips the phases left."""
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import subprocess
 import sys
@@ -19,12 +18,8 @@ SCRIPT = ROOT / "benchmarks" / "gpu_check.py"
 
 
 @pytest.fixture(scope="module")
-def gpu_check():
-    spec = importlib.util.spec_from_file_location("gpu_check", SCRIPT)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def gpu_check(ringrl_util):
+    return ringrl_util.load_script("gpu_check")
 
 
 def test_dry_run_prints_every_phase_figures():

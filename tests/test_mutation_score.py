@@ -4,21 +4,12 @@ score only if that mutant survived; a listed name that was killed or that mutmut
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
-
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "mutation_score.py"
 
 
 @pytest.fixture(scope="module")
-def score():
-    spec = importlib.util.spec_from_file_location("mutation_score", SCRIPT)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def score(ringrl_util):
+    return ringrl_util.load_script("mutation_score")
 
 
 def test_listed_equivalents_count_only_when_they_survived(score):

@@ -5,8 +5,6 @@ empty output, Parquet is read as sft and rl read it, and the question-sentence s
 from __future__ import annotations
 
 import json
-import random
-import re
 
 import pytest
 
@@ -18,16 +16,11 @@ from ringrl.errors import UserError
 ROW = {"prompt": "What is two plus two, written as a number", "answer": "4"}
 
 
-def test_question_sentences_equal_the_regex_they_replace():
-    """The regex curate used (quadratic on a long text without a question mark) is the oracle."""
-    regex = re.compile(r"[^.?!]*\?(?=\s|$|[)\]])")
-    rng = random.Random(0)
-    alphabet = "ab ?.!)]\n\t\u00a0\u2003"
-    for _ in range(20_000):
-        text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 14)))
-        assert question_sentences(text) == regex.findall(text), repr(text)
+def test_question_sentences_are_linear():
+    """The regex curate used took minutes on a long text without a question mark (it rescanned
+    from every position); the oracle test is in test_curate_mutants.py."""
     assert question_sentences("What is x? Then what is y?") == ["What is x?", " Then what is y?"]
-    assert question_sentences("a" * 2_000_000) == []  # the regex took minutes on this
+    assert question_sentences("a" * 2_000_000) == []
 
 
 @pytest.mark.parametrize(("size", "kept"), [(100, True), (101, False)])

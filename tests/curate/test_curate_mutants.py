@@ -455,7 +455,7 @@ def test_question_sentences_end_only_before_space_a_bracket_or_the_end() -> None
 
     regex = re.compile(r"[^.?!]*\?(?=\s|$|[)\]])")
     rng = random.Random(1)
-    alphabet = "aXx ?.!)](}>[\n"
+    alphabet = "aXx ?.!)](}>[\n\t\u00a0\u2003"  # Unicode spaces: str.isspace stands for the regex's \s
     for _ in range(5_000):
         text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 10)))
         assert question_sentences(text) == regex.findall(text), repr(text)
