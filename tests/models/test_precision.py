@@ -226,7 +226,7 @@ def test_sft_bf16_checkpoints_resume_to_the_uninterrupted_masters(tmp_path, ring
     ``model.save_dtype=bfloat16`` a run stopped in the middle of optimizer step 3 (after the step-2
     checkpoint, whose HF weights are bf16) and resumed ends with float32 master weights equal, bit for
     bit, to an uninterrupted run's."""
-    from tests.sft.test_sft_resume import _args
+    from sft.test_sft_resume import _args  # tests/ is on sys.path (rootdir insertion), as for test_fsdp
 
     def cfg(out, *extra):
         return load_config(SFTConfig, overrides=_args(ringrl_moe_dir, out, "model.save_dtype=bfloat16", *extra)[1:])
