@@ -127,7 +127,6 @@ def test_sft_run_logs_to_wandb_offline(tmp_path, ringrl_moe_dir, offline, monkey
 
 def test_pipeline_wandb_flag_gives_one_grouped_run_per_training_stage(tmp_path, offline, monkeypatch, capsys):
     import yaml
-
     from pipeline.test_pipeline_e2e import TINY  # tests/ is on sys.path (rootdir insertion)
 
     inits, _ = _spy_wandb(monkeypatch)
