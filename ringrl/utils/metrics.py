@@ -41,9 +41,6 @@ class LoggerConfig:
             raise ConfigError("logger.wandb", "needs the wandb package: pip install 'ringrl[wandb]'")
 
 
-_NONFINITE = {str(x): x for x in (math.nan, math.inf, -math.inf)}  # how MetricsLogger.log writes them
-
-
 class WandbSink:
     """One W&B run in ``RUN_DIR/wandb``, resumed by id when the run directory is resumed."""
 
@@ -68,10 +65,9 @@ class WandbSink:
         self.run.define_metric("*", step_metric="step")
 
     def log(self, record: dict[str, Any]) -> None:
-        """Every number of ``record``; the JSONL's ``"nan"``/``"inf"`` strings go back to floats
-        (a loss or KL blowing up is what a W&B chart must show)."""
-        values = {k: _NONFINITE.get(v, v) if isinstance(v, str) else v for k, v in record.items()}
-        self.run.log({k: v for k, v in values.items() if isinstance(v, (int, float)) and not isinstance(v, bool)})
+        """Every number of ``record``, NaN and inf included (a loss or KL blowing up is what a W&B
+        chart must show)."""
+        self.run.log({k: v for k, v in record.items() if isinstance(v, (int, float)) and not isinstance(v, bool)})
 
     def finish(self, summary: dict[str, Any] | None) -> None:
         if summary:
@@ -115,13 +111,10 @@ class MetricsLogger:
         return time.perf_counter() - self._start
 
     def log(self, step: int, values: dict[str, Any]) -> dict[str, Any]:
-        record: dict[str, Any] = {"step": int(step), "time": round(self.elapsed(), 4)}
-        for k, v in values.items():
-            if hasattr(v, "item"):
-                v = v.item()
-            if isinstance(v, float) and not math.isfinite(v):
-                v = str(v)  # JSON has no NaN/inf; keep it visible as a string
-            record[k] = v
+        raw: dict[str, Any] = {"step": int(step), "time": round(self.elapsed(), 4)}
+        raw.update((k, v.item() if hasattr(v, "item") else v) for k, v in values.items())
+        # JSON has no NaN/inf: the file keeps them visible as strings (TensorBoard skips them); W&B gets the floats
+        record = {k: str(v) if isinstance(v, float) and not math.isfinite(v) else v for k, v in raw.items()}
         if self._file is not None:
             self._file.write(json.dumps(record) + "\n")
             self._file.flush()
@@ -130,7 +123,7 @@ class MetricsLogger:
                 if k not in ("step", "time") and isinstance(v, (int, float)) and not isinstance(v, bool):
                     self._tb.add_scalar(k, v, step)
         if self._wandb is not None:
-            self._wandb.log(record)
+            self._wandb.log(raw)
         return record
 
     def reopen(self) -> None:
