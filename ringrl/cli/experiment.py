@@ -44,6 +44,7 @@ def run(args: argparse.Namespace) -> int:
 
     from ringrl.pipeline import run_pipeline
     from ringrl.pipeline.experiments import experiment_spec
+    from ringrl.pipeline.runner import with_wandb
     from ringrl.pipeline.summary import print_summary
 
     default_out = f"runs/experiment-{args.name}" + ("-stress" if args.stress else "")
@@ -56,12 +57,7 @@ def run(args: argparse.Namespace) -> int:
         if not adopt_sft_run(Path(spec.out), "sft", Path(args.sft)):
             print(f"--sft: {spec.out}/sft already has a result; keeping it")
     t0 = time.perf_counter()
-    if args.wandb:
-        from ringrl.pipeline.runner import with_wandb
-
-        result = run_pipeline(spec, with_wandb(spec))
-    else:
-        result = run_pipeline(spec)
+    result = run_pipeline(spec, with_wandb(spec) if args.wandb else None)
     print_summary(result, time.perf_counter() - t0)
     print(f"experiment directory: {spec.out} (report: {spec.out}/report/report.html)")
     return 0

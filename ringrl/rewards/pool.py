@@ -27,7 +27,7 @@ import subprocess
 import sys
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any, cast
@@ -273,7 +273,9 @@ class RewardPool:
         if self.reward_fn is not None and getattr(self.reward_fn, "batched", False) is True and n:
             self._chunks(rows, responses, grade_q)
             self._ensure_graders()
-            return self._finish_call(out, grade_q, code_q, {}, progress)
+            with self._dropping_busy_on_error():
+                self._loop(out, grade_q, code_q, {}, progress, self._starts)
+            return _filled(out)
         done_now = 0
         keys: dict[int, tuple[str, str, str]] = {}
         leaders: dict[tuple[str, str, str], int] = {}  # cache key -> the item graded for it
@@ -314,7 +316,8 @@ class RewardPool:
                 if progress:
                     progress(len(code_q))
                 code_q.clear()
-        self._finish_call(out, grade_q, code_q, {i: job for i, job in code_q}, progress)
+        with self._dropping_busy_on_error():
+            self._loop(out, grade_q, code_q, {i: job for i, job in code_q}, progress, self._starts)
         for i, j in followers.items():
             out[i] = out[j]
         if progress and followers:
@@ -325,7 +328,7 @@ class RewardPool:
                 self._cache[key] = v
                 if len(self._cache) > _CACHE_SIZE:
                     self._cache.popitem(last=False)
-        return [v if v is not None else Verdict.of("error", "not graded") for v in out]
+        return _filled(out)
 
     def _chunks(self, rows: Sequence[Mapping[str, Any]], responses: Sequence[Any], q: deque[tuple[Item, Any]]) -> None:
         """Queue the whole call as one contiguous chunk per worker for a batched reward function."""
@@ -333,25 +336,18 @@ class RewardPool:
         n = len(rows)
         k = min(self.workers, n)
         texts = [r if isinstance(r, str) else ("" if r is None else str(r)) for r in responses]
+        score_many = self.reward_fn.score_many  # type: ignore[attr-defined]  # present whenever batched is
         for c in range(k):
             idx = tuple(range(c * n // k, (c + 1) * n // k))
-            score_many = self.reward_fn.score_many  # type: ignore[attr-defined]  # present whenever batched is
             q.append((idx, (score_many, [dict(rows[i]) for i in idx], [texts[i] for i in idx])))
 
-    def _finish_call(
-        self,
-        out: list[Verdict | None],
-        grade_q: deque[tuple[Item, Any]],
-        code_q: deque[tuple[Item, Any]],
-        code_jobs: dict[Item, Any],
-        progress: Callable[[int], None] | None,
-    ) -> list[Verdict]:
+    @contextlib.contextmanager
+    def _dropping_busy_on_error(self) -> Iterator[None]:
         try:
-            self._loop(out, grade_q, code_q, code_jobs, progress, self._starts)
+            yield
         except BaseException:  # e.g. Ctrl-C: busy workers would answer into the next call
             self._drop_busy()
             raise
-        return [v if v is not None else Verdict.of("error", "not graded") for v in out]
 
     def _loop(
         self,
@@ -517,6 +513,10 @@ class RewardPool:
     def __del__(self) -> None:
         with contextlib.suppress(Exception):
             self.close()
+
+
+def _filled(out: list[Verdict | None]) -> list[Verdict]:
+    return [v if v is not None else Verdict.of("error", "not graded") for v in out]
 
 
 def checked_verdict(v: Any) -> Verdict:
